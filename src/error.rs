@@ -1,0 +1,106 @@
+//! One error type for the whole library. Every variant names what is wrong:
+//! the parameter, the tensor, the file or the limit.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in regnet-wgpu.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A RegNet parameter is out of its valid range.
+    #[error("invalid RegNet parameter `{param}`: {reason}")]
+    InvalidParam {
+        /// The parameter's name as the spec writes it (`depth`, `w0`, ...).
+        param: &'static str,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// A `--regnet` spec string could not be parsed.
+    #[error("invalid RegNet spec: {0}")]
+    Spec(String),
+    /// A model name that is not in the zoo.
+    #[error("unknown model `{name}`; known models: {known}")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The zoo's names, comma separated.
+        known: String,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A safetensors file is malformed (truncated, garbage, absurd header).
+    #[error("{}: not a valid safetensors file: {reason}", path.display())]
+    Safetensors {
+        /// The file (or `<memory>`).
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// An expected tensor is absent.
+    #[error("missing tensor `{name}`{context}")]
+    MissingTensor {
+        /// The tensor's name.
+        name: String,
+        /// Where it was looked for.
+        context: String,
+    },
+    /// A tensor has the wrong shape.
+    #[error("tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        /// The tensor's name.
+        name: String,
+        /// Its shape in the file.
+        found: Vec<usize>,
+        /// The shape the model needs.
+        expected: Vec<usize>,
+    },
+    /// A tensor is stored in a dtype we do not read.
+    #[error("tensor `{name}` has unsupported dtype {dtype}; expected {expected}")]
+    UnsupportedDtype {
+        /// The tensor's name.
+        name: String,
+        /// Its dtype in the file.
+        dtype: String,
+        /// The dtypes that are accepted.
+        expected: &'static str,
+    },
+    /// The weights hold tensors the model does not use (often: another model's weights).
+    #[error("weights hold {count} tensor(s) this model does not use, e.g. {examples}; are they another model's weights?")]
+    UnexpectedTensors {
+        /// How many.
+        count: usize,
+        /// The first few names.
+        examples: String,
+    },
+    /// The input tensor or image does not fit the model.
+    #[error("invalid input: {0}")]
+    Input(String),
+    /// An image file could not be decoded.
+    #[error("image {}: {reason}", path.display())]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The GPU path failed: no adapter, a device limit, a lost device.
+    #[error("gpu: {0}")]
+    Gpu(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
