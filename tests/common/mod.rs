@@ -1,0 +1,131 @@
+//! Shared by the integration tests: torchvision fixtures and their configurations.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use regnet_wgpu::tensor::read_safetensors;
+use regnet_wgpu::{zoo, Plan, RegNetParams, Tensor, Weights};
+use serde_json::Value;
+
+/// float32 paths must land this close (‖out−ref‖/‖ref‖) to torchvision's float64 outputs.
+pub const F32_REL_TOL: f64 = 1e-4;
+
+/// The tiny fixtures copied into tests/fixtures.
+pub const TINY: &[&str] = &[
+    "tiny_x",
+    "tiny_y",
+    "tiny_bottleneck_half",
+    "tiny_depthwise",
+    "tiny_odd_input",
+    "tiny_clipped_groups",
+    "tiny_six_stages",
+];
+
+/// The zoo fixtures, found where `REGNET_FIXTURES` points.
+pub const ZOO: &[&str] = &["regnet_y_400mf", "regnet_x_400mf"];
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The folder named by `REGNET_FIXTURES`, if set; a set variable naming a missing folder panics.
+pub fn external_fixtures() -> Option<PathBuf> {
+    let dir = std::env::var_os("REGNET_FIXTURES")?;
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.is_dir(),
+        "REGNET_FIXTURES={} is not a folder",
+        dir.display()
+    );
+    Some(dir)
+}
+
+/// A fixture: its parameters, weights file and torchvision's input and outputs.
+pub struct Fixture {
+    pub name: String,
+    pub params: RegNetParams,
+    pub weights: PathBuf,
+    pub io: HashMap<String, Tensor>,
+}
+
+impl Fixture {
+    pub fn load(dir: &Path, name: &str) -> Fixture {
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures_dir().join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let cfg = &manifest[name]["config"];
+        let params = if cfg["kind"] == "builder" {
+            zoo::get(name).unwrap()
+        } else {
+            let mut p = RegNetParams::new(
+                cfg["depth"].as_u64().unwrap() as usize,
+                cfg["w_0"].as_u64().unwrap() as usize,
+                cfg["w_a"].as_f64().unwrap(),
+                cfg["w_m"].as_f64().unwrap(),
+                cfg["group_width"].as_u64().unwrap() as usize,
+            );
+            p.bottleneck = cfg["bottleneck_multiplier"].as_f64().unwrap();
+            p.se_ratio = cfg["se_ratio"].as_f64();
+            p.stem_width = cfg["stem_width"].as_u64().unwrap() as usize;
+            p.num_classes = cfg["num_classes"].as_u64().unwrap() as usize;
+            p
+        };
+        let weights = dir.join(format!("{name}.safetensors"));
+        let io_path = dir.join(format!("{name}.io.safetensors"));
+        assert!(weights.is_file(), "missing fixture {}", weights.display());
+        assert!(io_path.is_file(), "missing fixture {}", io_path.display());
+        let io = read_safetensors(&io_path).unwrap();
+        Fixture {
+            name: name.to_string(),
+            params,
+            weights,
+            io,
+        }
+    }
+
+    pub fn input(&self) -> &Tensor {
+        &self.io["input"]
+    }
+
+    pub fn plan(&self) -> Plan {
+        let s = &self.input().shape;
+        Plan::new(&self.params, s[2], s[3]).unwrap()
+    }
+
+    pub fn load_weights(&self, plan: &Plan) -> Weights {
+        Weights::load(&self.weights, plan).unwrap()
+    }
+
+    /// Names of the stage outputs held by the fixture (`stem`, `block1`, ...).
+    pub fn taps(&self) -> Vec<String> {
+        let mut t: Vec<String> = self
+            .io
+            .keys()
+            .filter(|k| *k == "stem" || k.starts_with("block"))
+            .cloned()
+            .collect();
+        t.sort();
+        t
+    }
+}
+
+/// Asserts `rel_err(out, reference) <= tol`, naming what is compared.
+pub fn assert_close(what: &str, out: &Tensor, reference: &Tensor, tol: f64) -> f64 {
+    assert_eq!(out.shape, reference.shape, "{what}: shape");
+    let e = out.rel_err(reference);
+    assert!(e <= tol, "{what}: relative error {e:.3e} > {tol:.0e}");
+    e
+}
+
+/// Asserts both logits tensors pick the same class for every image.
+pub fn assert_same_top1(what: &str, out: &Tensor, reference: &Tensor) {
+    for n in 0..out.shape[0] {
+        assert_eq!(
+            out.top_k(n, 1)[0].0,
+            reference.top_k(n, 1)[0].0,
+            "{what}: top-1 of image {n}"
+        );
+    }
+}
