@@ -1,0 +1,234 @@
+//! gpu_infer: classify images (or a tensor) with a RegNet, on the GPU or the CPU.
+//!
+//! ```text
+//! gpu_infer (--model NAME | --regnet SPEC) [--weights FILE] [--image FILE ...]
+//!           [--input-tensor FILE] [--save-logits FILE] [--backend gpu|cpu]
+//!           [--precision f32|f16] [--top K] [--json]
+//! ```
+//!
+//! With no arguments it runs regnet_y_400mf on the bundled photo `assets/chelsea.png`.
+//! Without `--weights` the weights are deterministic random ones, and it says so.
+//!
+//! Examples:
+//! ```text
+//! cargo run --release --example gpu_infer
+//! cargo run --release --example gpu_infer -- --model regnet_y_400mf \
+//!     --weights regnet_y_400mf.safetensors --image photo.jpg --top 5
+//! cargo run --release --example gpu_infer -- --model regnet_x_400mf --backend cpu \
+//!     --input-tensor in.safetensors --save-logits out.safetensors
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use regnet_wgpu::preprocess::{stack, EvalTransform};
+use regnet_wgpu::tensor::{read_input_tensor, write_safetensors};
+use regnet_wgpu::{cpu::CpuBackend, zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
+
+const SAMPLE_PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/chelsea.png");
+const IMAGENET_CLASSES: &str = include_str!("../assets/imagenet_classes.txt");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Prec {
+    F32,
+    F16,
+}
+
+/// Classify images with a RegNet (torchvision-exact), on the GPU through wgpu or on the CPU.
+#[derive(Parser, Debug)]
+#[command(name = "gpu_infer", version)]
+struct Args {
+    /// A zoo model: regnet_{x,y}_{200mf,400mf,600mf,800mf,1_6gf,3_2gf,4_0gf,6_4gf,8gf,12gf,16gf,32gf}, regnet_y_128gf.
+    #[arg(long, conflicts_with = "regnet")]
+    model: Option<String>,
+    /// A RegNet spec: depth=16,w0=48,wa=27.89,wm=2.09,group_width=8[,bottleneck=1.0][,se=0.25][,stem=32][,classes=1000].
+    #[arg(long)]
+    regnet: Option<String>,
+    /// torchvision state_dict as safetensors (see scripts/pth_to_safetensors.py). Without it: random weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// JPEG or PNG images, each through torchvision's ImageNet evaluation transform.
+    #[arg(long, num_args = 1.., conflicts_with = "input_tensor")]
+    image: Vec<PathBuf>,
+    /// A safetensors file holding `input` [N,3,H,W] (f32).
+    #[arg(long)]
+    input_tensor: Option<PathBuf>,
+    /// Write the logits [N,classes] (f32) as the tensor `logits` of a safetensors file.
+    #[arg(long)]
+    save_logits: Option<PathBuf>,
+    /// Where to run. Default: the GPU, falling back to the CPU when there is no adapter.
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    /// Numeric precision (f16 needs the GPU and its shader-f16 feature).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Prec,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The model, its input and where they came from.
+struct Job {
+    name: String,
+    params: RegNetParams,
+    input: Tensor,
+    sources: Vec<String>,
+}
+
+fn load_job(args: &Args) -> Result<Job> {
+    let (name, params) = match (&args.model, &args.regnet) {
+        (Some(m), _) => (m.clone(), zoo::get(m)?),
+        (None, Some(spec)) => (spec.clone(), spec.parse::<RegNetParams>()?),
+        (None, None) => ("regnet_y_400mf".to_string(), zoo::get("regnet_y_400mf")?),
+    };
+    let (input, sources) = if let Some(path) = &args.input_tensor {
+        let t = read_input_tensor(path)?;
+        let sources = (0..t.shape[0])
+            .map(|i| format!("{}[{i}]", path.display()))
+            .collect();
+        (t, sources)
+    } else {
+        let paths = if args.image.is_empty() {
+            vec![PathBuf::from(SAMPLE_PHOTO)]
+        } else {
+            args.image.clone()
+        };
+        let tf = EvalTransform::default();
+        let images = paths
+            .iter()
+            .map(|p| tf.load(p))
+            .collect::<Result<Vec<_>>>()?;
+        let sources = paths.iter().map(|p| p.display().to_string()).collect();
+        (stack(&images)?, sources)
+    };
+    Ok(Job {
+        name,
+        params,
+        input,
+        sources,
+    })
+}
+
+/// Runs the job on the chosen backend; returns logits, a description of the backend and the time.
+fn infer(
+    args: &Args,
+    plan: Plan,
+    weights: Weights,
+    input: &Tensor,
+) -> Result<(Tensor, String, f64)> {
+    if args.backend == Some(Backend::Gpu) {
+        return Err(Error::Gpu(
+            "the GPU backend is not built into this version yet; use --backend cpu".into(),
+        ));
+    }
+    if args.precision == Prec::F16 {
+        return Err(Error::Input(
+            "--precision f16 needs the GPU backend; the CPU backend computes in f32".into(),
+        ));
+    }
+    let cpu = CpuBackend::new(plan, weights)?;
+    let t0 = Instant::now();
+    let logits = cpu.run(input)?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let desc = format!("cpu (f32, {} threads)", rayon::current_num_threads());
+    Ok((logits, desc, ms))
+}
+
+fn class_name(classes: usize, i: usize) -> String {
+    if classes == 1000 {
+        IMAGENET_CLASSES.lines().nth(i).unwrap_or("?").to_string()
+    } else {
+        format!("class {i}")
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let job = load_job(args)?;
+    let (h, w) = (job.input.shape[2], job.input.shape[3]);
+    let plan = Plan::new(&job.params, h, w)?;
+    let (weights, random) = match &args.weights {
+        Some(p) => (Weights::load(p, &plan)?, false),
+        None => (Weights::random(&plan, 0), true),
+    };
+    let weights_desc = weights.source.clone();
+    let (macs, nparams) = (plan.macs(), plan.num_params());
+    let (logits, backend, ms) = infer(args, plan, weights, &job.input)?;
+    if let Some(path) = &args.save_logits {
+        write_safetensors(path, &[("logits", &logits)])?;
+    }
+    let probs = logits.softmax_rows();
+    let classes = logits.shape[1];
+    let k = args.top.min(classes);
+    if args.json {
+        let results: Vec<serde_json::Value> = (0..logits.shape[0])
+            .map(|n| {
+                let top: Vec<serde_json::Value> = probs
+                    .top_k(n, k)
+                    .into_iter()
+                    .map(|(i, p)| {
+                        serde_json::json!({"index": i, "class": class_name(classes, i),
+                            "prob": p, "logit": logits.data[n * classes + i]})
+                    })
+                    .collect();
+                serde_json::json!({"source": job.sources[n], "top": top})
+            })
+            .collect();
+        let out = serde_json::json!({
+            "model": job.name, "backend": backend, "precision": format!("{:?}", args.precision).to_lowercase(),
+            "weights": weights_desc, "random_weights": random, "input_shape": job.input.shape,
+            "time_ms": ms, "results": results,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "model:   {} ({:.2}M params, {:.2} GFLOPS per image at {h}x{w})",
+            job.name,
+            nparams as f64 / 1e6,
+            macs as f64 / 1e9
+        );
+        if random {
+            println!("weights: RANDOM (deterministic, seed 0): no --weights given, so the classes below are meaningless");
+        } else {
+            println!("weights: {weights_desc}");
+        }
+        println!("backend: {backend}");
+        println!("input:   {:?} in {ms:.1} ms", job.input.shape);
+        for n in 0..logits.shape[0] {
+            println!("{}:", job.sources[n]);
+            for (rank, (i, p)) in probs.top_k(n, k).into_iter().enumerate() {
+                println!(
+                    "  {:>2}. {:>6.2}%  {} ({i})",
+                    rank + 1,
+                    p * 100.0,
+                    class_name(classes, i)
+                );
+            }
+        }
+        if let Some(path) = &args.save_logits {
+            println!("logits written to {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
