@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
 use regnet_wgpu::preprocess::{stack, EvalTransform};
 use regnet_wgpu::tensor::{read_input_tensor, write_safetensors};
 use regnet_wgpu::{cpu::CpuBackend, zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
@@ -121,18 +122,39 @@ fn load_job(args: &Args) -> Result<Job> {
 }
 
 /// Runs the job on the chosen backend; returns logits, a description of the backend and the time.
+/// The default (no `--backend`) is the GPU, falling back to the CPU when there is no adapter.
 fn infer(
     args: &Args,
     plan: Plan,
     weights: Weights,
     input: &Tensor,
 ) -> Result<(Tensor, String, f64)> {
-    if args.backend == Some(Backend::Gpu) {
-        return Err(Error::Gpu(
-            "the GPU backend is not built into this version yet; use --backend cpu".into(),
-        ));
+    let precision = match args.precision {
+        Prec::F32 => Precision::F32,
+        Prec::F16 => Precision::F16,
+    };
+    if args.backend != Some(Backend::Cpu) {
+        match GpuContext::new(precision) {
+            Ok(ctx) => {
+                let opts = RunnerOptions {
+                    batch: input.shape[0],
+                    precision,
+                    taps: Vec::new(),
+                };
+                let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;
+                let t0 = Instant::now();
+                let logits = runner.run(input)?;
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                let desc = format!("gpu: {} ({:?})", ctx.describe(), precision).to_lowercase();
+                return Ok((logits, desc, ms));
+            }
+            Err(e) if args.backend == Some(Backend::Gpu) || precision == Precision::F16 => {
+                return Err(e)
+            }
+            Err(e) => eprintln!("note: {e}\nnote: falling back to the CPU backend"),
+        }
     }
-    if args.precision == Prec::F16 {
+    if precision == Precision::F16 {
         return Err(Error::Input(
             "--precision f16 needs the GPU backend; the CPU backend computes in f32".into(),
         ));

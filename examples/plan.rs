@@ -76,7 +76,7 @@ struct Size {
 fn parse_size(s: &str) -> Result<Size, String> {
     let side = |t: &str| -> Result<usize, String> {
         match t.trim().parse::<usize>() {
-            Ok(0) => Err(format!("`{s}`: a side of 0 pixels")),
+            Ok(0) => Err(format!("`{s}`: each side must be at least 1 pixel")),
             Ok(n) => Ok(n),
             Err(_) => Err(format!(
                 "`{s}` is not a size; expected H or HxW, e.g. 224 or 320x480"
@@ -122,7 +122,7 @@ impl Network {
         Ok(Network { name, params })
     }
 
-    /// `regnet_y_400mf` or `RegNet(depth=...)`.
+    /// The zoo name, or `custom RegNet` for parameters outside the zoo.
     fn label(&self) -> String {
         match &self.name {
             Some(n) => n.clone(),
@@ -201,7 +201,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -212,7 +212,9 @@ fn thousands(n: u64) -> String {
 /// `4344144` → `4.34 M`.
 fn si(n: u64) -> String {
     let x = n as f64;
-    if x >= 1e9 {
+    if x >= 1e12 {
+        format!("{:.2} T", x / 1e12)
+    } else if x >= 1e9 {
         format!("{:.2} G", x / 1e9)
     } else if x >= 1e6 {
         format!("{:.2} M", x / 1e6)
@@ -228,6 +230,8 @@ fn flops(macs: u64) -> String {
     let g = macs as f64 / 1e9;
     if g >= 1.0 {
         format!("{g:.2} GFLOPS")
+    } else if macs < 10_000_000 {
+        format!("{:.3} MFLOPS", macs as f64 / 1e6)
     } else {
         format!("{g:.2} GFLOPS = {:.1} MFLOPS", macs as f64 / 1e6)
     }
@@ -381,13 +385,15 @@ fn render_table(net: &Network, plan: &Plan, parts: &Parts) -> String {
             si(plan.activations()),
         ],
     ];
+    let num_w = totals.iter().map(|r| r[1].len()).max().unwrap_or(0);
     for row in totals {
-        let _ = writeln!(out, "{:<12} {:>15}  ({})", row[0], row[1], row[2]);
+        let _ = writeln!(out, "{:<12} {:>num_w$}  ({})", row[0], row[1], row[2]);
     }
-    out.push_str(
-        "\nSE: squeeze width of the first block / of the others; \
-         MACs: multiply-adds, what torchvision publishes as FLOPS.\n",
-    );
+    out.push_str("\nMACs: multiply-adds, what torchvision publishes as FLOPS.");
+    if p.effective_se().is_some() {
+        out.push_str(" SE: squeeze width of the first block / of the others.");
+    }
+    out.push('\n');
     out
 }
 
@@ -838,8 +844,17 @@ fn svg_stage_labels(s: &mut String, ax: &Axes, spans: &[StageSpan], u: &[f64]) {
                 );
             }
         } else {
-            // Too narrow: one rotated line.
-            let text = format!("{} · {} · {}", lines[0], lines[1], lines[2]);
+            // Too narrow: one rotated line, as much of it as fits where the curves are not.
+            let room = top_room.max(bottom_room) * (BOTTOM - TOP) - 12.0;
+            let text = [
+                format!("{} · {} · {}", lines[0], lines[1], lines[2]),
+                format!("{} · {}", lines[0], lines[1]),
+                lines[0].clone(),
+                format!("{}", i + 1),
+            ]
+            .into_iter()
+            .find(|t| text_width(t, SIZE) <= room)
+            .unwrap_or_else(|| format!("{}", i + 1));
             let (y, anchor) = if at_top {
                 (TOP + 6.0, "end")
             } else {

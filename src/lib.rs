@@ -10,6 +10,7 @@
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod gpu;
 pub mod plan;
 pub mod preprocess;
 pub mod tensor;

@@ -1,0 +1,24 @@
+// Prelude shared by every kernel. src/gpu/kernels.rs builds each module as
+//
+//     <precision line>  +  prelude.wgsl  +  <kernel>.wgsl
+//
+// where the precision line is `alias store_t = f32;` (f32 runners) or
+// `enable f16; alias store_t = f16;` (f16 runners). Activations and weights are stored
+// as `store_t`; arithmetic and accumulation are always f32.
+
+// Activation applied at the end of a kernel: 0 identity, 1 ReLU, 2 sigmoid.
+override ACT: u32 = 0u;
+
+fn activate(v: f32) -> f32 {
+    switch ACT {
+        case 1u: { return max(v, 0.0); }
+        case 2u: { return 1.0 / (1.0 + exp(-v)); }
+        default: { return v; }
+    }
+}
+
+// Workgroups are dispatched as a 2-D grid (x up to the device's per-dimension limit);
+// this is the linear index of an invocation in a 1-D workgroup of `wg` invocations.
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, wg: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * wg + lid;
+}

@@ -1,0 +1,220 @@
+//! One dispatcher per shader family, and the pipeline cache.
+//!
+//! Shaders are real `.wgsl` files under `shaders/`. The only templating step: each module is
+//! the precision line (`alias store_t = f32;` or `enable f16; alias store_t = f16;`), then
+//! `prelude.wgsl`, then the kernel. Variants (activation, fused residual, fused SE gate,
+//! workgroup size) are pipeline-overridable constants.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::Precision;
+use crate::plan::Activation;
+
+const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+
+/// A kernel family: one `.wgsl` file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `conv.wgsl`: direct convolution, any kernel, stride, padding, groups.
+    Conv,
+    /// `conv_pointwise.wgsl`: 1x1 stride-1 convolution as a register-tiled GEMM.
+    ConvPointwise,
+    /// `pool.wgsl`: global average pooling.
+    Pool,
+    /// `linear.wgsl`: fully connected layer (head, SE's 1x1 convs).
+    Linear,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 4] = [
+        Family::Conv,
+        Family::ConvPointwise,
+        Family::Pool,
+        Family::Linear,
+    ];
+
+    /// The file name under `shaders/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Family::Conv => "conv.wgsl",
+            Family::ConvPointwise => "conv_pointwise.wgsl",
+            Family::Pool => "pool.wgsl",
+            Family::Linear => "linear.wgsl",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Family::Conv => include_str!("../../shaders/conv.wgsl"),
+            Family::ConvPointwise => include_str!("../../shaders/conv_pointwise.wgsl"),
+            Family::Pool => include_str!("../../shaders/pool.wgsl"),
+            Family::Linear => include_str!("../../shaders/linear.wgsl"),
+        }
+    }
+
+    /// The complete WGSL source of this family at `precision` (precision line + prelude + kernel).
+    pub fn source(self, precision: Precision) -> String {
+        let line = match precision {
+            Precision::F32 => "alias store_t = f32;\n",
+            Precision::F16 => "enable f16;\nalias store_t = f16;\n",
+        };
+        format!("{line}{PRELUDE}\n{}", self.body())
+    }
+
+    /// The storage bindings after the uniform at binding 0: (binding, read-only).
+    fn storage_bindings(self) -> &'static [(u32, bool)] {
+        match self {
+            // x, w, bias, residual, gate, y
+            Family::Conv | Family::ConvPointwise => &[
+                (1, true),
+                (2, true),
+                (3, true),
+                (4, true),
+                (5, true),
+                (6, false),
+            ],
+            // x, y
+            Family::Pool => &[(1, true), (2, false)],
+            // x, w, b, y
+            Family::Linear => &[(1, true), (2, true), (3, true), (4, false)],
+        }
+    }
+
+    /// Invocations per workgroup.
+    pub fn workgroup_size(self) -> u32 {
+        64
+    }
+}
+
+/// A pipeline variant: its family and the values of its overridable constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// The kernel family.
+    pub family: Family,
+    /// Activation at the end.
+    pub act: u32,
+    /// Residual added before the activation (conv families).
+    pub residual: bool,
+    /// Squeeze-and-excitation gate fused into the input reads (conv families).
+    pub gate: bool,
+}
+
+/// The `ACT` constant of an activation.
+pub fn act_code(a: Activation) -> u32 {
+    match a {
+        Activation::Identity => 0,
+        Activation::Relu => 1,
+        Activation::Sigmoid => 2,
+    }
+}
+
+/// Shader modules, bind group layouts and a pipeline cache for one device and precision.
+pub struct Kernels {
+    device: wgpu::Device,
+    modules: HashMap<Family, wgpu::ShaderModule>,
+    layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: Mutex<HashMap<Variant, wgpu::ComputePipeline>>,
+}
+
+impl Kernels {
+    /// Compiles every family's module for `precision`.
+    pub fn new(device: &wgpu::Device, precision: Precision) -> Self {
+        let mut modules = HashMap::new();
+        let mut layouts = HashMap::new();
+        for f in Family::ALL {
+            let src = f.source(precision);
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(f.file()),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+            modules.insert(f, module);
+            let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            }];
+            for &(binding, read_only) in f.storage_bindings() {
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
+            }
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(f.file()),
+                entries: &entries,
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(f.file()),
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            layouts.insert(f, (bgl, pl));
+        }
+        Kernels {
+            device: device.clone(),
+            modules,
+            layouts,
+            pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The bind group layout of a family.
+    pub fn bind_group_layout(&self, f: Family) -> &wgpu::BindGroupLayout {
+        &self.layouts[&f].0
+    }
+
+    /// The pipeline of a variant, compiled on first use.
+    pub fn pipeline(&self, v: Variant) -> wgpu::ComputePipeline {
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(v)
+            .or_insert_with(|| {
+                let wg = v.family.workgroup_size() as f64;
+                let mut constants: Vec<(&str, f64)> = Vec::new();
+                match v.family {
+                    Family::Conv | Family::ConvPointwise => {
+                        constants.push(("ACT", v.act as f64));
+                        constants.push(("HAS_RESIDUAL", v.residual as u32 as f64));
+                        constants.push(("HAS_GATE", v.gate as u32 as f64));
+                        constants.push(("WG", wg));
+                    }
+                    Family::Linear => {
+                        constants.push(("ACT", v.act as f64));
+                        constants.push(("WG", wg));
+                    }
+                    Family::Pool => {}
+                }
+                self.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(v.family.file()),
+                        layout: Some(&self.layouts[&v.family].1),
+                        module: &self.modules[&v.family],
+                        entry_point: Some("main"),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &constants,
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    })
+            })
+            .clone()
+    }
+
+    /// Number of pipelines compiled so far.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().map(|c| c.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,838 @@
+//! The graph runner: a plan and its weights compiled once into pipelines, buffers and bind
+//! groups for one (model, batch, height, width, precision); then every inference is one queue
+//! submission that dispatches op by op and reads back only the logits (and any taps asked for).
+
+use std::sync::{mpsc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::kernels::{act_code, Family, Kernels, Variant};
+use super::{GpuContext, Precision};
+use crate::error::{Error, Result};
+use crate::plan::{Activation, OpKind, Plan, ValueId};
+use crate::tensor::{check_image_batch, Tensor};
+use crate::weights::Weights;
+
+/// What a runner is built for, besides the plan.
+#[derive(Clone, Debug)]
+pub struct RunnerOptions {
+    /// Images per inference.
+    pub batch: usize,
+    /// Storage precision.
+    pub precision: Precision,
+    /// Intermediate values to read back with the logits (`stem`, `block1`, ...).
+    pub taps: Vec<String>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            batch: 1,
+            precision: Precision::F32,
+            taps: Vec::new(),
+        }
+    }
+}
+
+/// Where a value lives.
+#[derive(Clone, Copy, Debug)]
+enum Loc {
+    /// The input buffer.
+    Input,
+    /// A pooled activation buffer (slot index).
+    Slot(usize),
+    /// The logits buffer.
+    Logits,
+}
+
+/// A buffer a bind group refers to, resolved once all buffers exist.
+#[derive(Clone, Copy, Debug)]
+enum BufRef {
+    Value(Loc),
+    Own(usize),
+    Dummy,
+}
+
+struct StepPlan {
+    label: String,
+    variant: Variant,
+    params: Vec<u32>,
+    buffers: Vec<BufRef>,
+    workgroups: u64,
+}
+
+struct Step {
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+    grid: (u32, u32),
+}
+
+struct TapOut {
+    name: String,
+    loc: Loc,
+    shape: Vec<usize>,
+    bytes: u64,
+    staging: wgpu::Buffer,
+}
+
+/// A compiled RegNet on a wgpu device.
+///
+/// ```no_run
+/// use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
+/// use regnet_wgpu::{zoo, Plan, Tensor, Weights};
+/// let ctx = GpuContext::new(Precision::F32)?;
+/// let plan = Plan::new(&zoo::get("regnet_y_400mf")?, 224, 224)?;
+/// let weights = Weights::random(&plan, 0);
+/// let runner = GpuRunner::new(&ctx, &plan, &weights, RunnerOptions::default())?;
+/// let logits = runner.run(&Tensor::zeros(vec![1, 3, 224, 224]))?;
+/// assert_eq!(logits.shape, [1, 1000]);
+/// # Ok::<(), regnet_wgpu::Error>(())
+/// ```
+pub struct GpuRunner {
+    ctx: GpuContext,
+    batch: usize,
+    precision: Precision,
+    input_shape: Vec<usize>,
+    classes: usize,
+    input: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    slots: Vec<wgpu::Buffer>,
+    steps: Vec<Step>,
+    taps: Vec<TapOut>,
+    peak_activation_bytes: u64,
+    weight_bytes: u64,
+    pipelines: usize,
+    lock: Mutex<()>,
+}
+
+fn to_store(data: &[f32], precision: Precision) -> Vec<u8> {
+    let mut bytes: Vec<u8> = match precision {
+        Precision::F32 => bytemuck::cast_slice(data).to_vec(),
+        Precision::F16 => data
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    };
+    // Storage bindings must be a non-zero multiple of 4 bytes.
+    bytes.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
+    bytes
+}
+
+fn from_store(bytes: &[u8], n: usize, precision: Precision) -> Vec<f32> {
+    match precision {
+        Precision::F32 => bytemuck::cast_slice::<u8, f32>(&bytes[..n * 4]).to_vec(),
+        Precision::F16 => bytes[..n * 2]
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+    }
+}
+
+fn align4(n: u64) -> u64 {
+    n.div_ceil(4).max(1) * 4
+}
+
+/// Activation buffers reused by liveness: a value takes the best-fitting free slot (growing the
+/// largest free one when none fits) and gives it back once its last reader has run.
+#[derive(Default)]
+struct SlotPlanner {
+    sizes: Vec<u64>,
+    free: Vec<usize>,
+    refs: Vec<usize>,
+}
+
+impl SlotPlanner {
+    fn take(&mut self, bytes: u64) -> usize {
+        let fit = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| self.sizes[s] >= bytes)
+            .min_by_key(|(_, &s)| self.sizes[s])
+            .map(|(i, _)| i);
+        let slot = match fit {
+            Some(i) => self.free.swap_remove(i),
+            None => match self
+                .free
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, &s)| self.sizes[s])
+                .map(|(i, _)| i)
+            {
+                Some(i) => {
+                    let s = self.free.swap_remove(i);
+                    self.sizes[s] = bytes;
+                    s
+                }
+                None => {
+                    self.sizes.push(bytes);
+                    self.refs.push(0);
+                    self.sizes.len() - 1
+                }
+            },
+        };
+        self.refs[slot] = 1;
+        slot
+    }
+
+    fn retain(&mut self, slot: usize) {
+        self.refs[slot] += 1;
+    }
+
+    fn release(&mut self, slot: usize) {
+        self.refs[slot] -= 1;
+        if self.refs[slot] == 0 {
+            self.free.push(slot);
+        }
+    }
+}
+
+impl GpuRunner {
+    /// Compiles `plan` with `weights` for `opts.batch` images at `opts.precision`.
+    pub fn new(
+        ctx: &GpuContext,
+        plan: &Plan,
+        weights: &Weights,
+        opts: RunnerOptions,
+    ) -> Result<Self> {
+        let device = &ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let built = Self::build(ctx, plan, weights, opts);
+        let oom_err = pollster::block_on(oom.pop());
+        let val_err = pollster::block_on(scope.pop());
+        let runner = built?;
+        if let Some(e) = oom_err {
+            return Err(Error::Gpu(format!(
+                "out of device memory while building the runner: {e}"
+            )));
+        }
+        if let Some(e) = val_err {
+            return Err(Error::Gpu(format!("building the runner failed: {e}")));
+        }
+        Ok(runner)
+    }
+
+    fn build(
+        ctx: &GpuContext,
+        plan: &Plan,
+        weights: &Weights,
+        opts: RunnerOptions,
+    ) -> Result<Self> {
+        let device = &ctx.device;
+        let limits = device.limits();
+        let prec = opts.precision;
+        if opts.batch == 0 {
+            return Err(Error::Input("batch must be at least 1".into()));
+        }
+        if prec == Precision::F16 && !ctx.has_f16() {
+            return Err(Error::Gpu(format!(
+                "device on `{}` does not have the `shader-f16` feature enabled; f16 needs it",
+                ctx.info.name
+            )));
+        }
+        let n = opts.batch as u64;
+        let esize = prec.bytes();
+        let check = |what: &str, bytes: u64| -> Result<()> {
+            let max = limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size);
+            if bytes > max {
+                Err(Error::Gpu(format!(
+                    "{what} needs a {bytes}-byte buffer, over the device's limit of {max} bytes \
+                     (max_storage_buffer_binding_size {}, max_buffer_size {}); use a smaller batch or input",
+                    limits.max_storage_buffer_binding_size, limits.max_buffer_size
+                )))
+            } else {
+                Ok(())
+            }
+        };
+
+        let mut own: Vec<wgpu::Buffer> = Vec::new();
+        let upload = |label: &str, bytes: Vec<u8>, own: &mut Vec<wgpu::Buffer>| -> Result<BufRef> {
+            check(label, bytes.len() as u64)?;
+            own.push(
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: &bytes,
+                    usage: wgpu::BufferUsages::STORAGE,
+                }),
+            );
+            Ok(BufRef::Own(own.len() - 1))
+        };
+        let scratch = |label: &str, bytes: u64, own: &mut Vec<wgpu::Buffer>| -> Result<BufRef> {
+            check(label, bytes)?;
+            own.push(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: align4(bytes),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            }));
+            Ok(BufRef::Own(own.len() - 1))
+        };
+
+        let keep: Vec<(String, ValueId)> = opts
+            .taps
+            .iter()
+            .map(|t| {
+                plan.tap(t)
+                    .map(|v| (t.clone(), v))
+                    .ok_or_else(|| Error::Input(format!("no tap named `{t}` in this plan")))
+            })
+            .collect::<Result<_>>()?;
+        let kept = |v: ValueId| keep.iter().any(|(_, k)| *k == v);
+        let last_use = plan.last_use();
+
+        let mut slots = SlotPlanner::default();
+        let mut loc: Vec<Option<Loc>> = vec![None; plan.values.len()];
+        let mut gate_of: Vec<Option<BufRef>> = vec![None; plan.values.len()];
+        loc[0] = Some(Loc::Input);
+        let mut steps: Vec<StepPlan> = Vec::new();
+        let mut peak = 0u64;
+
+        let value_bytes = |v: ValueId, elem: u64| n * plan.values[v].numel() as u64 * elem;
+        let get = |loc: &Vec<Option<Loc>>, v: ValueId| -> Loc {
+            loc[v].expect("value computed before use")
+        };
+
+        for (i, op) in plan.ops.iter().enumerate() {
+            let out = op.output;
+            let in_shape = plan.values[op.input];
+            let out_shape = plan.values[out];
+            let f32_out = matches!(op.kind, OpKind::GlobalAvgPool | OpKind::Linear(_));
+            // Where the output goes (an SE's output aliases its input's buffer).
+            if !matches!(op.kind, OpKind::SqueezeExcite(_)) {
+                let bytes = value_bytes(out, if f32_out { 4 } else { esize });
+                check(&format!("value `{}` of op `{}`", out, op.name), bytes)?;
+                loc[out] = Some(if out == plan.output {
+                    Loc::Logits
+                } else {
+                    Loc::Slot(slots.take(bytes))
+                });
+            }
+            let input_loc = get(&loc, op.input);
+            let input_gate = gate_of[op.input];
+            if input_gate.is_some() && !matches!(op.kind, OpKind::Conv2d(_)) {
+                return Err(Error::Gpu(format!(
+                    "unsupported plan: op `{}` reads a squeeze-and-excitation output; only convolutions can",
+                    op.name
+                )));
+            }
+            match &op.kind {
+                OpKind::Conv2d(c) => {
+                    if plan.ops.iter().any(|o| {
+                        o.output == op.input
+                            && matches!(o.kind, OpKind::GlobalAvgPool | OpKind::Linear(_))
+                    }) {
+                        return Err(Error::Gpu(format!(
+                            "unsupported plan: conv `{}` reads an f32 vector",
+                            op.name
+                        )));
+                    }
+                    let p = weights.conv(&op.name)?;
+                    let w = upload(&c.weight, to_store(&p.weight, prec), &mut own)?;
+                    let b = upload(
+                        &format!("{}.bias", op.name),
+                        to_store(&p.bias, Precision::F32),
+                        &mut own,
+                    )?;
+                    let pointwise =
+                        c.kernel == [1, 1] && c.stride == 1 && c.padding == 0 && c.groups == 1;
+                    let (oh, ow) = (out_shape.height as u32, out_shape.width as u32);
+                    let (family, oc_blocks, px_blocks, total) = if pointwise {
+                        let ocb = (c.out_channels as u64).div_ceil(8);
+                        let pxb = ((oh * ow) as u64).div_ceil(4);
+                        (Family::ConvPointwise, ocb, pxb, n * ocb * pxb)
+                    } else {
+                        let ocb = ((c.out_channels / c.groups) as u64).div_ceil(4);
+                        let pxb = (ow as u64).div_ceil(4);
+                        (
+                            Family::Conv,
+                            ocb,
+                            pxb,
+                            n * c.groups as u64 * ocb * oh as u64 * pxb,
+                        )
+                    };
+                    if total > u32::MAX as u64 {
+                        return Err(Error::Gpu(format!(
+                            "op `{}` is too large to dispatch ({total} invocations)",
+                            op.name
+                        )));
+                    }
+                    let residual = match c.residual {
+                        Some(r) => {
+                            if gate_of[r].is_some() {
+                                return Err(Error::Gpu(format!(
+                                    "unsupported plan: residual of `{}` is gated",
+                                    op.name
+                                )));
+                            }
+                            BufRef::Value(get(&loc, r))
+                        }
+                        None => BufRef::Dummy,
+                    };
+                    let params = vec![
+                        n as u32,
+                        c.in_channels as u32,
+                        in_shape.height as u32,
+                        in_shape.width as u32,
+                        c.out_channels as u32,
+                        oh,
+                        ow,
+                        c.groups as u32,
+                        c.kernel[0] as u32,
+                        c.kernel[1] as u32,
+                        c.stride as u32,
+                        c.padding as u32,
+                        oc_blocks as u32,
+                        px_blocks as u32,
+                        total as u32,
+                        0,
+                    ];
+                    steps.push(StepPlan {
+                        label: op.name.clone(),
+                        variant: Variant {
+                            family,
+                            act: act_code(c.activation),
+                            residual: c.residual.is_some(),
+                            gate: input_gate.is_some(),
+                        },
+                        params,
+                        buffers: vec![
+                            BufRef::Value(input_loc),
+                            w,
+                            b,
+                            residual,
+                            input_gate.unwrap_or(BufRef::Dummy),
+                            BufRef::Value(get(&loc, out)),
+                        ],
+                        workgroups: total.div_ceil(Family::Conv.workgroup_size() as u64),
+                    });
+                }
+                OpKind::SqueezeExcite(se) => {
+                    let p = weights.se(&op.name)?;
+                    let planes = n * se.channels as u64;
+                    let pooled = scratch(&format!("{}.pooled", op.name), planes * 4, &mut own)?;
+                    let hidden = scratch(
+                        &format!("{}.hidden", op.name),
+                        n * se.squeeze as u64 * 4,
+                        &mut own,
+                    )?;
+                    let gate = scratch(&format!("{}.gate", op.name), planes * 4, &mut own)?;
+                    steps.push(StepPlan {
+                        label: format!("{}.pool", op.name),
+                        variant: Variant {
+                            family: Family::Pool,
+                            act: 0,
+                            residual: false,
+                            gate: false,
+                        },
+                        params: vec![
+                            planes as u32,
+                            (in_shape.height * in_shape.width) as u32,
+                            0,
+                            0,
+                        ],
+                        buffers: vec![BufRef::Value(input_loc), pooled],
+                        workgroups: planes,
+                    });
+                    for (name, w, b, x, y, inf, outf, act) in [
+                        (
+                            "fc1",
+                            &p.w1,
+                            &p.b1,
+                            pooled,
+                            hidden,
+                            se.channels,
+                            se.squeeze,
+                            Activation::Relu,
+                        ),
+                        (
+                            "fc2",
+                            &p.w2,
+                            &p.b2,
+                            hidden,
+                            gate,
+                            se.squeeze,
+                            se.channels,
+                            Activation::Sigmoid,
+                        ),
+                    ] {
+                        let wb = upload(
+                            &format!("{}.{name}.weight", op.name),
+                            to_store(w, prec),
+                            &mut own,
+                        )?;
+                        let bb = upload(
+                            &format!("{}.{name}.bias", op.name),
+                            to_store(b, Precision::F32),
+                            &mut own,
+                        )?;
+                        steps.push(StepPlan {
+                            label: format!("{}.{name}", op.name),
+                            variant: Variant {
+                                family: Family::Linear,
+                                act: act_code(act),
+                                residual: false,
+                                gate: false,
+                            },
+                            params: vec![n as u32, inf as u32, outf as u32, 0],
+                            buffers: vec![x, wb, bb, y],
+                            workgroups: (n * outf as u64)
+                                .div_ceil(Family::Linear.workgroup_size() as u64),
+                        });
+                    }
+                    // The output is the input with a pending per-channel scale.
+                    loc[out] = Some(input_loc);
+                    gate_of[out] = Some(gate);
+                    if let Loc::Slot(s) = input_loc {
+                        slots.retain(s);
+                    }
+                    if kept(out) {
+                        return Err(Error::Gpu(format!(
+                            "unsupported plan: tap on SE output `{}`",
+                            op.name
+                        )));
+                    }
+                }
+                OpKind::GlobalAvgPool => {
+                    let planes = n * in_shape.channels as u64;
+                    steps.push(StepPlan {
+                        label: op.name.clone(),
+                        variant: Variant {
+                            family: Family::Pool,
+                            act: 0,
+                            residual: false,
+                            gate: false,
+                        },
+                        params: vec![
+                            planes as u32,
+                            (in_shape.height * in_shape.width) as u32,
+                            0,
+                            0,
+                        ],
+                        buffers: vec![BufRef::Value(input_loc), BufRef::Value(get(&loc, out))],
+                        workgroups: planes,
+                    });
+                }
+                OpKind::Linear(l) => {
+                    let p = weights.linear(&op.name)?;
+                    let w = upload(&l.weight, to_store(&p.weight, prec), &mut own)?;
+                    let b = upload(
+                        &format!("{}.bias", op.name),
+                        to_store(&p.bias, Precision::F32),
+                        &mut own,
+                    )?;
+                    steps.push(StepPlan {
+                        label: op.name.clone(),
+                        variant: Variant {
+                            family: Family::Linear,
+                            act: 0,
+                            residual: false,
+                            gate: false,
+                        },
+                        params: vec![n as u32, l.in_features as u32, l.out_features as u32, 0],
+                        buffers: vec![
+                            BufRef::Value(input_loc),
+                            w,
+                            b,
+                            BufRef::Value(get(&loc, out)),
+                        ],
+                        workgroups: (n * l.out_features as u64)
+                            .div_ceil(Family::Linear.workgroup_size() as u64),
+                    });
+                }
+            }
+            let live: u64 = slots
+                .sizes
+                .iter()
+                .zip(&slots.refs)
+                .filter(|(_, &r)| r > 0)
+                .map(|(s, _)| *s)
+                .sum();
+            peak = peak.max(live);
+            // Release what no later op reads.
+            let mut dead: Vec<ValueId> = vec![op.input];
+            if let OpKind::Conv2d(c) = &op.kind {
+                dead.extend(c.residual);
+            }
+            if last_use[out].is_none() {
+                dead.push(out);
+            }
+            dead.sort_unstable();
+            dead.dedup();
+            for v in dead {
+                let unused_after = last_use[v].is_none_or(|l| l <= i);
+                if unused_after && !kept(v) && v != plan.output {
+                    if let Some(Loc::Slot(s)) = loc[v] {
+                        slots.release(s);
+                    }
+                }
+            }
+        }
+
+        // Create the buffers.
+        let input_bytes = n * plan.values[0].numel() as u64 * esize;
+        check("the input batch", input_bytes)?;
+        let input = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("input"),
+            size: align4(input_bytes),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let classes = plan.values[plan.output].channels;
+        let logits_bytes = n * classes as u64 * 4;
+        let logits = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logits"),
+            size: align4(logits_bytes),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("logits readback"),
+            size: align4(logits_bytes),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let slot_bufs: Vec<wgpu::Buffer> = slots
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("activations {i}")),
+                    size: align4(s),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+
+        // One uniform buffer holds every step's parameters at aligned offsets.
+        let align = limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+        let mut uniform_bytes = vec![0u8; steps.len() * align.max(64)];
+        let stride = align.max(64);
+        for (k, s) in steps.iter().enumerate() {
+            let b: &[u8] = bytemuck::cast_slice(&s.params);
+            uniform_bytes[k * stride..k * stride + b.len()].copy_from_slice(b);
+        }
+        let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("step parameters"),
+            contents: &uniform_bytes,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+
+        let kernels = Kernels::new(device, prec);
+        let max_dim = limits.max_compute_workgroups_per_dimension as u64;
+        let resolve = |r: &BufRef| -> &wgpu::Buffer {
+            match r {
+                BufRef::Value(Loc::Input) => &input,
+                BufRef::Value(Loc::Logits) => &logits,
+                BufRef::Value(Loc::Slot(s)) => &slot_bufs[*s],
+                BufRef::Own(i) => &own[*i],
+                BufRef::Dummy => &dummy,
+            }
+        };
+        let mut built = Vec::with_capacity(steps.len());
+        for (k, s) in steps.iter().enumerate() {
+            let x = s.workgroups.clamp(1, max_dim);
+            let y = s.workgroups.div_ceil(x);
+            if y > max_dim {
+                return Err(Error::Gpu(format!(
+                    "op `{}` needs {} workgroups, over the device's {}x{} grid",
+                    s.label, s.workgroups, max_dim, max_dim
+                )));
+            }
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &uniforms,
+                    offset: (k * stride) as u64,
+                    size: wgpu::BufferSize::new((s.params.len() * 4) as u64),
+                }),
+            }];
+            for (j, r) in s.buffers.iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: j as u32 + 1,
+                    resource: resolve(r).as_entire_binding(),
+                });
+            }
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&s.label),
+                layout: kernels.bind_group_layout(s.variant.family),
+                entries: &entries,
+            });
+            built.push(Step {
+                pipeline: kernels.pipeline(s.variant),
+                bind_group,
+                grid: (x as u32, y as u32),
+            });
+        }
+
+        let taps = keep
+            .iter()
+            .map(|(name, v)| {
+                let s = plan.values[*v];
+                let bytes = value_bytes(*v, esize);
+                TapOut {
+                    name: name.clone(),
+                    loc: loc[*v].expect("tap computed"),
+                    shape: vec![opts.batch, s.channels, s.height, s.width],
+                    bytes,
+                    staging: device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some(name),
+                        size: align4(bytes),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    }),
+                }
+            })
+            .collect();
+
+        Ok(GpuRunner {
+            ctx: ctx.clone(),
+            batch: opts.batch,
+            precision: prec,
+            input_shape: vec![opts.batch, 3, plan.values[0].height, plan.values[0].width],
+            classes,
+            input,
+            logits,
+            readback,
+            peak_activation_bytes: peak,
+            weight_bytes: own.iter().map(|b| b.size()).sum(),
+            pipelines: kernels.pipeline_count(),
+            slots: slot_bufs,
+            steps: built,
+            taps,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// The input shape `[N, 3, H, W]` this runner was built for.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// The storage precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Peak bytes of activation buffers live at once (buffers are reused by liveness).
+    pub fn peak_activation_bytes(&self) -> u64 {
+        self.peak_activation_bytes
+    }
+
+    /// Bytes of all activation buffers allocated.
+    pub fn activation_bytes(&self) -> u64 {
+        self.slots.iter().map(|b| b.size()).sum()
+    }
+
+    /// Bytes of weight, bias and scratch buffers.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Number of dispatches per inference.
+    pub fn dispatches(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Number of distinct compute pipelines.
+    pub fn pipelines(&self) -> usize {
+        self.pipelines
+    }
+
+    /// The context the runner works on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Logits `[N, classes]` for an input of exactly [`GpuRunner::input_shape`].
+    pub fn run(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(self.run_with_taps(input)?.0)
+    }
+
+    /// Logits and the taps named in [`RunnerOptions::taps`].
+    pub fn run_with_taps(&self, input: &Tensor) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+        check_image_batch(input)?;
+        if input.shape != self.input_shape {
+            return Err(Error::Input(format!(
+                "this runner was built for input {:?}; got {:?}",
+                self.input_shape, input.shape
+            )));
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let device = &self.ctx.device;
+        let queue = &self.ctx.queue;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        queue.write_buffer(&self.input, 0, &to_store(&input.data, self.precision));
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("regnet"),
+        });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("regnet"),
+                timestamp_writes: None,
+            });
+            for s in &self.steps {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
+            }
+        }
+        let logits_bytes = (self.batch * self.classes * 4) as u64;
+        enc.copy_buffer_to_buffer(&self.logits, 0, &self.readback, 0, align4(logits_bytes));
+        for t in &self.taps {
+            let src = match t.loc {
+                Loc::Input => &self.input,
+                Loc::Logits => &self.logits,
+                Loc::Slot(s) => &self.slots[s],
+            };
+            enc.copy_buffer_to_buffer(src, 0, &t.staging, 0, align4(t.bytes));
+        }
+        queue.submit([enc.finish()]);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("inference failed: {e}")));
+        }
+        let logits = self.read(&self.readback, self.batch * self.classes, Precision::F32)?;
+        let logits = Tensor::new(vec![self.batch, self.classes], logits)?;
+        let mut taps = Vec::new();
+        for t in &self.taps {
+            let n: usize = t.shape.iter().product();
+            let data = self.read(&t.staging, n, self.precision)?;
+            taps.push((t.name.clone(), Tensor::new(t.shape.clone(), data)?));
+        }
+        Ok((logits, taps))
+    }
+
+    /// Maps a readback buffer, waits, and converts `n` stored values to f32.
+    fn read(&self, buf: &wgpu::Buffer, n: usize, precision: Precision) -> Result<Vec<f32>> {
+        let slice = buf.slice(..);
+        let (tx, rx) = mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("the device dropped a readback".into()))?
+            .map_err(|e| Error::Gpu(format!("reading results back failed: {e}")))?;
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading results back failed: {e}")))?;
+        let out = from_store(&view, n, precision);
+        drop(view);
+        buf.unmap();
+        Ok(out)
+    }
+}
