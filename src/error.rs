@@ -69,6 +69,16 @@ pub enum Error {
         /// The dtypes that are accepted.
         expected: &'static str,
     },
+    /// A tensor holds values the model cannot use (non-finite, negative variance, overflow when folded).
+    #[error("tensor `{name}` in {}: {reason}", path.display())]
+    InvalidTensor {
+        /// The tensor's name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The weights hold tensors the model does not use (often: another model's weights).
     #[error("weights hold {count} tensor(s) this model does not use, e.g. {examples}; are they another model's weights?")]
     UnexpectedTensors {

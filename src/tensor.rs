@@ -127,13 +127,19 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
-/// Reads every tensor of a safetensors file as f32 (F32, F16 or BF16 accepted).
+/// Reads every tensor of a safetensors file as f32 (F32, F16 or BF16 accepted; the integer
+/// `num_batches_tracked` buffers of torchvision state_dicts are skipped).
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>> {
     let path = path.as_ref();
     let bytes = read_file(path)?;
     let st = parse_safetensors(&bytes, path)?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
+        if name.ends_with("num_batches_tracked")
+            && !matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16)
+        {
+            continue; // BatchNorm's integer step counter in torchvision state_dicts
+        }
         let data = view_to_f32(&name, &view)?;
         out.insert(
             name,
@@ -189,7 +195,7 @@ pub fn check_image_batch(t: &Tensor) -> Result<()> {
             t.shape
         )));
     }
-    if t.shape.iter().any(|&d| d == 0) {
+    if t.shape.contains(&0) {
         return Err(Error::Input(format!(
             "input has an empty dimension: shape {:?}",
             t.shape

@@ -77,10 +77,27 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn get(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let view = self.st.tensor(name).map_err(|_| Error::MissingTensor {
+    fn invalid(&self, name: &str, reason: String) -> Error {
+        Error::InvalidTensor {
             name: name.to_string(),
-            context: format!(" in {}", self.path.display()),
+            path: self.path.to_path_buf(),
+            reason,
+        }
+    }
+
+    fn get(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        let view = self.st.tensor(name).map_err(|_| {
+            let hint = if self.st.tensor(&format!("module.{name}")).is_ok() {
+                format!(
+                    " (the file has `module.{name}`: strip the `module.` prefix, e.g. with scripts/pth_to_safetensors.py)"
+                )
+            } else {
+                String::new()
+            };
+            Error::MissingTensor {
+                name: name.to_string(),
+                context: format!(" in {}{hint}", self.path.display()),
+            }
         })?;
         if view.shape() != shape {
             return Err(Error::ShapeMismatch {
@@ -90,11 +107,11 @@ impl Reader<'_> {
             });
         }
         let data = view_to_f32(name, &view)?;
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(Error::Input(format!(
-                "tensor `{name}` in {} holds non-finite values",
-                self.path.display()
-            )));
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(self.invalid(
+                name,
+                format!("holds a non-finite value ({}) at {i}", data[i]),
+            ));
         }
         self.used.insert(name.to_string());
         Ok(data)
@@ -167,18 +184,19 @@ impl Weights {
                             let mean = r.get(&format!("{bn}.running_mean"), &n)?;
                             let var = r.get(&format!("{bn}.running_var"), &n)?;
                             if let Some(i) = var.iter().position(|&v| v < 0.0) {
-                                return Err(Error::Input(format!(
-                                    "tensor `{bn}.running_var` holds a negative variance at {i}"
-                                )));
+                                let name = format!("{bn}.running_var");
+                                return Err(
+                                    r.invalid(&name, format!("holds a negative variance at {i}"))
+                                );
                             }
-                            OpParams::Conv(fold_bn(
-                                &weight,
-                                bias.as_deref(),
-                                &gamma,
-                                &beta,
-                                &mean,
-                                &var,
-                            ))
+                            let p = fold_bn(&weight, bias.as_deref(), &gamma, &beta, &mean, &var);
+                            if p.weight.iter().chain(&p.bias).any(|v| !v.is_finite()) {
+                                return Err(r.invalid(
+                                    &c.weight,
+                                    format!("folding BatchNorm `{bn}` into it overflows f32 (running_var too small or weight/gamma too large)"),
+                                ));
+                            }
+                            OpParams::Conv(p)
                         }
                         None => OpParams::Conv(ConvParams {
                             bias: bias.unwrap_or_else(|| vec![0.0; c.out_channels]),
@@ -236,7 +254,7 @@ impl Weights {
     /// Deterministic random weights for `plan` (He-style scaling, so activations stay in range).
     /// For demos, tests and benchmarks: they classify nothing.
     pub fn random(plan: &Plan, seed: u64) -> Weights {
-        let mut rng = SplitMix(seed ^ 0x5eed_0f_4e67_0e7);
+        let mut rng = SplitMix(seed ^ 0x0005_eed0_f4e6_70e7);
         let mut uniform = |n: usize, bound: f64| -> Vec<f32> {
             (0..n)
                 .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)

@@ -145,7 +145,7 @@ impl RegNetParams {
                 format!("{} is absurdly large (at most 10000)", self.depth),
             ));
         }
-        if self.w0 == 0 || self.w0 % 8 != 0 {
+        if self.w0 == 0 || !self.w0.is_multiple_of(8) {
             return Err(invalid(
                 "w0",
                 format!("must be a positive multiple of 8, got {}", self.w0),
@@ -248,7 +248,7 @@ impl RegNetParams {
                                                           // BottleneckTransform: w_b = int(round(width_out * b)); g = w_b // group_width
             let width_bottleneck = round_half_even(width_out as f64 * b) as usize;
             let groups = width_bottleneck / g_min;
-            if width_out == 0 || groups == 0 || width_bottleneck % groups != 0 {
+            if width_out == 0 || groups == 0 || !width_bottleneck.is_multiple_of(groups) {
                 return Err(invalid(
                     "group_width",
                     format!(

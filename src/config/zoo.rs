@@ -3,8 +3,11 @@
 use super::RegNetParams;
 use crate::error::{Error, Result};
 
-/// (name, depth, w0, wa, wm, group_width, se_ratio) of every zoo model.
-const ZOO: &[(&str, usize, usize, f64, f64, usize, Option<f64>)] = &[
+/// (name, depth, w0, wa, wm, group_width, se_ratio) of a zoo model.
+type Entry = (&'static str, usize, usize, f64, f64, usize, Option<f64>);
+
+/// Every zoo model, with torchvision's parameters.
+const ZOO: &[Entry] = &[
     ("regnet_x_200mf", 13, 24, 36.44, 2.49, 8, None),
     ("regnet_x_400mf", 22, 24, 24.48, 2.54, 16, None),
     ("regnet_x_600mf", 16, 48, 36.97, 2.24, 24, None),
