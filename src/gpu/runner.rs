@@ -62,9 +62,62 @@ struct StepPlan {
 }
 
 struct Step {
+    label: String,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     grid: (u32, u32),
+}
+
+/// Every buffer a bind group may refer to.
+struct Buffers {
+    input: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    slots: Vec<wgpu::Buffer>,
+    own: Vec<wgpu::Buffer>,
+    dummy: wgpu::Buffer,
+    uniforms: wgpu::Buffer,
+    uniform_stride: u64,
+}
+
+impl Buffers {
+    fn resolve(&self, r: &BufRef) -> &wgpu::Buffer {
+        match r {
+            BufRef::Value(Loc::Input) => &self.input,
+            BufRef::Value(Loc::Logits) => &self.logits,
+            BufRef::Value(Loc::Slot(s)) => &self.slots[*s],
+            BufRef::Own(i) => &self.own[*i],
+            BufRef::Dummy => &self.dummy,
+        }
+    }
+
+    /// The bind group of step `k`: its parameters in the uniform buffer, then its buffers.
+    fn bind_group(
+        &self,
+        device: &wgpu::Device,
+        kernels: &Kernels,
+        k: usize,
+        s: &StepPlan,
+    ) -> wgpu::BindGroup {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.uniforms,
+                offset: k as u64 * self.uniform_stride,
+                size: wgpu::BufferSize::new((s.params.len() * 4) as u64),
+            }),
+        }];
+        for (j, r) in s.buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: j as u32 + 1,
+                resource: self.resolve(r).as_entire_binding(),
+            });
+        }
+        device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&s.label),
+            layout: kernels.bind_group_layout(s.variant.family),
+            entries: &entries,
+        })
+    }
 }
 
 struct TapOut {
@@ -93,11 +146,12 @@ pub struct GpuRunner {
     batch: usize,
     precision: Precision,
     input_shape: Vec<usize>,
+    input_bytes: u64,
     classes: usize,
-    input: wgpu::Buffer,
-    logits: wgpu::Buffer,
+    bufs: Buffers,
     readback: wgpu::Buffer,
-    slots: Vec<wgpu::Buffer>,
+    kernels: Kernels,
+    plans: Vec<StepPlan>,
     steps: Vec<Step>,
     taps: Vec<TapOut>,
     peak_activation_bytes: u64,
@@ -630,16 +684,16 @@ impl GpuRunner {
         });
 
         let kernels = Kernels::new(device, prec);
-        let max_dim = limits.max_compute_workgroups_per_dimension as u64;
-        let resolve = |r: &BufRef| -> &wgpu::Buffer {
-            match r {
-                BufRef::Value(Loc::Input) => &input,
-                BufRef::Value(Loc::Logits) => &logits,
-                BufRef::Value(Loc::Slot(s)) => &slot_bufs[*s],
-                BufRef::Own(i) => &own[*i],
-                BufRef::Dummy => &dummy,
-            }
+        let bufs = Buffers {
+            input,
+            logits,
+            slots: slot_bufs,
+            own,
+            dummy,
+            uniforms,
+            uniform_stride: stride as u64,
         };
+        let max_dim = limits.max_compute_workgroups_per_dimension as u64;
         let mut built = Vec::with_capacity(steps.len());
         for (k, s) in steps.iter().enumerate() {
             let x = s.workgroups.clamp(1, max_dim);
@@ -650,28 +704,10 @@ impl GpuRunner {
                     s.label, s.workgroups, max_dim, max_dim
                 )));
             }
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &uniforms,
-                    offset: (k * stride) as u64,
-                    size: wgpu::BufferSize::new((s.params.len() * 4) as u64),
-                }),
-            }];
-            for (j, r) in s.buffers.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: j as u32 + 1,
-                    resource: resolve(r).as_entire_binding(),
-                });
-            }
-            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&s.label),
-                layout: kernels.bind_group_layout(s.variant.family),
-                entries: &entries,
-            });
             built.push(Step {
+                label: s.label.clone(),
                 pipeline: kernels.pipeline(s.variant),
-                bind_group,
+                bind_group: bufs.bind_group(device, &kernels, k, s),
                 grid: (x as u32, y as u32),
             });
         }
@@ -701,14 +737,15 @@ impl GpuRunner {
             batch: opts.batch,
             precision: prec,
             input_shape: vec![opts.batch, 3, plan.values[0].height, plan.values[0].width],
+            input_bytes,
             classes,
-            input,
-            logits,
             readback,
             peak_activation_bytes: peak,
-            weight_bytes: own.iter().map(|b| b.size()).sum(),
+            weight_bytes: bufs.own.iter().map(|b| b.size()).sum(),
             pipelines: kernels.pipeline_count(),
-            slots: slot_bufs,
+            bufs,
+            kernels,
+            plans: steps,
             steps: built,
             taps,
             lock: Mutex::new(()),
@@ -718,6 +755,11 @@ impl GpuRunner {
     /// The input shape `[N, 3, H, W]` this runner was built for.
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
+    }
+
+    /// Number of classes (the logits are `[N, classes]`).
+    pub fn classes(&self) -> usize {
+        self.classes
     }
 
     /// The storage precision.
@@ -732,7 +774,7 @@ impl GpuRunner {
 
     /// Bytes of all activation buffers allocated.
     pub fn activation_bytes(&self) -> u64 {
-        self.slots.iter().map(|b| b.size()).sum()
+        self.bufs.slots.iter().map(|b| b.size()).sum()
     }
 
     /// Bytes of weight, bias and scratch buffers.
@@ -745,6 +787,11 @@ impl GpuRunner {
         self.steps.len()
     }
 
+    /// The label (op name) of each dispatch, in order.
+    pub fn dispatch_labels(&self) -> Vec<&str> {
+        self.steps.iter().map(|s| s.label.as_str()).collect()
+    }
+
     /// Number of distinct compute pipelines.
     pub fn pipelines(&self) -> usize {
         self.pipelines
@@ -755,13 +802,84 @@ impl GpuRunner {
         &self.ctx
     }
 
+    /// The buffer the inference reads its input from: `[N, 3, H, W]` row-major, in the
+    /// runner's precision (f32, or f16 little-endian), [`GpuRunner::input_bytes`] long.
+    /// A host may write it (`Queue::write_buffer`), copy into it, or fill it from a compute pass.
+    pub fn input_buffer(&self) -> &wgpu::Buffer {
+        &self.bufs.input
+    }
+
+    /// Bytes of input the inference reads.
+    pub fn input_bytes(&self) -> u64 {
+        self.input_bytes
+    }
+
+    /// Makes the inference read its input from a buffer the host owns (usage must include
+    /// `STORAGE`; at least [`GpuRunner::input_bytes`] long, same layout as [`GpuRunner::input_buffer`]).
+    pub fn set_input_buffer(&mut self, buffer: wgpu::Buffer) -> Result<()> {
+        if buffer.size() < self.input_bytes {
+            return Err(Error::Input(format!(
+                "input buffer holds {} bytes; this runner reads {} ({:?} in {:?})",
+                buffer.size(),
+                self.input_bytes,
+                self.input_shape,
+                self.precision
+            )));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::Input("input buffer lacks the STORAGE usage".into()));
+        }
+        self.bufs.input = buffer;
+        let device = self.ctx.device.clone();
+        for (k, plan) in self.plans.iter().enumerate() {
+            if plan
+                .buffers
+                .iter()
+                .any(|b| matches!(b, BufRef::Value(Loc::Input)))
+            {
+                self.steps[k].bind_group = self.bufs.bind_group(&device, &self.kernels, k, plan);
+            }
+        }
+        Ok(())
+    }
+
+    /// The buffer the logits are written to: `[N, classes]` f32, usage `STORAGE | COPY_SRC`,
+    /// so a host can bind it in its own passes or copy it out.
+    pub fn logits_buffer(&self) -> &wgpu::Buffer {
+        &self.bufs.logits
+    }
+
+    /// Records a whole inference (one compute pass, every dispatch) into the host's encoder.
+    /// It reads [`GpuRunner::input_buffer`] and writes [`GpuRunner::logits_buffer`]; the host
+    /// submits when it likes. Inferences recorded on one runner share its activation buffers:
+    /// submit them in order (the queue does), never record the same runner from two threads at
+    /// once without your own ordering.
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.encode_pass(encoder, None);
+    }
+
+    fn encode_pass(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<&wgpu::QuerySet>) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("regnet"),
+            timestamp_writes: timestamps.map(|q| wgpu::ComputePassTimestampWrites {
+                query_set: q,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
+        });
+        for s in &self.steps {
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
+        }
+    }
+
     /// Logits `[N, classes]` for an input of exactly [`GpuRunner::input_shape`].
     pub fn run(&self, input: &Tensor) -> Result<Tensor> {
         Ok(self.run_with_taps(input)?.0)
     }
 
-    /// Logits and the taps named in [`RunnerOptions::taps`].
-    pub fn run_with_taps(&self, input: &Tensor) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+    fn check_input(&self, input: &Tensor) -> Result<()> {
         check_image_batch(input)?;
         if input.shape != self.input_shape {
             return Err(Error::Input(format!(
@@ -769,33 +887,31 @@ impl GpuRunner {
                 self.input_shape, input.shape
             )));
         }
+        Ok(())
+    }
+
+    /// Logits and the taps named in [`RunnerOptions::taps`].
+    pub fn run_with_taps(&self, input: &Tensor) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+        self.check_input(input)?;
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let device = &self.ctx.device;
         let queue = &self.ctx.queue;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        queue.write_buffer(&self.input, 0, &to_store(&input.data, self.precision));
+        queue.write_buffer(&self.bufs.input, 0, &to_store(&input.data, self.precision));
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("regnet"),
         });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("regnet"),
-                timestamp_writes: None,
-            });
-            for s in &self.steps {
-                pass.set_pipeline(&s.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
-            }
-        }
+        self.encode(&mut enc);
         let logits_bytes = (self.batch * self.classes * 4) as u64;
-        enc.copy_buffer_to_buffer(&self.logits, 0, &self.readback, 0, align4(logits_bytes));
+        enc.copy_buffer_to_buffer(
+            &self.bufs.logits,
+            0,
+            &self.readback,
+            0,
+            align4(logits_bytes),
+        );
         for t in &self.taps {
-            let src = match t.loc {
-                Loc::Input => &self.input,
-                Loc::Logits => &self.logits,
-                Loc::Slot(s) => &self.slots[s],
-            };
+            let src = self.bufs.resolve(&BufRef::Value(t.loc));
             enc.copy_buffer_to_buffer(src, 0, &t.staging, 0, align4(t.bytes));
         }
         queue.submit([enc.finish()]);
@@ -813,8 +929,115 @@ impl GpuRunner {
         Ok((logits, taps))
     }
 
+    /// Runs `iters` inferences back to back on the GPU and returns the device time of each in
+    /// milliseconds (from timestamp queries), or `None` when the device has no `timestamp-query`.
+    pub fn time_gpu(&self, input: &Tensor, iters: usize) -> Result<Option<Vec<f64>>> {
+        self.check_input(input)?;
+        let device = &self.ctx.device;
+        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Ok(None);
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.bufs.input, 0, &to_store(&input.data, self.precision));
+        let (qs, resolve, staging) = self.timestamp_buffers(2);
+        let period = queue.get_timestamp_period() as f64;
+        let mut out = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("timed"),
+            });
+            self.encode_pass(&mut enc, Some(&qs));
+            enc.resolve_query_set(&qs, 0..2, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16);
+            queue.submit([enc.finish()]);
+            let t = self.read_u64(&staging, 2)?;
+            out.push(t[1].saturating_sub(t[0]) as f64 * period / 1e6);
+        }
+        Ok(Some(out))
+    }
+
+    /// Device time of every dispatch in milliseconds (each dispatch in its own timed pass),
+    /// labelled with its op; `None` when the device has no `timestamp-query`.
+    pub fn profile(&self, input: &Tensor) -> Result<Option<Vec<(String, f64)>>> {
+        self.check_input(input)?;
+        let device = &self.ctx.device;
+        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return Ok(None);
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.bufs.input, 0, &to_store(&input.data, self.precision));
+        let n = self.steps.len() as u32;
+        let (qs, resolve, staging) = self.timestamp_buffers(2 * n);
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("profile"),
+        });
+        for (k, s) in self.steps.iter().enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&s.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &qs,
+                    beginning_of_pass_write_index: Some(2 * k as u32),
+                    end_of_pass_write_index: Some(2 * k as u32 + 1),
+                }),
+            });
+            pass.set_pipeline(&s.pipeline);
+            pass.set_bind_group(0, &s.bind_group, &[]);
+            pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
+        }
+        enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16 * n as u64);
+        queue.submit([enc.finish()]);
+        let t = self.read_u64(&staging, 2 * n as usize)?;
+        let period = queue.get_timestamp_period() as f64;
+        Ok(Some(
+            self.steps
+                .iter()
+                .enumerate()
+                .map(|(k, s)| {
+                    (
+                        s.label.clone(),
+                        t[2 * k + 1].saturating_sub(t[2 * k]) as f64 * period / 1e6,
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    fn timestamp_buffers(&self, count: u32) -> (wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer) {
+        let device = &self.ctx.device;
+        let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count,
+        });
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps resolve"),
+            size: 8 * count as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps readback"),
+            size: 8 * count as u64,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        (qs, resolve, staging)
+    }
+
+    fn read_u64(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u64>> {
+        let bytes = self.read_bytes(buf)?;
+        Ok(bytemuck::cast_slice::<u8, u64>(&bytes[..8 * n]).to_vec())
+    }
+
     /// Maps a readback buffer, waits, and converts `n` stored values to f32.
     fn read(&self, buf: &wgpu::Buffer, n: usize, precision: Precision) -> Result<Vec<f32>> {
+        Ok(from_store(&self.read_bytes(buf)?, n, precision))
+    }
+
+    fn read_bytes(&self, buf: &wgpu::Buffer) -> Result<Vec<u8>> {
         let slice = buf.slice(..);
         let (tx, rx) = mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -830,7 +1053,7 @@ impl GpuRunner {
         let view = slice
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("reading results back failed: {e}")))?;
-        let out = from_store(&view, n, precision);
+        let out = view.to_vec();
         drop(view);
         buf.unmap();
         Ok(out)

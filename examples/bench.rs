@@ -1,0 +1,380 @@
+//! bench: latency, throughput and achieved GFLOP/s of a RegNet on the GPU and the CPU.
+//!
+//! ```text
+//! bench (--model NAME | --regnet SPEC) [--batch 1,8,...] [--size 224] [--backend gpu,cpu]
+//!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
+//! ```
+//!
+//! Weights are deterministic random ones (speed does not depend on their values). For each
+//! (backend, batch) it warms up, then runs `--iters` inferences and reports the median and the
+//! spread of the latency, images/s and GFLOP/s (2 x multiply-adds / median time). GPU time
+//! comes from timestamp queries when the adapter has them (`"timing": "gpu-timestamps"`),
+//! wall time otherwise (`"timing": "wall"`); the GPU's wall time of a whole `run` (upload,
+//! dispatches, readback) is reported beside it as `wall_median_ms`.
+//!
+//! `--json` prints one JSON object per line per (backend, batch). `--profile` prints the GPU's
+//! per-layer table (time, share, GFLOP/s) and `--svg FILE` draws it.
+//!
+//! ```text
+//! cargo run --release --example bench -- --model regnet_y_400mf --batch 1,8 --backend gpu,cpu
+//! cargo run --release --example bench -- --model regnet_y_400mf --batch 1 --profile --svg profile.svg
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{ArgGroup, Parser, ValueEnum};
+use regnet_wgpu::cpu::CpuBackend;
+use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
+use regnet_wgpu::plan::OpKind;
+use regnet_wgpu::{zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Prec {
+    F32,
+    F16,
+}
+
+/// Times RegNet inference on the GPU (wgpu) and the CPU.
+#[derive(Parser, Debug)]
+#[command(name = "bench", group(ArgGroup::new("network").required(true).args(["model", "regnet"])))]
+struct Args {
+    /// A zoo model (regnet_y_400mf, ...).
+    #[arg(long)]
+    model: Option<String>,
+    /// A RegNet spec: depth=..,w0=..,wa=..,wm=..,group_width=..[,bottleneck=..][,se=..][,stem=..][,classes=..].
+    #[arg(long)]
+    regnet: Option<String>,
+    /// Batch sizes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    batch: Vec<usize>,
+    /// Input size (square).
+    #[arg(long, default_value_t = 224)]
+    size: usize,
+    /// Backends, comma separated: gpu, cpu.
+    #[arg(long, value_delimiter = ',', default_value = "gpu,cpu")]
+    backend: Vec<String>,
+    /// GPU storage precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Prec,
+    /// Timed iterations per (backend, batch).
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// One JSON object per line per (backend, batch).
+    #[arg(long)]
+    json: bool,
+    /// Per-layer GPU table (timestamp queries).
+    #[arg(long)]
+    profile: bool,
+    /// Draw the per-layer profile as SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+}
+
+/// Median, min and max of a set of times.
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Stats {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    }
+}
+
+fn wall_times(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect()
+}
+
+fn input(batch: usize, size: usize) -> Tensor {
+    let n = batch * 3 * size * size;
+    Tensor {
+        shape: vec![batch, 3, size, size],
+        data: (0..n)
+            .map(|i| ((i * 2654435761) % 2000) as f32 / 1000.0 - 1.0)
+            .collect(),
+    }
+}
+
+/// One measured (backend, batch).
+struct Row {
+    backend: String,
+    adapter: String,
+    batch: usize,
+    timing: &'static str,
+    st: Stats,
+    wall: Option<Stats>,
+}
+
+/// Multiply-adds of one dispatch, by its label (op names; SE's `.fc1`/`.fc2` dispatches).
+fn dispatch_macs(plan: &Plan, label: &str) -> u64 {
+    if let Some(op) = plan.ops.iter().find(|o| o.name == label) {
+        return plan.op_macs(op);
+    }
+    for suffix in [".fc1", ".fc2"] {
+        if let Some(name) = label.strip_suffix(suffix) {
+            if let Some(op) = plan.ops.iter().find(|o| o.name == name) {
+                if let OpKind::SqueezeExcite(se) = &op.kind {
+                    return (se.channels * se.squeeze) as u64;
+                }
+            }
+        }
+    }
+    0
+}
+
+fn profile_svg(rows: &[(String, f64, f64)], title: &str) -> String {
+    let bar_h = 14.0;
+    let left = 330.0;
+    let width = 900.0;
+    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9);
+    let height = 60.0 + rows.len() as f64 * bar_h;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"15\">{title}</text>\n",
+        w = left + width + 160.0
+    );
+    for (i, (label, ms, gflops)) in rows.iter().enumerate() {
+        let y = 40.0 + i as f64 * bar_h;
+        let w = ms / max * width;
+        s += &format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"{left}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"#4a7ab5\"/>\
+             <text x=\"{}\" y=\"{}\">{ms:.3} ms, {gflops:.1} GFLOP/s</text>\n",
+            left - 6.0,
+            y + bar_h - 3.0,
+            label.replace("trunk_output.", ""),
+            y + 1.0,
+            bar_h - 2.0,
+            left + w + 4.0,
+            y + bar_h - 3.0
+        );
+    }
+    s + "</svg>\n"
+}
+
+fn run(args: &Args) -> Result<()> {
+    let (name, params) = match (&args.model, &args.regnet) {
+        (Some(m), _) => (m.clone(), zoo::get(m)?),
+        (None, Some(s)) => (s.clone(), s.parse::<RegNetParams>()?),
+        _ => unreachable!("clap requires one of --model and --regnet"),
+    };
+    if args.iters == 0 || args.batch.contains(&0) || args.size == 0 {
+        return Err(Error::Input(
+            "--iters, --batch and --size must be at least 1".into(),
+        ));
+    }
+    let plan = Plan::new(&params, args.size, args.size)?;
+    let weights = Weights::random(&plan, 0);
+    let macs = plan.macs() as f64;
+    let precision = match args.precision {
+        Prec::F32 => Precision::F32,
+        Prec::F16 => Precision::F16,
+    };
+    let prec_name = format!("{precision:?}").to_lowercase();
+    let mut rows = Vec::new();
+    let mut profile = None;
+    for backend in &args.backend {
+        match backend.as_str() {
+            "gpu" => {
+                let ctx = GpuContext::new(precision)?;
+                for &b in &args.batch {
+                    let opts = RunnerOptions {
+                        batch: b,
+                        precision,
+                        taps: vec![],
+                    };
+                    let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;
+                    let x = input(b, args.size);
+                    for _ in 0..args.warmup {
+                        runner.run(&x)?;
+                    }
+                    let wall = wall_times(args.iters, || runner.run(&x).map(|_| ()))?;
+                    let (timing, times) = match runner.time_gpu(&x, args.iters)? {
+                        Some(t) => ("gpu-timestamps", t),
+                        None => ("wall", wall.clone()),
+                    };
+                    if (args.profile || args.svg.is_some()) && profile.is_none() {
+                        profile = runner.profile(&x)?.map(|p| (b, p));
+                    }
+                    rows.push(Row {
+                        backend: "gpu".into(),
+                        adapter: ctx.describe(),
+                        batch: b,
+                        timing,
+                        st: stats(times),
+                        wall: Some(stats(wall)),
+                    });
+                }
+            }
+            "cpu" => {
+                if precision != Precision::F32 {
+                    eprintln!("note: the CPU backend runs f32");
+                }
+                let cpu = CpuBackend::new(plan.clone(), weights.clone())?;
+                for &b in &args.batch {
+                    let x = input(b, args.size);
+                    for _ in 0..args.warmup {
+                        cpu.run(&x)?;
+                    }
+                    let wall = wall_times(args.iters, || cpu.run(&x).map(|_| ()))?;
+                    rows.push(Row {
+                        backend: "cpu".into(),
+                        adapter: format!(
+                            "{} ({} threads)",
+                            cpu_name(),
+                            rayon::current_num_threads()
+                        ),
+                        batch: b,
+                        timing: "wall",
+                        st: stats(wall),
+                        wall: None,
+                    });
+                }
+            }
+            other => {
+                return Err(Error::Input(format!(
+                    "unknown backend `{other}` (gpu, cpu)"
+                )))
+            }
+        }
+    }
+
+    if !args.json {
+        println!(
+            "{name} at {0}x{0}, {1:.3} GFLOPs per image, {2} iterations after {3} warm-ups",
+            args.size,
+            2.0 * macs / 1e9,
+            args.iters,
+            args.warmup
+        );
+        println!(
+            "{:<8} {:>5} {:>10} {:>19} {:>10} {:>9}  {:<15} adapter",
+            "backend", "batch", "median ms", "min..max ms", "images/s", "GFLOP/s", "timing"
+        );
+    }
+    for r in &rows {
+        let ips = r.batch as f64 / (r.st.median / 1e3);
+        let gflops = 2.0 * macs * r.batch as f64 / (r.st.median / 1e3) / 1e9;
+        let prec = if r.backend == "cpu" {
+            "f32".to_string()
+        } else {
+            prec_name.clone()
+        };
+        if args.json {
+            let mut j = json!({
+                "backend": r.backend, "adapter": r.adapter, "model": name, "batch": r.batch,
+                "size": args.size, "precision": prec, "median_ms": r.st.median, "min_ms": r.st.min,
+                "max_ms": r.st.max, "images_per_s": ips, "gflops": gflops, "timing": r.timing,
+                "iters": args.iters,
+            });
+            if let Some(w) = &r.wall {
+                j["wall_median_ms"] = json!(w.median);
+            }
+            println!("{j}");
+        } else {
+            println!(
+                "{:<8} {:>5} {:>10.2} {:>19} {:>10.1} {:>9.1}  {:<15} {}{}",
+                r.backend,
+                r.batch,
+                r.st.median,
+                format!("{:.2}..{:.2}", r.st.min, r.st.max),
+                ips,
+                gflops,
+                r.timing,
+                r.adapter,
+                r.wall
+                    .as_ref()
+                    .map(|w| format!(" (whole run incl. upload/readback: {:.2} ms)", w.median))
+                    .unwrap_or_default()
+            );
+        }
+    }
+
+    if args.profile || args.svg.is_some() {
+        let Some((b, prof)) = profile else {
+            eprintln!("note: no per-layer profile: it needs the gpu backend on an adapter with timestamp queries");
+            return Ok(());
+        };
+        let total: f64 = prof.iter().map(|p| p.1).sum();
+        let rows: Vec<(String, f64, f64)> = prof
+            .iter()
+            .map(|(l, ms)| {
+                (
+                    l.clone(),
+                    *ms,
+                    2.0 * dispatch_macs(&plan, l) as f64 * b as f64 / (ms / 1e3).max(1e-12) / 1e9,
+                )
+            })
+            .collect();
+        if args.profile && !args.json {
+            println!("\nper-layer GPU profile, batch {b} (each dispatch timed in its own pass; total {total:.2} ms)");
+            println!(
+                "{:<48} {:>9} {:>7} {:>9}",
+                "dispatch", "ms", "share", "GFLOP/s"
+            );
+            for (l, ms, g) in &rows {
+                println!(
+                    "{:<48} {:>9.3} {:>6.1}% {:>9.1}",
+                    l.replace("trunk_output.", ""),
+                    ms,
+                    ms / total * 100.0,
+                    g
+                );
+            }
+        }
+        if let Some(path) = &args.svg {
+            let title = format!(
+                "{name} {0}x{0} batch {b}: per-dispatch GPU time (total {total:.2} ms)",
+                args.size
+            );
+            std::fs::write(path, profile_svg(&rows, &title))
+                .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "cpu".into())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
