@@ -4,30 +4,41 @@
 //     y = act(conv(x * gate) + bias + residual)
 //
 // `gate` (a per-image, per-input-channel scale: squeeze-and-excitation) and `residual` are
-// switched on by the overridable constants HAS_GATE and HAS_RESIDUAL.
-// Each invocation computes OC_T output channels of one group for PX_T adjacent pixels of one
-// output row, so every input value it loads serves OC_T channels.
+// switched on by HAS_GATE and HAS_RESIDUAL. The kernel shape (KH, KW, STRIDE) and the number of
+// output channels per workgroup (OCN, of one group) are overridable constants, so the loops
+// over them have constant bounds and unroll into registers.
+//
+// A workgroup owns OCN channels of one group of one image and WG tiles of 4 adjacent pixels of
+// an output row, one tile per invocation: the weights depend on the workgroup alone (every
+// invocation reads the same ones), and for each input channel and kernel row an invocation
+// loads the input span its 4 pixels need once, reusing it for every kernel column and channel.
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, groups: u32,
-    k_h: u32, k_w: u32, stride: u32, pad: u32,
-    oc_blocks: u32,   // ceil((out_c / groups) / OC_T)
-    px_blocks: u32,   // ceil(out_w / PX_T)
-    total: u32,       // batch * groups * oc_blocks * out_h * px_blocks
-    _unused: u32,
+    pad: u32,
+    oc_blocks: u32,   // ceil((out_c / groups) / OCN)
+    tiles_x: u32,     // 4-pixel tiles per output row: ceil(out_w / 4)
+    chunks: u32,      // workgroups per (image, group, channel block): ceil(out_h * tiles_x / WG)
+    workgroups: u32,  // batch * groups * oc_blocks * chunks
+    _unused0: u32, _unused1: u32, _unused2: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
 override HAS_GATE: bool = false;
 override WG: u32 = 64u;
+override KH: u32 = 3u;
+override KW: u32 = 3u;
+override STRIDE: u32 = 1u;
+override OCN: u32 = 8u;      // <= MAX_OC
 
-const OC_T: u32 = 4u;
-const PX_T: u32 = 4u;
+const MAX_OC: u32 = 8u;
+const PX: u32 = 4u;          // pixels per invocation: one vec4
+const MAX_SPAN: u32 = 32u;   // (PX - 1) * STRIDE + KW must not exceed it
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<store_t>;
-@group(0) @binding(2) var<storage, read> w: array<store_t>;    // [out_c, in_c / groups, k_h, k_w]
+@group(0) @binding(2) var<storage, read> w: array<store_t>;    // [out_c, in_c / groups, KH, KW]
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<store_t>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
@@ -37,27 +48,34 @@ const PX_T: u32 = 4u;
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let idx = linear_index(wid, nwg, lid, WG);
-    if (idx >= p.total) {
+    let wg = wid.y * nwg.x + wid.x;
+    if (wg >= p.workgroups) {
         return;
     }
-    // idx = (((n * groups + g) * oc_blocks + ocb) * out_h + oy) * px_blocks + pxb
-    var r = idx;
-    let pxb = r % p.px_blocks; r = r / p.px_blocks;
-    let oy = r % p.out_h; r = r / p.out_h;
+    // wg = ((n * groups + g) * oc_blocks + ocb) * chunks + chunk
+    var r = wg;
+    let chunk = r % p.chunks; r = r / p.chunks;
     let ocb = r % p.oc_blocks; r = r / p.oc_blocks;
     let g = r % p.groups;
     let n = r / p.groups;
+    // Invocations past the last tile compute a clamped copy of it and store nothing: no early
+    // return, so all stay active and the weight loads (the same for all) are made once.
+    let tiles = p.out_h * p.tiles_x;
+    let tile_raw = chunk * WG + lid;
+    let tile = min(tile_raw, tiles - 1u);
+    let oy = tile / p.tiles_x;
+    let pxb = tile % p.tiles_x;
 
     let cin_g = p.in_c / p.groups;
     let cout_g = p.out_c / p.groups;
-    let oc0 = g * cout_g + ocb * OC_T;
-    let oc_n = min(OC_T, cout_g - ocb * OC_T);
-    let ox0 = pxb * PX_T;
-    let ksize = p.k_h * p.k_w;
-    let w_per_oc = cin_g * ksize;
+    let oc0 = g * cout_g + ocb * OCN;
+    let oc_last = g * cout_g + cout_g - 1u;   // channels past the group's end are clamped, never stored
+    let ox0 = pxb * PX;
+    let span = (PX - 1u) * STRIDE + KW;
+    let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
+    let w_per_oc = cin_g * KH * KW;
 
-    var acc: array<array<f32, PX_T>, OC_T>;
+    var acc: array<vec4<f32>, MAX_OC>;
     for (var c = 0u; c < cin_g; c++) {
         let ic = g * cin_g + c;
         var scale = 1.0;
@@ -65,46 +83,47 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             scale = gate[n * p.in_c + ic];
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
-        for (var ky = 0u; ky < p.k_h; ky++) {
-            let iy = i32(oy * p.stride + ky) - i32(p.pad);
-            if (iy < 0 || iy >= i32(p.in_h)) {
-                continue;
+        let wc = c * KH * KW;
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * STRIDE + ky) - i32(p.pad);
+            let row_ok = iy >= 0 && iy < i32(p.in_h);
+            let row = plane + u32(clamp(iy, 0, i32(p.in_h) - 1)) * p.in_w;
+            // The input span of this row that the 4 pixels read (zero outside the image).
+            var xs: array<f32, MAX_SPAN>;
+            for (var i = 0u; i < span; i++) {
+                let ix = ix0 + i32(i);
+                let ok = row_ok && ix >= 0 && ix < i32(p.in_w);
+                let v = f32(x[row + u32(clamp(ix, 0, i32(p.in_w) - 1))]);
+                xs[i] = select(0.0, v, ok) * scale;
             }
-            let row = plane + u32(iy) * p.in_w;
-            for (var kx = 0u; kx < p.k_w; kx++) {
-                var xv: array<f32, PX_T>;
-                for (var j = 0u; j < PX_T; j++) {
-                    let ix = i32((ox0 + j) * p.stride + kx) - i32(p.pad);
-                    if (ox0 + j < p.out_w && ix >= 0 && ix < i32(p.in_w)) {
-                        xv[j] = f32(x[row + u32(ix)]) * scale;
-                    } else {
-                        xv[j] = 0.0;
-                    }
-                }
-                let wi = c * ksize + ky * p.k_w + kx;
-                for (var o = 0u; o < OC_T; o++) {
-                    if (o < oc_n) {
-                        let wv = f32(w[(oc0 + o) * w_per_oc + wi]);
-                        for (var j = 0u; j < PX_T; j++) {
-                            acc[o][j] += wv * xv[j];
-                        }
-                    }
+            for (var kx = 0u; kx < KW; kx++) {
+                let xv = vec4<f32>(xs[kx], xs[kx + STRIDE], xs[kx + 2u * STRIDE], xs[kx + 3u * STRIDE]);
+                let wi = wc + ky * KW + kx;
+                for (var o = 0u; o < OCN; o++) {
+                    let wv = f32(w[min(oc0 + o, oc_last) * w_per_oc + wi]);
+                    acc[o] = fma(vec4<f32>(wv), xv, acc[o]);
                 }
             }
         }
     }
 
-    for (var o = 0u; o < oc_n; o++) {
+    if (tile_raw >= tiles) {
+        return;
+    }
+    for (var o = 0u; o < OCN; o++) {
         let oc = oc0 + o;
-        let base = ((n * p.out_c + oc) * p.out_h + oy) * p.out_w;
-        for (var j = 0u; j < PX_T; j++) {
-            if (ox0 + j < p.out_w) {
-                let oi = base + ox0 + j;
-                var v = acc[o][j] + bias[oc];
-                if (HAS_RESIDUAL) {
-                    v += f32(residual[oi]);
+        if (oc <= oc_last) {
+            let base = ((n * p.out_c + oc) * p.out_h + oy) * p.out_w;
+            let b = bias[oc];
+            for (var j = 0u; j < PX; j++) {
+                if (ox0 + j < p.out_w) {
+                    let oi = base + ox0 + j;
+                    var v = acc[o][j] + b;
+                    if (HAS_RESIDUAL) {
+                        v += f32(residual[oi]);
+                    }
+                    y[oi] = store_t(activate(v));
                 }
-                y[oi] = store_t(activate(v));
             }
         }
     }

@@ -2,90 +2,101 @@
 //
 //     y[n, o, p] = act(sum_c w[o, c] * x[n, c, p] * gate[n, c] + bias[o] + residual[n, o, p])
 //
-// over the flattened pixels p of an NCHW image. BatchNorm is folded into `w` and `bias`;
-// HAS_GATE fuses squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL
-// the block's shortcut. Each invocation computes an OC_T x PX_T register tile.
-// The bindings are the same as conv.wgsl's, so one bind group layout serves both.
+// over the flattened pixels p of an NCHW image whose pixel count is a multiple of 4, so that
+// pixels load and store as vec4. BatchNorm is folded into `w` and `bias`; HAS_GATE fuses
+// squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the block's
+// shortcut.
+//
+// A workgroup owns TM output channels of one image and WG tiles of 8 pixels (two vec4), one
+// tile per invocation: the weights it reads depend on the workgroup alone, so every invocation
+// reads the same ones (a broadcast), and each x value it loads feeds TM fused multiply-adds.
+// The bindings are conv.wgsl's, so one bind group layout serves both.
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, groups: u32,
-    k_h: u32, k_w: u32, stride: u32, pad: u32,
-    oc_blocks: u32,   // ceil(out_c / OC_T)
-    px_blocks: u32,   // ceil(out_h * out_w / PX_T)
-    total: u32,       // batch * oc_blocks * px_blocks
-    _unused: u32,
+    pad: u32,
+    oc_blocks: u32,   // ceil(out_c / TM)
+    tiles: u32,       // 8-pixel tiles per plane: ceil(out_h * out_w / 8)
+    chunks: u32,      // workgroups per (image, channel block): ceil(tiles / WG)
+    workgroups: u32,  // batch * oc_blocks * chunks
+    _unused0: u32, _unused1: u32, _unused2: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
 override HAS_GATE: bool = false;
 override WG: u32 = 64u;
+override TM: u32 = 8u;        // output channels per workgroup, <= MAX_TM
 
-const OC_T: u32 = 8u;
-const PX_T: u32 = 4u;
+const MAX_TM: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<store_t>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
 @group(0) @binding(2) var<storage, read> w: array<store_t>;    // [out_c, in_c]
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
-@group(0) @binding(4) var<storage, read> residual: array<store_t>;
+@group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
-@group(0) @binding(6) var<storage, read_write> y: array<store_t>;
+@group(0) @binding(6) var<storage, read_write> y: array<vec4<store_t>>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let idx = linear_index(wid, nwg, lid, WG);
-    if (idx >= p.total) {
+    let wg = wid.y * nwg.x + wid.x;
+    if (wg >= p.workgroups) {
         return;
     }
-    // idx = (n * oc_blocks + ocb) * px_blocks + pxb: neighbours share weights, read adjacent pixels.
-    let pxb = idx % p.px_blocks;
-    let ocb = (idx / p.px_blocks) % p.oc_blocks;
-    let n = idx / (p.px_blocks * p.oc_blocks);
+    let chunk = wg % p.chunks;
+    let ocb = (wg / p.chunks) % p.oc_blocks;
+    let n = wg / (p.chunks * p.oc_blocks);
+    // No early return for invocations past the last tile: they compute a clamped copy of it and
+    // store nothing, so every invocation stays active through the loop and the loads whose
+    // address is the same for all (the weights) can be made once per workgroup.
+    let tile_raw = chunk * WG + lid;
+    let tile = min(tile_raw, p.tiles - 1u);
 
-    let hw = p.out_h * p.out_w;
-    let oc0 = ocb * OC_T;
-    let oc_n = min(OC_T, p.out_c - oc0);
-    let p0 = pxb * PX_T;
-    let px_n = min(PX_T, hw - p0);
+    let hw4 = p.out_h * p.out_w / 4u;            // vec4s per plane
+    let q0 = tile * 2u;                          // first vec4 of this tile
+    let q1 = min(q0 + 1u, hw4 - 1u);             // second (clamped on the last tile)
+    let oc0 = ocb * TM;
 
-    var acc: array<array<f32, PX_T>, OC_T>;
-    let x_img = n * p.in_c * hw;
+    var acc0: array<vec4<f32>, MAX_TM>;
+    var acc1: array<vec4<f32>, MAX_TM>;
+    var xi = n * p.in_c * hw4;
     for (var c = 0u; c < p.in_c; c++) {
-        var scale = 1.0;
+        var a = vec4<f32>(x[xi + q0]);
+        var b = vec4<f32>(x[xi + q1]);
         if (HAS_GATE) {
-            scale = gate[n * p.in_c + c];
+            let s = gate[n * p.in_c + c];
+            a *= s;
+            b *= s;
         }
-        let row = x_img + c * hw + p0;
-        var xv: array<f32, PX_T>;
-        for (var j = 0u; j < PX_T; j++) {
-            if (j < px_n) {
-                xv[j] = f32(x[row + j]) * scale;
-            } else {
-                xv[j] = 0.0;
-            }
+        for (var o = 0u; o < TM; o++) {
+            let wv = vec4<f32>(f32(w[min(oc0 + o, p.out_c - 1u) * p.in_c + c]));
+            acc0[o] = fma(wv, a, acc0[o]);
+            acc1[o] = fma(wv, b, acc1[o]);
         }
-        for (var o = 0u; o < OC_T; o++) {
-            if (o < oc_n) {
-                let wv = f32(w[(oc0 + o) * p.in_c + c]);
-                for (var j = 0u; j < PX_T; j++) {
-                    acc[o][j] += wv * xv[j];
-                }
-            }
-        }
+        xi += hw4;
     }
 
-    for (var o = 0u; o < oc_n; o++) {
+    if (tile_raw >= p.tiles) {
+        return;
+    }
+    for (var o = 0u; o < TM; o++) {
         let oc = oc0 + o;
-        let base = (n * p.out_c + oc) * hw + p0;
-        for (var j = 0u; j < px_n; j++) {
-            var v = acc[o][j] + bias[oc];
+        if (oc < p.out_c) {
+            let base = (n * p.out_c + oc) * hw4;
+            let bv = vec4<f32>(bias[oc]);
+            var v0 = acc0[o] + bv;
+            var v1 = acc1[o] + bv;
             if (HAS_RESIDUAL) {
-                v += f32(residual[base + j]);
+                v0 += vec4<f32>(residual[base + q0]);
+                v1 += vec4<f32>(residual[base + q1]);
             }
-            y[base + j] = store_t(activate(v));
+            y[base + q0] = vec4<store_t>(activate4(v0));
+            if (q0 + 1u < hw4) {
+                y[base + q1] = vec4<store_t>(activate4(v1));
+            }
         }
     }
 }

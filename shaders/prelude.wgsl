@@ -17,6 +17,10 @@ fn activate(v: f32) -> f32 {
     }
 }
 
+fn activate4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(activate(v.x), activate(v.y), activate(v.z), activate(v.w));
+}
+
 // Workgroups are dispatched as a 2-D grid (x up to the device's per-dimension limit);
 // this is the linear index of an invocation in a 1-D workgroup of `wg` invocations.
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, wg: u32) -> u32 {

@@ -99,6 +99,28 @@ pub struct Variant {
     pub residual: bool,
     /// Squeeze-and-excitation gate fused into the input reads (conv families).
     pub gate: bool,
+    /// Conv: kernel height, width and stride (`KH`, `KW`, `STRIDE`); 0 for other families.
+    pub kernel: [u32; 3],
+    /// Register tile: conv's output channels per invocation (`OCN`; its 4 pixels are fixed),
+    /// pointwise's (`TM`); second entry unused; 0 for other families.
+    pub tile: [u32; 2],
+    /// Invocations per workgroup (`WG`); 0 means the family's default.
+    pub wg: u32,
+}
+
+impl Variant {
+    /// A variant of a family without conv-specific constants.
+    pub fn simple(family: Family, act: u32) -> Self {
+        Variant {
+            family,
+            act,
+            residual: false,
+            gate: false,
+            kernel: [0; 3],
+            tile: [0; 2],
+            wg: 0,
+        }
+    }
 }
 
 /// The `ACT` constant of an activation.
@@ -182,7 +204,11 @@ impl Kernels {
         cache
             .entry(v)
             .or_insert_with(|| {
-                let wg = v.family.workgroup_size() as f64;
+                let wg = if v.wg == 0 {
+                    v.family.workgroup_size()
+                } else {
+                    v.wg
+                } as f64;
                 let mut constants: Vec<(&str, f64)> = Vec::new();
                 match v.family {
                     Family::Conv | Family::ConvPointwise => {
@@ -190,6 +216,14 @@ impl Kernels {
                         constants.push(("HAS_RESIDUAL", v.residual as u32 as f64));
                         constants.push(("HAS_GATE", v.gate as u32 as f64));
                         constants.push(("WG", wg));
+                        if v.family == Family::Conv {
+                            constants.push(("KH", v.kernel[0] as f64));
+                            constants.push(("KW", v.kernel[1] as f64));
+                            constants.push(("STRIDE", v.kernel[2] as f64));
+                            constants.push(("OCN", v.tile[0] as f64));
+                        } else {
+                            constants.push(("TM", v.tile[0] as f64));
+                        }
                     }
                     Family::Linear => {
                         constants.push(("ACT", v.act as f64));

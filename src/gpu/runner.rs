@@ -187,6 +187,26 @@ fn align4(n: u64) -> u64 {
     n.div_ceil(4).max(1) * 4
 }
 
+/// Activation buffers are sized in whole vec4s of f32 so that vec4 views of them are valid.
+fn align16(n: u64) -> u64 {
+    n.div_ceil(16).max(1) * 16
+}
+
+/// Invocations per workgroup for `tiles` tiles of a plane: the smallest of 8, 16, 32, 64 that
+/// covers them (8 is lavapipe's SIMD width on AVX2; 64 suits GPUs' warps and wavefronts).
+fn workgroup_size(tiles: u64) -> u32 {
+    (tiles.next_power_of_two().clamp(8, 64)) as u32
+}
+
+/// Output channels per workgroup of the pointwise GEMM (`TM`; each invocation: TM x 8 pixels).
+const POINTWISE_TM: u32 = 16;
+
+/// The direct conv's register tile `[OCN, 4]`: up to 8 channels of the group, 4 pixels of the
+/// row, as long as the input span `3 * stride + kw` fits the kernel's 32 values.
+fn conv_tile(cout_g: usize, kw: usize, stride: usize) -> Option<[u32; 2]> {
+    (3 * stride + kw <= 32).then_some([cout_g.clamp(1, 8) as u32, 4])
+}
+
 /// Activation buffers reused by liveness: a value takes the best-fitting free slot (growing the
 /// largest free one when none fits) and gives it back once its last reader has run.
 #[derive(Default)]
@@ -385,32 +405,61 @@ impl GpuRunner {
                         )));
                     }
                     let p = weights.conv(&op.name)?;
-                    let w = upload(&c.weight, to_store(&p.weight, prec), &mut own)?;
+                    let wdata = p.weight.clone();
+                    let w = upload(&c.weight, to_store(&wdata, prec), &mut own)?;
                     let b = upload(
                         &format!("{}.bias", op.name),
                         to_store(&p.bias, Precision::F32),
                         &mut own,
                     )?;
-                    let pointwise =
-                        c.kernel == [1, 1] && c.stride == 1 && c.padding == 0 && c.groups == 1;
                     let (oh, ow) = (out_shape.height as u32, out_shape.width as u32);
-                    let (family, oc_blocks, px_blocks, total) = if pointwise {
-                        let ocb = (c.out_channels as u64).div_ceil(8);
-                        let pxb = ((oh * ow) as u64).div_ceil(4);
-                        (Family::ConvPointwise, ocb, pxb, n * ocb * pxb)
+                    let pointwise = c.kernel == [1, 1]
+                        && c.stride == 1
+                        && c.padding == 0
+                        && c.groups == 1
+                        && (oh * ow) % 4 == 0;
+                    // Pointwise: a workgroup owns TN pixels and WG output channels (one per
+                    // invocation). Direct: a workgroup owns a block of output channels of one
+                    // image and group, and WG 4-pixel tiles, one per invocation.
+                    let (family, tile, wg_size, params_tail, total) = if pointwise {
+                        let tm = POINTWISE_TM;
+                        let ocb = (c.out_channels as u64).div_ceil(tm as u64);
+                        let tiles = ((oh * ow) as u64).div_ceil(8);
+                        let wg_size = workgroup_size(tiles);
+                        let chunks = tiles.div_ceil(wg_size as u64);
+                        let total = n * ocb * chunks;
+                        (
+                            Family::ConvPointwise,
+                            [tm, 0],
+                            wg_size,
+                            [ocb, tiles, chunks, total],
+                            total,
+                        )
                     } else {
-                        let ocb = ((c.out_channels / c.groups) as u64).div_ceil(4);
-                        let pxb = (ow as u64).div_ceil(4);
+                        let cout_g = c.out_channels / c.groups;
+                        let [ocn, px] = conv_tile(cout_g, c.kernel[1], c.stride).ok_or_else(|| {
+                            Error::Gpu(format!(
+                                "conv `{}`: kernel {:?} with stride {} is wider than the conv kernel supports",
+                                op.name, c.kernel, c.stride
+                            ))
+                        })?;
+                        let ocb = (cout_g as u64).div_ceil(ocn as u64);
+                        let per_row = (ow as u64).div_ceil(px as u64);
+                        let tiles = oh as u64 * per_row;
+                        let wg_size = workgroup_size(tiles);
+                        let chunks = tiles.div_ceil(wg_size as u64);
+                        let total = n * c.groups as u64 * ocb * chunks;
                         (
                             Family::Conv,
-                            ocb,
-                            pxb,
-                            n * c.groups as u64 * ocb * oh as u64 * pxb,
+                            [ocn, px],
+                            wg_size,
+                            [ocb, per_row, chunks, total],
+                            total,
                         )
                     };
-                    if total > u32::MAX as u64 {
+                    if total * wg_size as u64 > u32::MAX as u64 {
                         return Err(Error::Gpu(format!(
-                            "op `{}` is too large to dispatch ({total} invocations)",
+                            "op `{}` is too large to dispatch ({total} workgroups)",
                             op.name
                         )));
                     }
@@ -435,13 +484,13 @@ impl GpuRunner {
                         oh,
                         ow,
                         c.groups as u32,
-                        c.kernel[0] as u32,
-                        c.kernel[1] as u32,
-                        c.stride as u32,
                         c.padding as u32,
-                        oc_blocks as u32,
-                        px_blocks as u32,
-                        total as u32,
+                        params_tail[0] as u32,
+                        params_tail[1] as u32,
+                        params_tail[2] as u32,
+                        params_tail[3] as u32,
+                        0,
+                        0,
                         0,
                     ];
                     steps.push(StepPlan {
@@ -451,6 +500,9 @@ impl GpuRunner {
                             act: act_code(c.activation),
                             residual: c.residual.is_some(),
                             gate: input_gate.is_some(),
+                            kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
+                            tile,
+                            wg: wg_size,
                         },
                         params,
                         buffers: vec![
@@ -461,7 +513,7 @@ impl GpuRunner {
                             input_gate.unwrap_or(BufRef::Dummy),
                             BufRef::Value(get(&loc, out)),
                         ],
-                        workgroups: total.div_ceil(Family::Conv.workgroup_size() as u64),
+                        workgroups: total,
                     });
                 }
                 OpKind::SqueezeExcite(se) => {
@@ -476,12 +528,7 @@ impl GpuRunner {
                     let gate = scratch(&format!("{}.gate", op.name), planes * 4, &mut own)?;
                     steps.push(StepPlan {
                         label: format!("{}.pool", op.name),
-                        variant: Variant {
-                            family: Family::Pool,
-                            act: 0,
-                            residual: false,
-                            gate: false,
-                        },
+                        variant: Variant::simple(Family::Pool, 0),
                         params: vec![
                             planes as u32,
                             (in_shape.height * in_shape.width) as u32,
@@ -525,12 +572,7 @@ impl GpuRunner {
                         )?;
                         steps.push(StepPlan {
                             label: format!("{}.{name}", op.name),
-                            variant: Variant {
-                                family: Family::Linear,
-                                act: act_code(act),
-                                residual: false,
-                                gate: false,
-                            },
+                            variant: Variant::simple(Family::Linear, act_code(act)),
                             params: vec![n as u32, inf as u32, outf as u32, 0],
                             buffers: vec![x, wb, bb, y],
                             workgroups: (n * outf as u64)
@@ -554,12 +596,7 @@ impl GpuRunner {
                     let planes = n * in_shape.channels as u64;
                     steps.push(StepPlan {
                         label: op.name.clone(),
-                        variant: Variant {
-                            family: Family::Pool,
-                            act: 0,
-                            residual: false,
-                            gate: false,
-                        },
+                        variant: Variant::simple(Family::Pool, 0),
                         params: vec![
                             planes as u32,
                             (in_shape.height * in_shape.width) as u32,
@@ -580,12 +617,7 @@ impl GpuRunner {
                     )?;
                     steps.push(StepPlan {
                         label: op.name.clone(),
-                        variant: Variant {
-                            family: Family::Linear,
-                            act: 0,
-                            residual: false,
-                            gate: false,
-                        },
+                        variant: Variant::simple(Family::Linear, 0),
                         params: vec![n as u32, l.in_features as u32, l.out_features as u32, 0],
                         buffers: vec![
                             BufRef::Value(input_loc),
@@ -656,7 +688,7 @@ impl GpuRunner {
             .map(|(i, &s)| {
                 device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(&format!("activations {i}")),
-                    size: align4(s),
+                    size: align16(s),
                     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                     mapped_at_creation: false,
                 })
