@@ -72,8 +72,8 @@ struct Args {
     #[arg(long, value_enum, default_value = "f32")]
     precision: Prec,
     /// How many classes to print per image.
-    #[arg(long, default_value_t = 5)]
-    top: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    top: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -191,7 +191,7 @@ fn run(args: &Args) -> Result<()> {
     }
     let probs = logits.softmax_rows();
     let classes = logits.shape[1];
-    let k = args.top.min(classes);
+    let k = (args.top as usize).min(classes);
     if args.json {
         let results: Vec<serde_json::Value> = (0..logits.shape[0])
             .map(|n| {

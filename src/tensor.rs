@@ -226,8 +226,9 @@ pub fn write_safetensors(path: impl AsRef<Path>, tensors: &[(&str, &Tensor)]) ->
                 .map_err(|e| Error::Input(format!("cannot write tensor `{name}`: {e}")))
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(|e| Error::Safetensors {
+    let bytes = safetensors::serialize(views, None).map_err(|e| Error::Safetensors {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+        reason: format!("cannot serialize: {e}"),
+    })?;
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
 }

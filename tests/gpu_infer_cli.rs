@@ -1,0 +1,596 @@
+//! The `gpu_infer` example as a user runs it: torchvision's logits reproduced through
+//! `--input-tensor`/`--weights`/`--save-logits` on the CPU and on the GPU (f32 and f16),
+//! its `--json` output, and clean errors. The example is built once by
+//! `cargo build --release --example gpu_infer` and then run directly.
+//!
+//! Fixtures: the tiny ones in tests/fixtures, the holdout ones in tests/fixtures/holdout
+//! (made by scripts/gen_holdout_fixtures.py), the zoo ones where `REGNET_FIXTURES` points,
+//! and, when present, the zoo holdout in /tmp/zoo-holdout.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use regnet_wgpu::tensor::{read_safetensors, write_safetensors};
+use regnet_wgpu::Tensor;
+use serde_json::Value;
+
+/// float16 paths must land this close (‖out−ref‖/‖ref‖) to torchvision's float64 outputs.
+const F16_REL_TOL: f64 = 5e-3;
+
+const TINY_X_SPEC: &str = "depth=6,w0=16,wa=12,wm=2,group_width=8,stem=16,classes=10";
+const TINY_Y_SPEC: &str = "depth=6,w0=16,wa=12,wm=2,group_width=8,se=0.25,stem=16,classes=10";
+
+/// The zoo holdout, generated locally by scripts/gen_holdout_fixtures.py (not committed).
+const ZOO_HOLDOUT_DIR: &str = "/tmp/zoo-holdout";
+
+/// The `gpu_infer` executable, built once by `cargo build --release --example gpu_infer`
+/// (running each command through `cargo run` would cost a quarter second of cargo apiece).
+fn gpu_infer_exe() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let o = Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--release", "--quiet", "--example", "gpu_infer"])
+            .arg("--message-format=json")
+            .output()
+            .expect("cannot run cargo");
+        assert!(o.status.success(), "cannot build gpu_infer: {}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "gpu_infer")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo named no gpu_infer executable")
+    })
+}
+
+/// Runs `gpu_infer ARGS` (in the crate's folder, as `cargo run` would) and returns its output.
+fn gpu_infer<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(gpu_infer_exe())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("cannot run gpu_infer")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `gpu_infer ARGS`, checks it failed cleanly (status 1 or 2, `error:`, no panic, nothing
+/// on stdout) and returns stderr.
+fn gpu_infer_error<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    let o = gpu_infer(args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "gpu_infer {args:?} should fail");
+    assert!(
+        matches!(o.status.code(), Some(1 | 2)),
+        "gpu_infer {args:?}: exit status {:?}: {err}",
+        o.status.code()
+    );
+    assert!(
+        !err.contains("panicked"),
+        "gpu_infer {args:?} panicked: {err}"
+    );
+    assert!(err.contains("error:"), "gpu_infer {args:?}: {err}");
+    assert!(
+        o.stdout.is_empty(),
+        "gpu_infer {args:?} wrote to stdout: {}",
+        stdout(&o)
+    );
+    err
+}
+
+/// A path in the temporary folder, unique to this process and call.
+fn temp_path(what: &str, ext: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "gpu_infer_cli_{}_{n}_{what}.{ext}",
+        std::process::id()
+    ))
+}
+
+/// Removes a file when dropped (also when the test fails).
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(what: &str, ext: &str) -> Self {
+        TempFile(temp_path(what, ext))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The `--model NAME` or `--regnet SPEC` arguments of a fixture, from its manifest entry.
+fn model_args(name: &str, entry: &Value) -> Vec<String> {
+    let cfg = &entry["config"];
+    if cfg["kind"] == "builder" {
+        return vec!["--model".into(), name.into()];
+    }
+    let int = |k: &str| {
+        cfg[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: config `{k}` is not an integer: {}", cfg[k]))
+    };
+    let float = |k: &str| {
+        cfg[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name}: config `{k}` is not a number: {}", cfg[k]))
+    };
+    let mut spec = format!(
+        "depth={},w0={},wa={},wm={},group_width={},bottleneck={}",
+        int("depth"),
+        int("w_0"),
+        float("w_a"),
+        float("w_m"),
+        int("group_width"),
+        float("bottleneck_multiplier"),
+    );
+    if let Some(se) = cfg["se_ratio"].as_f64() {
+        spec += &format!(",se={se}");
+    }
+    spec += &format!(",stem={},classes={}", int("stem_width"), int("num_classes"));
+    vec!["--regnet".into(), spec]
+}
+
+/// The manifest of a fixture folder.
+fn manifest(dir: &Path) -> Value {
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What one run is compared with.
+struct Run {
+    label: &'static str,
+    args: &'static [&'static str],
+    tol: f64,
+}
+
+const RUNS: &[Run] = &[
+    Run {
+        label: "cpu",
+        args: &["--backend", "cpu"],
+        tol: common::F32_REL_TOL,
+    },
+    Run {
+        label: "gpu f32",
+        args: &["--backend", "gpu", "--precision", "f32"],
+        tol: common::F32_REL_TOL,
+    },
+    Run {
+        label: "gpu f16",
+        args: &["--backend", "gpu", "--precision", "f16"],
+        tol: F16_REL_TOL,
+    },
+];
+
+/// Runs fixture `name` of `dir` on every backend through `--input-tensor`, `--weights` and
+/// `--save-logits`, and checks the saved logits against torchvision's (relative L2 error and
+/// top-1 of every image). Returns the errors, one per backend checked.
+fn check_fixture(dir: &Path, name: &str) -> Vec<(&'static str, f64)> {
+    let entry = &manifest(dir)[name];
+    assert!(
+        entry.is_object(),
+        "{name} is not in {}",
+        dir.join("manifest.json").display()
+    );
+    let weights = dir.join(format!("{name}.safetensors"));
+    let io_path = dir.join(format!("{name}.io.safetensors"));
+    assert!(weights.is_file(), "missing fixture {}", weights.display());
+    assert!(io_path.is_file(), "missing fixture {}", io_path.display());
+    let io = read_safetensors(&io_path).unwrap();
+    let reference = &io["logits"];
+    let n = io["input"].shape[0];
+    assert_eq!(reference.shape[0], n, "{name}: logits and input disagree");
+
+    let mut errors = Vec::new();
+    for run in RUNS {
+        let out = TempFile::new(&format!("{name}_logits"), "safetensors");
+        let mut args = model_args(name, entry);
+        args.extend(run.args.iter().map(|s| s.to_string()));
+        args.extend([
+            "--weights".into(),
+            weights.display().to_string(),
+            "--input-tensor".into(),
+            io_path.display().to_string(),
+            "--save-logits".into(),
+            out.0.display().to_string(),
+            "--top".into(),
+            "1".into(),
+        ]);
+        let o = gpu_infer(&args);
+        if run.label == "gpu f16"
+            && !o.status.success()
+            && stderr(&o).contains("lacks the `shader-f16`")
+        {
+            // An adapter without shader-f16 must refuse f16 cleanly; its accuracy needs one.
+            assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+            eprintln!("{name}: adapter lacks shader-f16: f16 accuracy not checked");
+            continue;
+        }
+        assert!(
+            o.status.success(),
+            "{name} ({}): gpu_infer {args:?} failed: {}",
+            run.label,
+            stderr(&o)
+        );
+        let saved = read_safetensors(&out.0)
+            .unwrap_or_else(|e| panic!("{name} ({}): saved logits: {e}", run.label));
+        let logits = saved
+            .get("logits")
+            .unwrap_or_else(|| panic!("{name} ({}): no `logits` tensor saved", run.label));
+        let what = format!("{name} logits ({})", run.label);
+        let e = common::assert_close(&what, logits, reference, run.tol);
+        common::assert_same_top1(&what, logits, reference);
+        // What is printed is what was saved: the top-1 of every image.
+        let text = stdout(&o);
+        for i in 0..n {
+            let top = logits.top_k(i, 1)[0].0;
+            assert!(
+                text.contains(&format!("({top})")),
+                "{what}: image {i} top-1 {top} not printed:\n{text}"
+            );
+        }
+        println!("{name:<22} {:<8} rel err {e:.3e}", run.label);
+        errors.push((run.label, e));
+    }
+    errors
+}
+
+/// One test per fixture (all backends), and `NAMES`, the fixtures tested.
+macro_rules! fixture_tests {
+    ($dir:expr; $($name:ident),* $(,)?) => {
+        pub const NAMES: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[test]
+            fn $name() {
+                check_fixture(&$dir, stringify!($name));
+            }
+        )*
+    };
+}
+
+mod tiny {
+    use super::*;
+    fixture_tests!(common::fixtures_dir(); tiny_x, tiny_y, tiny_bottleneck_half, tiny_depthwise,
+        tiny_odd_input, tiny_clipped_groups, tiny_six_stages);
+}
+
+mod holdout {
+    use super::*;
+    fixture_tests!(common::fixtures_dir().join("holdout"); hold_a, hold_b, hold_c, hold_d);
+}
+
+/// The fixtures of a manifest whose names start with `prefix`, sorted.
+fn manifest_names(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = manifest(dir)
+        .as_object()
+        .expect("the manifest is a JSON object")
+        .keys()
+        .filter(|k| k.starts_with(prefix))
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Every tiny and holdout fixture in the manifests has a test above.
+#[test]
+fn every_fixture_is_tested() {
+    let dir = common::fixtures_dir();
+    assert_eq!(manifest_names(&dir, "tiny_"), sorted(tiny::NAMES));
+    assert_eq!(manifest_names(&dir, "tiny_"), sorted(common::TINY));
+    assert_eq!(
+        manifest_names(&dir.join("holdout"), "hold_"),
+        sorted(holdout::NAMES)
+    );
+    assert_eq!(
+        manifest_names(&dir.join("holdout"), ""),
+        [vec!["_about".to_string()], sorted(holdout::NAMES)].concat(),
+        "the holdout folder holds only the tested fixtures"
+    );
+}
+
+fn check_zoo(name: &str) {
+    let Some(dir) = common::external_fixtures() else {
+        return;
+    };
+    check_fixture(&dir, name);
+}
+
+#[test]
+fn zoo_regnet_y_400mf() {
+    check_zoo(common::ZOO[0]);
+}
+
+#[test]
+fn zoo_regnet_x_400mf() {
+    check_zoo(common::ZOO[1]);
+}
+
+/// The zoo holdout in /tmp/zoo-holdout, when someone generated it there.
+#[test]
+fn zoo_holdout_when_present() {
+    let dir = Path::new(ZOO_HOLDOUT_DIR);
+    if !dir.join("manifest.json").is_file() {
+        return;
+    }
+    let names = manifest_names(dir, "");
+    for name in names.iter().filter(|n| !n.starts_with('_')) {
+        check_fixture(dir, name);
+    }
+}
+
+/// Runs `gpu_infer ARGS --json`, checks it succeeded, and parses stdout as one JSON object.
+fn gpu_infer_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let o = gpu_infer(&all);
+    assert!(
+        o.status.success(),
+        "gpu_infer {all:?} failed: {}",
+        stderr(&o)
+    );
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| {
+        panic!(
+            "stdout of gpu_infer {all:?} is not one JSON value ({e}):\n{}",
+            stdout(&o)
+        )
+    });
+    assert!(v.is_object(), "gpu_infer {all:?}: not a JSON object: {v}");
+    v
+}
+
+#[test]
+fn json_has_per_image_top_k() {
+    let dir = common::fixtures_dir();
+    let weights = dir.join("tiny_y.safetensors");
+    let io_path = dir.join("tiny_y.io.safetensors");
+    let io = read_safetensors(&io_path).unwrap();
+    let reference = &io["logits"];
+    let (n, classes) = (reference.shape[0], reference.shape[1]);
+    for backend in ["cpu", "gpu"] {
+        let v = gpu_infer_json(&[
+            "--regnet",
+            TINY_Y_SPEC,
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input-tensor",
+            io_path.to_str().unwrap(),
+            "--backend",
+            backend,
+            "--top",
+            "3",
+        ]);
+        assert_eq!(v["precision"], "f32", "{v}");
+        assert_eq!(v["random_weights"], false, "{v}");
+        assert_eq!(
+            v["input_shape"],
+            serde_json::json!(io["input"].shape),
+            "{v}"
+        );
+        assert!(
+            v["backend"].as_str().unwrap().starts_with(backend),
+            "{}",
+            v["backend"]
+        );
+        assert!(v["model"].is_string() && v["time_ms"].is_number(), "{v}");
+        let results = v["results"].as_array().expect("`results` is an array");
+        assert_eq!(results.len(), n, "one result per image");
+        for (i, r) in results.iter().enumerate() {
+            assert!(
+                r["source"]
+                    .as_str()
+                    .unwrap()
+                    .contains("tiny_y.io.safetensors"),
+                "{r}"
+            );
+            let top = r["top"].as_array().expect("`top` is an array");
+            assert_eq!(top.len(), 3, "--top 3: {r}");
+            let want = reference.top_k(i, 3);
+            let mut last = f64::INFINITY;
+            for (t, (k, logit)) in top.iter().zip(&want) {
+                let index = t["index"].as_u64().expect("`index`") as usize;
+                assert!(index < classes);
+                assert_eq!(t["class"], format!("class {index}"), "{t}");
+                let p = t["prob"].as_f64().expect("`prob`");
+                assert!((0.0..=1.0).contains(&p) && p <= last, "{r}");
+                last = p;
+                // The reference's top 3 are well separated in tiny_y.
+                assert_eq!(index, *k, "{backend}: image {i}: {r}");
+                let l = t["logit"].as_f64().expect("`logit`");
+                assert!(
+                    (l - *logit as f64).abs() < 1e-3,
+                    "{backend}: {t} vs {logit}"
+                );
+            }
+        }
+    }
+
+    // Without --weights: random weights, and the JSON says so. --top is capped by the classes.
+    let v = gpu_infer_json(&[
+        "--regnet",
+        TINY_Y_SPEC,
+        "--input-tensor",
+        io_path.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--top",
+        "50",
+    ]);
+    assert_eq!(v["random_weights"], true, "{v}");
+    let top = v["results"][0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), classes);
+}
+
+/// Writes `tensors` to a fresh temporary safetensors file.
+fn temp_safetensors(what: &str, tensors: &[(&str, &Tensor)]) -> TempFile {
+    let f = TempFile::new(what, "safetensors");
+    write_safetensors(&f.0, tensors).unwrap();
+    f
+}
+
+fn random_input(shape: Vec<usize>) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    Tensor::new(shape, data).unwrap()
+}
+
+#[test]
+fn errors_are_clean() {
+    let dir = common::fixtures_dir();
+    let tiny_x_w = dir.join("tiny_x.safetensors");
+    let tiny_x_io = dir.join("tiny_x.io.safetensors");
+    let (w, io) = (tiny_x_w.to_str().unwrap(), tiny_x_io.to_str().unwrap());
+
+    // A missing weights file: the message names the path.
+    let missing = temp_path("missing_weights", "safetensors");
+    let m = missing.to_str().unwrap();
+    let err = gpu_infer_error(&[
+        "--regnet",
+        TINY_X_SPEC,
+        "--weights",
+        m,
+        "--input-tensor",
+        io,
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains(m), "{err}");
+
+    // Weights of another model: tiny_x (no SE) for tiny_y's spec names the missing tensor.
+    let err = gpu_infer_error(&[
+        "--regnet",
+        TINY_Y_SPEC,
+        "--weights",
+        w,
+        "--input-tensor",
+        io,
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("trunk_output.") && err.contains(".se."),
+        "{err}"
+    );
+
+    // An unknown model lists the known ones.
+    let err = gpu_infer_error(&["--model", "resnet50", "--backend", "cpu"]);
+    assert!(err.contains("resnet50"), "{err}");
+    assert!(
+        err.contains("regnet_y_400mf") && err.contains("regnet_x_1_6gf"),
+        "known models: {err}"
+    );
+
+    // Malformed specs name the key.
+    let err = gpu_infer_error(&["--regnet", &format!("{TINY_X_SPEC},colour=red")]);
+    assert!(err.contains("colour"), "{err}");
+    let err = gpu_infer_error(&["--regnet", "depth=6,w0=16,wa=12,wm=2"]);
+    assert!(err.contains("group_width"), "{err}");
+    let err = gpu_infer_error(&["--regnet", "depth=six,w0=16,wa=12,wm=2,group_width=8"]);
+    assert!(err.contains("depth"), "{err}");
+    let err = gpu_infer_error(&["--regnet", "depth=6,w0=16,wa=12,wm,group_width=8"]);
+    assert!(err.contains("wm"), "{err}");
+
+    // An invalid parameter: w0 must be a multiple of 8.
+    let err = gpu_infer_error(&["--regnet", "depth=16,w0=50,wa=27.89,wm=2.09,group_width=8"]);
+    assert!(err.contains("w0"), "{err}");
+
+    // An input file without `input`.
+    let x = random_input(vec![1, 3, 16, 16]);
+    let no_input = temp_safetensors("no_input", &[("pixels", &x)]);
+    let err = gpu_infer_error(&[
+        "--regnet",
+        TINY_X_SPEC,
+        "--input-tensor",
+        no_input.0.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("input") && err.contains("pixels"), "{err}");
+
+    // An input with 4 channels.
+    let x4 = random_input(vec![1, 4, 16, 16]);
+    let four = temp_safetensors("four_channels", &[("input", &x4)]);
+    let err = gpu_infer_error(&[
+        "--regnet",
+        TINY_X_SPEC,
+        "--input-tensor",
+        four.0.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("channels") && err.contains('4'), "{err}");
+
+    // An input holding NaN.
+    let mut xn = random_input(vec![2, 3, 16, 16]);
+    xn.data[1000] = f32::NAN;
+    let nan = temp_safetensors("nan", &[("input", &xn)]);
+    let err = gpu_infer_error(&[
+        "--regnet",
+        TINY_X_SPEC,
+        "--input-tensor",
+        nan.0.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        err.contains("NaN") || err.contains("non-finite"),
+        "NaN input: {err}"
+    );
+
+    // --image of a missing file, and of a file that is not an image.
+    let missing_img = temp_path("missing_image", "png");
+    let mi = missing_img.to_str().unwrap();
+    let err = gpu_infer_error(&["--regnet", TINY_X_SPEC, "--image", mi, "--backend", "cpu"]);
+    assert!(err.contains(mi), "{err}");
+    let not_image = TempFile::new("not_an_image", "png");
+    std::fs::write(&not_image.0, "this is text, not a PNG\n").unwrap();
+    let ni = not_image.0.to_str().unwrap();
+    let err = gpu_infer_error(&["--regnet", TINY_X_SPEC, "--image", ni, "--backend", "cpu"]);
+    assert!(err.contains(ni), "{err}");
+
+    // f16 on the CPU is refused, not silently run in f32.
+    let err = gpu_infer_error(&[
+        "--regnet",
+        TINY_X_SPEC,
+        "--weights",
+        w,
+        "--input-tensor",
+        io,
+        "--backend",
+        "cpu",
+        "--precision",
+        "f16",
+    ]);
+    assert!(err.contains("f16"), "{err}");
+
+    // Flags that cannot go together, and bad values, are clap's errors.
+    gpu_infer_error(&["--model", "regnet_y_400mf", "--regnet", TINY_X_SPEC]);
+    gpu_infer_error(&["--regnet", TINY_X_SPEC, "--backend", "tpu"]);
+    gpu_infer_error(&["--regnet", TINY_X_SPEC, "--precision", "f64"]);
+    gpu_infer_error(&["--regnet", TINY_X_SPEC, "--image", mi, "--input-tensor", io]);
+}
