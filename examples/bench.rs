@@ -203,7 +203,7 @@ fn run(args: &Args) -> Result<()> {
                     let opts = RunnerOptions {
                         batch: b,
                         precision,
-                        taps: vec![],
+                        ..Default::default()
                     };
                     let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;
                     let x = input(b, args.size);

@@ -139,7 +139,7 @@ fn infer(
                 let opts = RunnerOptions {
                     batch: input.shape[0],
                     precision,
-                    taps: Vec::new(),
+                    ..Default::default()
                 };
                 let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;
                 let t0 = Instant::now();

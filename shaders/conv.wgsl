@@ -17,10 +17,16 @@ struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, groups: u32,
     pad: u32,
-    oc_blocks: u32,   // ceil((out_c / groups) / OCN)
+    oc_blocks: u32,   // ceil(part_cout / OCN)
     tiles_x: u32,     // 4-pixel tiles per output row: ceil(out_w / 4)
     chunks: u32,      // workgroups per (image, group, channel block): ceil(out_h * tiles_x / WG)
-    workgroups: u32,  // batch * groups * oc_blocks * chunks
+    workgroups: u32,  // batch * part_groups * oc_blocks * chunks
+    // A conv too large for one weight buffer is split into dispatches ("parts"), each with its
+    // own weight rows: ranges of whole groups, or channel ranges of a single group.
+    g_begin: u32,     // first group of this part
+    part_groups: u32, // groups in this part
+    part_cout: u32,   // output channels of each group in this part (cout_g unless split inside)
+    oc_skip: u32,     // channels of the group before this part (0 unless split inside a group)
     _unused0: u32, _unused1: u32, _unused2: u32,
 }
 
@@ -38,7 +44,7 @@ const MAX_SPAN: u32 = 32u;   // (PX - 1) * STRIDE + KW must not exceed it
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<store_t>;
-@group(0) @binding(2) var<storage, read> w: array<store_t>;    // [out_c, in_c / groups, KH, KW]
+@group(0) @binding(2) var<storage, read> w: array<store_t>;    // this part's [out_c, in_c / groups, KH, KW] rows
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<store_t>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
@@ -52,12 +58,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (wg >= p.workgroups) {
         return;
     }
-    // wg = ((n * groups + g) * oc_blocks + ocb) * chunks + chunk
+    // wg = ((n * part_groups + g_local) * oc_blocks + ocb) * chunks + chunk
     var r = wg;
     let chunk = r % p.chunks; r = r / p.chunks;
     let ocb = r % p.oc_blocks; r = r / p.oc_blocks;
-    let g = r % p.groups;
-    let n = r / p.groups;
+    let g = p.g_begin + r % p.part_groups;
+    let n = r / p.part_groups;
     // Invocations past the last tile compute a clamped copy of it and store nothing: no early
     // return, so all stay active and the weight loads (the same for all) are made once.
     let tiles = p.out_h * p.tiles_x;
@@ -68,12 +74,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 
     let cin_g = p.in_c / p.groups;
     let cout_g = p.out_c / p.groups;
-    let oc0 = g * cout_g + ocb * OCN;
-    let oc_last = g * cout_g + cout_g - 1u;   // channels past the group's end are clamped, never stored
+    let oc0 = g * cout_g + p.oc_skip + ocb * OCN;
+    let oc_last = g * cout_g + p.oc_skip + p.part_cout - 1u;  // later channels: clamped, never stored
     let ox0 = pxb * PX;
     let span = (PX - 1u) * STRIDE + KW;
     let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
     let w_per_oc = cin_g * KH * KW;
+    let w_row0 = p.g_begin * cout_g + p.oc_skip;   // the output channel of this part's first weight row
 
     var acc: array<vec4<f32>, MAX_OC>;
     for (var c = 0u; c < cin_g; c++) {
@@ -100,7 +107,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 let xv = vec4<f32>(xs[kx], xs[kx + STRIDE], xs[kx + 2u * STRIDE], xs[kx + 3u * STRIDE]);
                 let wi = wc + ky * KW + kx;
                 for (var o = 0u; o < OCN; o++) {
-                    let wv = f32(w[min(oc0 + o, oc_last) * w_per_oc + wi]);
+                    let wv = f32(w[(min(oc0 + o, oc_last) - w_row0) * w_per_oc + wi]);
                     acc[o] = fma(vec4<f32>(wv), xv, acc[o]);
                 }
             }

@@ -16,11 +16,13 @@ struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, groups: u32,
     pad: u32,
-    oc_blocks: u32,   // ceil(out_c / TM)
+    oc_blocks: u32,   // ceil(oc_count / TM)
     tiles: u32,       // 8-pixel tiles per plane: ceil(out_h * out_w / 8)
     chunks: u32,      // workgroups per (image, channel block): ceil(tiles / WG)
     workgroups: u32,  // batch * oc_blocks * chunks
-    _unused0: u32, _unused1: u32, _unused2: u32,
+    oc_begin: u32,    // first output channel of this dispatch (a conv too large for one weight
+    oc_count: u32,    // buffer is split into dispatches over ranges of output channels)
+    _unused0: u32, _unused1: u32, _unused2: u32, _unused3: u32, _unused4: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -32,7 +34,7 @@ const MAX_TM: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
-@group(0) @binding(2) var<storage, read> w: array<store_t>;    // [out_c, in_c]
+@group(0) @binding(2) var<storage, read> w: array<store_t>;    // this part's [oc_count, in_c] rows
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
@@ -58,7 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let hw4 = p.out_h * p.out_w / 4u;            // vec4s per plane
     let q0 = tile * 2u;                          // first vec4 of this tile
     let q1 = min(q0 + 1u, hw4 - 1u);             // second (clamped on the last tile)
-    let oc0 = ocb * TM;
+    let oc0 = ocb * TM;              // within this part
+    let oc_end = p.oc_begin + p.oc_count;
 
     var acc0: array<vec4<f32>, MAX_TM>;
     var acc1: array<vec4<f32>, MAX_TM>;
@@ -72,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             b *= s;
         }
         for (var o = 0u; o < TM; o++) {
-            let wv = vec4<f32>(f32(w[min(oc0 + o, p.out_c - 1u) * p.in_c + c]));
+            let wv = vec4<f32>(f32(w[min(oc0 + o, p.oc_count - 1u) * p.in_c + c]));
             acc0[o] = fma(wv, a, acc0[o]);
             acc1[o] = fma(wv, b, acc1[o]);
         }
@@ -83,8 +86,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     for (var o = 0u; o < TM; o++) {
-        let oc = oc0 + o;
-        if (oc < p.out_c) {
+        let oc = p.oc_begin + oc0 + o;
+        if (oc < oc_end) {
             let base = (n * p.out_c + oc) * hw4;
             let bv = vec4<f32>(bias[oc]);
             var v0 = acc0[o] + bv;

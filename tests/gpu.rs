@@ -42,6 +42,7 @@ fn check(fx: &Fixture, precision: Precision, tol: f64) {
         batch: fx.input().shape[0],
         precision,
         taps: taps.clone(),
+        ..Default::default()
     };
     let runner = GpuRunner::new(ctx(precision), &plan, &weights, opts).unwrap();
     let (logits, outs) = runner.run_with_taps(fx.input()).unwrap();
@@ -190,4 +191,27 @@ fn wrong_input_shape_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("built for input"), "{e}");
+}
+
+/// Convolutions whose weights exceed the binding limit are split into dispatches over whole
+/// groups or channel ranges (what RegNetY-128GF needs on lavapipe's 128 MiB): forced here with
+/// tiny limits, the results still match torchvision.
+#[test]
+fn split_convolutions_match_torchvision() {
+    for name in ["tiny_y", "tiny_depthwise", "tiny_clipped_groups", "tiny_odd_input"] {
+        let fx = Fixture::load(&fixtures_dir(), name);
+        let plan = fx.plan();
+        let weights = fx.load_weights(&plan);
+        for limit in [64u64, 200, 1000] {
+            let opts = RunnerOptions {
+                batch: fx.input().shape[0],
+                max_binding_bytes: Some(limit),
+                ..Default::default()
+            };
+            let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
+            assert!(runner.dispatches() > plan.ops.len(), "{name}: limit {limit} split nothing");
+            let logits = runner.run(fx.input()).unwrap();
+            assert_close(&format!("{name} split at {limit} bytes"), &logits, &fx.io["logits"], F32_REL_TOL);
+        }
+    }
 }

@@ -1,7 +1,37 @@
 //! Every shader parses and validates with naga, in both precisions, before any adapter runs it.
 
 use regnet_wgpu::gpu::kernels::Family;
-use regnet_wgpu::gpu::Precision;
+use regnet_wgpu::gpu::{preprocess, Precision};
+
+fn validate(name: &str, precision: Precision, src: &str) {
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| {
+        panic!(
+            "{name} ({precision:?}) does not parse:\n{}",
+            e.emit_to_string(src)
+        )
+    });
+    let mut validator = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    );
+    validator.validate(&module).unwrap_or_else(|e| {
+        panic!(
+            "{name} ({precision:?}) does not validate:\n{}",
+            e.emit_to_string(src)
+        )
+    });
+}
+
+#[test]
+fn preprocess_shader_parses_and_validates() {
+    for precision in [Precision::F32, Precision::F16] {
+        validate(
+            preprocess::SHADER_FILE,
+            precision,
+            &preprocess::source(precision),
+        );
+    }
+}
 
 #[test]
 fn every_shader_parses_and_validates() {
@@ -35,7 +65,7 @@ fn every_wgsl_file_is_used() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name == "prelude.wgsl" {
+        if name == "prelude.wgsl" || name == preprocess::SHADER_FILE {
             continue;
         }
         assert!(

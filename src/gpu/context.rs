@@ -102,7 +102,10 @@ impl GpuContext {
         pollster::block_on(Self::new_async(precision))
     }
 
-    /// A context on a device and queue that a host application created.
+    /// A context on a device and queue that a host application created. It requests nothing
+    /// of the device: [`GpuRunner::new`](super::GpuRunner::new) and
+    /// [`GpuPreprocess::new`](super::GpuPreprocess::new) check its features and limits and
+    /// name what is missing.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
         GpuContext {
             device,

@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 use super::kernels::{act_code, Family, Kernels, Variant};
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
-use crate::plan::{Activation, OpKind, Plan, ValueId};
+use crate::plan::{Activation, Conv2d, OpKind, Plan, ValueId};
 use crate::tensor::{check_image_batch, Tensor};
 use crate::weights::Weights;
 
@@ -22,6 +22,10 @@ pub struct RunnerOptions {
     pub precision: Precision,
     /// Intermediate values to read back with the logits (`stem`, `block1`, ...).
     pub taps: Vec<String>,
+    /// Split convolutions whose weights exceed this many bytes (in any case the device's
+    /// storage binding limit applies); `None`: the device's limit. Lowering it exercises the
+    /// splitting that the largest models need on small adapters.
+    pub max_binding_bytes: Option<u64>,
 }
 
 impl Default for RunnerOptions {
@@ -30,6 +34,7 @@ impl Default for RunnerOptions {
             batch: 1,
             precision: Precision::F32,
             taps: Vec::new(),
+            max_binding_bytes: None,
         }
     }
 }
@@ -192,10 +197,150 @@ fn align16(n: u64) -> u64 {
     n.div_ceil(16).max(1) * 16
 }
 
+/// The largest workgroup any kernel dispatches.
+const MAX_WORKGROUP: u32 = 64;
+
 /// Invocations per workgroup for `tiles` tiles of a plane: the smallest of 8, 16, 32, 64 that
 /// covers them (8 is lavapipe's SIMD width on AVX2; 64 suits GPUs' warps and wavefronts).
 fn workgroup_size(tiles: u64) -> u32 {
     (tiles.next_power_of_two().clamp(8, 64)) as u32
+}
+
+/// The spatial shape of a convolution for a batch.
+struct ConvShape {
+    batch: u64,
+    in_h: u64,
+    in_w: u64,
+    out_h: u64,
+    out_w: u64,
+}
+
+/// A range of a convolution's output channels dispatched with its own weight buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConvPart {
+    first_row: usize,
+    rows: usize,
+}
+
+/// Splits a convolution whose weights exceed `max_binding` bytes into parts that each fit:
+/// ranges of whole groups, or (a single group) ranges of output channels. One part when it fits.
+fn split_conv(c: &Conv2d, row_bytes: u64, max_binding: u64) -> Vec<ConvPart> {
+    let cout_g = c.out_channels / c.groups;
+    let rows_fit = (max_binding / row_bytes.max(1)).max(1) as usize;
+    // A part is whole groups when a group fits, else a channel range of one group.
+    let step = if cout_g <= rows_fit {
+        (rows_fit / cout_g) * cout_g
+    } else {
+        rows_fit
+    };
+    let mut parts = Vec::new();
+    let mut first = 0;
+    while first < c.out_channels {
+        // Never let a part straddle a group boundary when splitting inside groups.
+        let group_end = if cout_g <= rows_fit {
+            c.out_channels
+        } else {
+            (first / cout_g + 1) * cout_g
+        };
+        let rows = step.min(group_end - first);
+        parts.push(ConvPart {
+            first_row: first,
+            rows,
+        });
+        first += rows;
+    }
+    parts
+}
+
+/// The pipeline variant (kernel family, shape constants, tile, workgroup size), the
+/// parameters and the workgroup count of one part of a convolution.
+fn conv_dispatch(
+    c: &Conv2d,
+    s: &ConvShape,
+    part: &ConvPart,
+    name: &str,
+) -> Result<(Variant, Vec<u32>, u64)> {
+    let hw = s.out_h * s.out_w;
+    let cout_g = c.out_channels / c.groups;
+    let pointwise =
+        c.kernel == [1, 1] && c.stride == 1 && c.padding == 0 && c.groups == 1 && hw % 4 == 0;
+    let mut params = vec![
+        s.batch,
+        c.in_channels as u64,
+        s.in_h,
+        s.in_w,
+        c.out_channels as u64,
+        s.out_h,
+        s.out_w,
+        c.groups as u64,
+        c.padding as u64,
+    ];
+    let (family, tile, wg, total);
+    if pointwise {
+        // A workgroup owns TM output channels of one image and WG tiles of 8 pixels.
+        let tm = POINTWISE_TM;
+        let ocb = (part.rows as u64).div_ceil(tm as u64);
+        let tiles = hw.div_ceil(8);
+        wg = workgroup_size(tiles);
+        let chunks = tiles.div_ceil(wg as u64);
+        total = s.batch * ocb * chunks;
+        params.extend([
+            ocb,
+            tiles,
+            chunks,
+            total,
+            part.first_row as u64,
+            part.rows as u64,
+        ]);
+        (family, tile) = (Family::ConvPointwise, [tm, 0]);
+    } else {
+        // A workgroup owns OCN channels of one group of one image and WG 4-pixel row tiles.
+        let [ocn, px] = conv_tile(cout_g, c.kernel[1], c.stride).ok_or_else(|| {
+            Error::Gpu(format!(
+                "conv `{name}`: kernel {:?} with stride {} is wider than the conv kernel supports",
+                c.kernel, c.stride
+            ))
+        })?;
+        let (g_begin, part_groups, part_cout, oc_skip) = if part.rows >= cout_g {
+            (part.first_row / cout_g, part.rows / cout_g, cout_g, 0)
+        } else {
+            (
+                part.first_row / cout_g,
+                1,
+                part.rows,
+                part.first_row % cout_g,
+            )
+        };
+        let ocb = (part_cout as u64).div_ceil(ocn as u64);
+        let per_row = s.out_w.div_ceil(px as u64);
+        let tiles = s.out_h * per_row;
+        wg = workgroup_size(tiles);
+        let chunks = tiles.div_ceil(wg as u64);
+        total = s.batch * part_groups as u64 * ocb * chunks;
+        params.extend([ocb, per_row, chunks, total]);
+        params.extend([g_begin, part_groups, part_cout, oc_skip].map(|v| v as u64));
+        (family, tile) = (Family::Conv, [ocn, px]);
+    }
+    if total * wg as u64 > u32::MAX as u64 || params.iter().any(|&v| v > u32::MAX as u64) {
+        return Err(Error::Gpu(format!(
+            "conv `{name}` is too large to dispatch ({total} workgroups)"
+        )));
+    }
+    params.resize(20, 0);
+    let variant = Variant {
+        family,
+        act: 0,
+        residual: false,
+        gate: false,
+        kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
+        tile,
+        wg,
+    };
+    Ok((
+        variant,
+        params.into_iter().map(|v| v as u32).collect(),
+        total,
+    ))
 }
 
 /// Output channels per workgroup of the pointwise GEMM (`TM`; each invocation: TM x 8 pixels).
@@ -274,8 +419,10 @@ impl GpuRunner {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let built = Self::build(ctx, plan, weights, opts);
-        let oom_err = pollster::block_on(oom.pop());
-        let val_err = pollster::block_on(scope.pop());
+        // Error scopes resolve at once on native; no executor in the core path (WebGPU
+        // reports what is still pending to the device's error handler).
+        let oom_err = super::readback::ready_now(oom.pop()).flatten();
+        let val_err = super::readback::ready_now(scope.pop()).flatten();
         let runner = built?;
         if let Some(e) = oom_err {
             return Err(Error::Gpu(format!(
@@ -306,8 +453,55 @@ impl GpuRunner {
                 ctx.info.name
             )));
         }
+        // A host's device: the runner requests nothing; it checks and names every shortfall.
+        let need = [
+            ("max_bind_groups", limits.max_bind_groups, 1),
+            (
+                "max_storage_buffers_per_shader_stage",
+                limits.max_storage_buffers_per_shader_stage,
+                6,
+            ),
+            (
+                "max_uniform_buffers_per_shader_stage",
+                limits.max_uniform_buffers_per_shader_stage,
+                1,
+            ),
+            (
+                "max_compute_invocations_per_workgroup",
+                limits.max_compute_invocations_per_workgroup,
+                MAX_WORKGROUP,
+            ),
+            (
+                "max_compute_workgroup_size_x",
+                limits.max_compute_workgroup_size_x,
+                MAX_WORKGROUP,
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                limits.max_compute_workgroup_storage_size,
+                256,
+            ),
+        ];
+        let missing: Vec<String> = need
+            .iter()
+            .filter(|(_, have, want)| have < want)
+            .map(|(name, have, want)| format!("{name} is {have}, needs {want}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Gpu(format!(
+                "the device on `{}` lacks what the runner needs: {}; request these limits when \
+                 creating the device (regnet-wgpu requests nothing of a host's device)",
+                ctx.info.name,
+                missing.join(", ")
+            )));
+        }
         let n = opts.batch as u64;
         let esize = prec.bytes();
+        // Weight buffers above this are split (RunnerOptions::max_binding_bytes may lower it).
+        let max_binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size)
+            .min(opts.max_binding_bytes.unwrap_or(u64::MAX));
         let check = |what: &str, bytes: u64| -> Result<()> {
             let max = limits
                 .max_storage_buffer_binding_size
@@ -404,117 +598,66 @@ impl GpuRunner {
                             op.name
                         )));
                     }
+                    let residual = match c.residual {
+                        Some(r) if gate_of[r].is_some() => {
+                            return Err(Error::Gpu(format!(
+                                "unsupported plan: residual of `{}` is gated",
+                                op.name
+                            )));
+                        }
+                        Some(r) => BufRef::Value(get(&loc, r)),
+                        None => BufRef::Dummy,
+                    };
                     let p = weights.conv(&op.name)?;
-                    let wdata = p.weight.clone();
-                    let w = upload(&c.weight, to_store(&wdata, prec), &mut own)?;
                     let b = upload(
                         &format!("{}.bias", op.name),
                         to_store(&p.bias, Precision::F32),
                         &mut own,
                     )?;
-                    let (oh, ow) = (out_shape.height as u32, out_shape.width as u32);
-                    let pointwise = c.kernel == [1, 1]
-                        && c.stride == 1
-                        && c.padding == 0
-                        && c.groups == 1
-                        && (oh * ow) % 4 == 0;
-                    // Pointwise: a workgroup owns TN pixels and WG output channels (one per
-                    // invocation). Direct: a workgroup owns a block of output channels of one
-                    // image and group, and WG 4-pixel tiles, one per invocation.
-                    let (family, tile, wg_size, params_tail, total) = if pointwise {
-                        let tm = POINTWISE_TM;
-                        let ocb = (c.out_channels as u64).div_ceil(tm as u64);
-                        let tiles = ((oh * ow) as u64).div_ceil(8);
-                        let wg_size = workgroup_size(tiles);
-                        let chunks = tiles.div_ceil(wg_size as u64);
-                        let total = n * ocb * chunks;
-                        (
-                            Family::ConvPointwise,
-                            [tm, 0],
-                            wg_size,
-                            [ocb, tiles, chunks, total],
-                            total,
-                        )
-                    } else {
-                        let cout_g = c.out_channels / c.groups;
-                        let [ocn, px] = conv_tile(cout_g, c.kernel[1], c.stride).ok_or_else(|| {
-                            Error::Gpu(format!(
-                                "conv `{}`: kernel {:?} with stride {} is wider than the conv kernel supports",
-                                op.name, c.kernel, c.stride
-                            ))
-                        })?;
-                        let ocb = (cout_g as u64).div_ceil(ocn as u64);
-                        let per_row = (ow as u64).div_ceil(px as u64);
-                        let tiles = oh as u64 * per_row;
-                        let wg_size = workgroup_size(tiles);
-                        let chunks = tiles.div_ceil(wg_size as u64);
-                        let total = n * c.groups as u64 * ocb * chunks;
-                        (
-                            Family::Conv,
-                            [ocn, px],
-                            wg_size,
-                            [ocb, per_row, chunks, total],
-                            total,
-                        )
+                    let shape = ConvShape {
+                        batch: n,
+                        in_h: in_shape.height as u64,
+                        in_w: in_shape.width as u64,
+                        out_h: out_shape.height as u64,
+                        out_w: out_shape.width as u64,
                     };
-                    if total * wg_size as u64 > u32::MAX as u64 {
-                        return Err(Error::Gpu(format!(
-                            "op `{}` is too large to dispatch ({total} workgroups)",
-                            op.name
-                        )));
+                    let row_bytes = (p.weight.len() / c.out_channels) as u64 * esize;
+                    for part in split_conv(c, row_bytes, max_binding) {
+                        let rows = &p.weight[part.first_row * (p.weight.len() / c.out_channels)
+                            ..(part.first_row + part.rows) * (p.weight.len() / c.out_channels)];
+                        let label = if part.rows == c.out_channels {
+                            op.name.clone()
+                        } else {
+                            format!(
+                                "{} (channels {}..{})",
+                                op.name,
+                                part.first_row,
+                                part.first_row + part.rows
+                            )
+                        };
+                        let w = upload(&format!("{label} weight"), to_store(rows, prec), &mut own)?;
+                        let (variant, params, workgroups) =
+                            conv_dispatch(c, &shape, &part, &op.name)?;
+                        steps.push(StepPlan {
+                            label,
+                            variant: Variant {
+                                act: act_code(c.activation),
+                                residual: c.residual.is_some(),
+                                gate: input_gate.is_some(),
+                                ..variant
+                            },
+                            params,
+                            buffers: vec![
+                                BufRef::Value(input_loc),
+                                w,
+                                b,
+                                residual,
+                                input_gate.unwrap_or(BufRef::Dummy),
+                                BufRef::Value(get(&loc, out)),
+                            ],
+                            workgroups,
+                        });
                     }
-                    let residual = match c.residual {
-                        Some(r) => {
-                            if gate_of[r].is_some() {
-                                return Err(Error::Gpu(format!(
-                                    "unsupported plan: residual of `{}` is gated",
-                                    op.name
-                                )));
-                            }
-                            BufRef::Value(get(&loc, r))
-                        }
-                        None => BufRef::Dummy,
-                    };
-                    let params = vec![
-                        n as u32,
-                        c.in_channels as u32,
-                        in_shape.height as u32,
-                        in_shape.width as u32,
-                        c.out_channels as u32,
-                        oh,
-                        ow,
-                        c.groups as u32,
-                        c.padding as u32,
-                        params_tail[0] as u32,
-                        params_tail[1] as u32,
-                        params_tail[2] as u32,
-                        params_tail[3] as u32,
-                        0,
-                        0,
-                        0,
-                    ];
-                    steps.push(StepPlan {
-                        label: op.name.clone(),
-                        variant: Variant {
-                            family,
-                            act: act_code(c.activation),
-                            residual: c.residual.is_some(),
-                            gate: input_gate.is_some(),
-                            kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
-                            tile,
-                            wg: wg_size,
-                        },
-                        params,
-                        buffers: vec![
-                            BufRef::Value(input_loc),
-                            w,
-                            b,
-                            residual,
-                            input_gate.unwrap_or(BufRef::Dummy),
-                            BufRef::Value(get(&loc, out)),
-                        ],
-                        workgroups: total,
-                    });
                 }
                 OpKind::SqueezeExcite(se) => {
                     let p = weights.se(&op.name)?;
@@ -664,7 +807,9 @@ impl GpuRunner {
         let input = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("input"),
             size: align4(input_bytes),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         let classes = plan.values[plan.output].channels;
@@ -703,8 +848,9 @@ impl GpuRunner {
 
         // One uniform buffer holds every step's parameters at aligned offsets.
         let align = limits.min_uniform_buffer_offset_alignment.max(16) as usize;
-        let mut uniform_bytes = vec![0u8; steps.len() * align.max(64)];
-        let stride = align.max(64);
+        let largest = steps.iter().map(|s| s.params.len() * 4).max().unwrap_or(16);
+        let stride = largest.div_ceil(align) * align;
+        let mut uniform_bytes = vec![0u8; steps.len() * stride];
         for (k, s) in steps.iter().enumerate() {
             let b: &[u8] = bytemuck::cast_slice(&s.params);
             uniform_bytes[k * stride..k * stride + b.len()].copy_from_slice(b);
