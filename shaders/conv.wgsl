@@ -27,7 +27,8 @@ struct Params {
     part_groups: u32, // groups in this part
     part_cout: u32,   // output channels of each group in this part (cout_g unless split inside)
     oc_skip: u32,     // channels of the group before this part (0 unless split inside a group)
-    _unused0: u32, _unused1: u32, _unused2: u32,
+    oc_pad4: u32,     // vec4s of weights per (group, c, ky, kx): ceil(part_cout / 4)
+    _unused0: u32, _unused1: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -36,7 +37,7 @@ override WG: u32 = 64u;
 override KH: u32 = 3u;
 override KW: u32 = 3u;
 override STRIDE: u32 = 1u;
-override OCN: u32 = 8u;      // <= MAX_OC
+override OCN: u32 = 8u;      // 4 or 8
 
 const MAX_OC: u32 = 8u;
 const PX: u32 = 4u;          // pixels per invocation: one vec4
@@ -44,7 +45,10 @@ const MAX_SPAN: u32 = 32u;   // (PX - 1) * STRIDE + KW must not exceed it
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<store_t>;
-@group(0) @binding(2) var<storage, read> w: array<store_t>;    // this part's [out_c, in_c / groups, KH, KW] rows
+// This part's weights, [part_groups, in_c / groups, KH, KW, oc_pad4] vec4s: for one input tap
+// the part's channels of a group are contiguous (padded with zeros to a multiple of 4), so an
+// invocation loads its OCN weights as ceil(OCN / 4) vec4.
+@group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<store_t>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
@@ -79,8 +83,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let ox0 = pxb * PX;
     let span = (PX - 1u) * STRIDE + KW;
     let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
-    let w_per_oc = cin_g * KH * KW;
-    let w_row0 = p.g_begin * cout_g + p.oc_skip;   // the output channel of this part's first weight row
+    let w_group = (g - p.g_begin) * cin_g;   // this group's first input channel among the part's weights
+    let vb = (ocb * OCN) / 4u;               // first vec4 of this invocation's channels (OCN is 4 or 8)
 
     var acc: array<vec4<f32>, MAX_OC>;
     for (var c = 0u; c < cin_g; c++) {
@@ -90,7 +94,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             scale = gate[n * p.in_c + ic];
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
-        let wc = c * KH * KW;
         for (var ky = 0u; ky < KH; ky++) {
             let iy = i32(oy * STRIDE + ky) - i32(p.pad);
             let row_ok = iy >= 0 && iy < i32(p.in_h);
@@ -105,10 +108,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             }
             for (var kx = 0u; kx < KW; kx++) {
                 let xv = vec4<f32>(xs[kx], xs[kx + STRIDE], xs[kx + 2u * STRIDE], xs[kx + 3u * STRIDE]);
-                let wi = wc + ky * KW + kx;
-                for (var o = 0u; o < OCN; o++) {
-                    let wv = f32(w[(min(oc0 + o, oc_last) - w_row0) * w_per_oc + wi]);
-                    acc[o] = fma(vec4<f32>(wv), xv, acc[o]);
+                let tap = ((w_group + c) * KH + ky) * KW + kx;
+                for (var t = 0u; t < (OCN + 3u) / 4u; t++) {
+                    let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
+                    for (var i = 0u; i < 4u; i++) {
+                        acc[4u * t + i] = fma(vec4<f32>(w4[i]), xv, acc[4u * t + i]);
+                    }
                 }
             }
         }

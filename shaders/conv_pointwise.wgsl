@@ -1,9 +1,12 @@
 // 1x1 convolution with stride 1 and one group: a GEMM per image,
 //
-//     y[n, o, p] = act(sum_c w[o, c] * x[n, c, p] * gate[n, c] + bias[o] + residual[n, o, p])
+//     y[n, o, p] = act(sum_c w[c, o] * x[n, c, p] * gate[n, c] + bias[o] + residual[n, o, p])
 //
 // over the flattened pixels p of an NCHW image whose pixel count is a multiple of 4, so that
-// pixels load and store as vec4. BatchNorm is folded into `w` and `bias`; HAS_GATE fuses
+// pixels load and store as vec4. The weights are stored transposed, `[in_c, oc_pad]` with the
+// output channels padded to a multiple of 4 (zeros), so that they load as vec4 too: on a
+// CPU-backed adapter every load costs about the same whatever its width, and the tile then
+// needs TM / 4 + 2 loads per input channel for 8 * TM fused multiply-adds. BatchNorm is folded into `w` and `bias`; HAS_GATE fuses
 // squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the block's
 // shortcut.
 //
@@ -22,19 +25,20 @@ struct Params {
     workgroups: u32,  // batch * oc_blocks * chunks
     oc_begin: u32,    // first output channel of this dispatch (a conv too large for one weight
     oc_count: u32,    // buffer is split into dispatches over ranges of output channels)
-    _unused0: u32, _unused1: u32, _unused2: u32, _unused3: u32, _unused4: u32,
+    oc_pad4: u32,     // vec4s per row of the transposed weights: ceil(oc_count / 4)
+    _unused0: u32, _unused1: u32, _unused2: u32, _unused3: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
 override HAS_GATE: bool = false;
 override WG: u32 = 64u;
-override TM: u32 = 8u;        // output channels per workgroup, <= MAX_TM
+override TM: u32 = 16u;       // output channels per workgroup, a multiple of 4, <= MAX_TM
 
 const MAX_TM: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
-@group(0) @binding(2) var<storage, read> w: array<store_t>;    // this part's [oc_count, in_c] rows
+@group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;  // this part's [in_c, oc_pad4] (transposed)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
@@ -74,10 +78,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             a *= s;
             b *= s;
         }
-        for (var o = 0u; o < TM; o++) {
-            let wv = vec4<f32>(f32(w[min(oc0 + o, p.oc_count - 1u) * p.in_c + c]));
-            acc0[o] = fma(wv, a, acc0[o]);
-            acc1[o] = fma(wv, b, acc1[o]);
+        let wrow = c * p.oc_pad4;
+        for (var t = 0u; t < TM / 4u; t++) {
+            let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
+            for (var i = 0u; i < 4u; i++) {
+                let wv = vec4<f32>(w4[i]);
+                acc0[4u * t + i] = fma(wv, a, acc0[4u * t + i]);
+                acc1[4u * t + i] = fma(wv, b, acc1[4u * t + i]);
+            }
         }
         xi += hw4;
     }

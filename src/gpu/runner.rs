@@ -252,6 +252,37 @@ fn split_conv(c: &Conv2d, row_bytes: u64, max_binding: u64) -> Vec<ConvPart> {
     parts
 }
 
+/// A part's weights in the layout its kernel loads as vec4, output channels innermost and
+/// padded with zeros to a multiple of 4: pointwise `[in, oc_pad]`; direct
+/// `[part groups, in / groups, kh, kw, oc_pad]` (the part's groups as in `conv_dispatch`).
+fn pack_conv_weights(c: &Conv2d, w: &[f32], part: &ConvPart) -> Vec<f32> {
+    let cout_g = c.out_channels / c.groups;
+    let per_oc = (c.in_channels / c.groups) * c.kernel[0] * c.kernel[1];
+    // (first channel of each group in the part, channels per group in the part)
+    let (groups, part_cout): (Vec<usize>, usize) = if part.rows >= cout_g {
+        (
+            (0..part.rows / cout_g)
+                .map(|k| part.first_row + k * cout_g)
+                .collect(),
+            cout_g,
+        )
+    } else {
+        (vec![part.first_row], part.rows)
+    };
+    let oc_pad = part_cout.div_ceil(4) * 4;
+    let mut out = vec![0.0; groups.len() * per_oc * oc_pad];
+    for (gl, &first) in groups.iter().enumerate() {
+        for j in 0..part_cout {
+            let row = &w[(first + j) * per_oc..(first + j + 1) * per_oc];
+            for (k, &v) in row.iter().enumerate() {
+                // k = (c * kh + ky) * kw + kx: one input tap
+                out[(gl * per_oc + k) * oc_pad + j] = v;
+            }
+        }
+    }
+    out
+}
+
 /// The pipeline variant (kernel family, shape constants, tile, workgroup size), the
 /// parameters and the workgroup count of one part of a convolution.
 fn conv_dispatch(
@@ -262,8 +293,11 @@ fn conv_dispatch(
 ) -> Result<(Variant, Vec<u32>, u64)> {
     let hw = s.out_h * s.out_w;
     let cout_g = c.out_channels / c.groups;
-    let pointwise =
-        c.kernel == [1, 1] && c.stride == 1 && c.padding == 0 && c.groups == 1 && hw % 4 == 0;
+    let pointwise = c.kernel == [1, 1]
+        && c.stride == 1
+        && c.padding == 0
+        && c.groups == 1
+        && hw.is_multiple_of(4);
     let mut params = vec![
         s.batch,
         c.in_channels as u64,
@@ -291,6 +325,7 @@ fn conv_dispatch(
             total,
             part.first_row as u64,
             part.rows as u64,
+            (part.rows as u64).div_ceil(4),
         ]);
         (family, tile) = (Family::ConvPointwise, [tm, 0]);
     } else {
@@ -318,7 +353,16 @@ fn conv_dispatch(
         let chunks = tiles.div_ceil(wg as u64);
         total = s.batch * part_groups as u64 * ocb * chunks;
         params.extend([ocb, per_row, chunks, total]);
-        params.extend([g_begin, part_groups, part_cout, oc_skip].map(|v| v as u64));
+        params.extend(
+            [
+                g_begin,
+                part_groups,
+                part_cout,
+                oc_skip,
+                part_cout.div_ceil(4),
+            ]
+            .map(|v| v as u64),
+        );
         (family, tile) = (Family::Conv, [ocn, px]);
     }
     if total * wg as u64 > u32::MAX as u64 || params.iter().any(|&v| v > u32::MAX as u64) {
@@ -346,10 +390,10 @@ fn conv_dispatch(
 /// Output channels per workgroup of the pointwise GEMM (`TM`; each invocation: TM x 8 pixels).
 const POINTWISE_TM: u32 = 16;
 
-/// The direct conv's register tile `[OCN, 4]`: up to 8 channels of the group, 4 pixels of the
-/// row, as long as the input span `3 * stride + kw` fits the kernel's 32 values.
+/// The direct conv's register tile `[OCN, 4]`: 4 or 8 channels of the group (weights load as
+/// vec4), 4 pixels of the row, as long as the input span `3 * stride + kw` fits in 32 values.
 fn conv_tile(cout_g: usize, kw: usize, stride: usize) -> Option<[u32; 2]> {
-    (3 * stride + kw <= 32).then_some([cout_g.clamp(1, 8) as u32, 4])
+    (3 * stride + kw <= 32).then_some([if cout_g <= 4 { 4 } else { 8 }, 4])
 }
 
 /// Activation buffers reused by liveness: a value takes the best-fitting free slot (growing the
@@ -623,8 +667,6 @@ impl GpuRunner {
                     };
                     let row_bytes = (p.weight.len() / c.out_channels) as u64 * esize;
                     for part in split_conv(c, row_bytes, max_binding) {
-                        let rows = &p.weight[part.first_row * (p.weight.len() / c.out_channels)
-                            ..(part.first_row + part.rows) * (p.weight.len() / c.out_channels)];
                         let label = if part.rows == c.out_channels {
                             op.name.clone()
                         } else {
@@ -635,7 +677,12 @@ impl GpuRunner {
                                 part.first_row + part.rows
                             )
                         };
-                        let w = upload(&format!("{label} weight"), to_store(rows, prec), &mut own)?;
+                        let packed = pack_conv_weights(c, &p.weight, &part);
+                        let w = upload(
+                            &format!("{label} weight"),
+                            to_store(&packed, prec),
+                            &mut own,
+                        )?;
                         let (variant, params, workgroups) =
                             conv_dispatch(c, &shape, &part, &op.name)?;
                         steps.push(StepPlan {
