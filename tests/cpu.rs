@@ -104,3 +104,25 @@ fn bad_inputs_are_errors() {
     t.data[5] = f32::NAN;
     assert!(cpu.run(&t).unwrap_err().to_string().contains("non-finite"));
 }
+
+/// `CpuBackend` is `Send + Sync`, and one backend serves several threads at once.
+#[test]
+fn one_backend_from_several_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<CpuBackend>();
+    let fx = Fixture::load(&fixtures_dir(), "tiny_bottleneck_half");
+    let plan = fx.plan();
+    let cpu = std::sync::Arc::new(CpuBackend::new(plan.clone(), fx.load_weights(&plan)).unwrap());
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let cpu = cpu.clone();
+            let x = fx.input().clone();
+            std::thread::spawn(move || (0..4).map(|_| cpu.run(&x).unwrap()).collect::<Vec<_>>())
+        })
+        .collect();
+    for h in handles {
+        for logits in h.join().unwrap() {
+            assert_close("threaded cpu", &logits, &fx.io["logits"], F32_REL_TOL);
+        }
+    }
+}
