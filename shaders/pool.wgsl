@@ -1,6 +1,9 @@
-// Global average pooling: the mean of each H x W plane, one workgroup per plane (tree
-// reduction in workgroup memory). Output is always f32: it feeds squeeze-and-excitation's
-// first 1x1 convolution or the linear head.
+// Global average pooling: the mean of each H x W plane. Output is always f32: it feeds
+// squeeze-and-excitation's first 1x1 convolution or the linear head.
+//
+// One invocation per plane sums it serially: no workgroup barriers (which a CPU-backed adapter
+// pays for by switching between invocations), and the planes of a batch give every adapter
+// enough invocations (RegNet's pooled planes hold at most a few thousand values).
 
 struct Params {
     planes: u32,   // batch * channels
@@ -9,35 +12,24 @@ struct Params {
     _unused1: u32,
 }
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<store_t>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-var<workgroup> sums: array<f32, WG>;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let plane = wid.y * nwg.x + wid.x;
+    let plane = linear_index(wid, nwg, lid, WG);
     if (plane >= p.planes) {
         return;
     }
+    let base = plane * p.hw;
     var s = 0.0;
-    for (var i = lid; i < p.hw; i += WG) {
-        s += f32(x[plane * p.hw + i]);
+    for (var i = 0u; i < p.hw; i++) {
+        s += f32(x[base + i]);
     }
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k / 2u) {
-        if (lid < k) {
-            sums[lid] += sums[lid + k];
-        }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        y[plane] = sums[0] / f32(p.hw);
-    }
+    y[plane] = s / f32(p.hw);
 }

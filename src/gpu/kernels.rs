@@ -244,7 +244,7 @@ impl Kernels {
                         constants.push(("ACT", v.act as f64));
                         constants.push(("WG", wg));
                     }
-                    Family::Pool => {}
+                    Family::Pool => constants.push(("WG", wg)),
                 }
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

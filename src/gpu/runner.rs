@@ -726,7 +726,7 @@ impl GpuRunner {
                             0,
                         ],
                         buffers: vec![BufRef::Value(input_loc), pooled],
-                        workgroups: planes,
+                        workgroups: planes.div_ceil(Family::Pool.workgroup_size() as u64),
                     });
                     for (name, w, b, x, y, inf, outf, act) in [
                         (
@@ -794,7 +794,7 @@ impl GpuRunner {
                             0,
                         ],
                         buffers: vec![BufRef::Value(input_loc), BufRef::Value(get(&loc, out))],
-                        workgroups: planes,
+                        workgroups: planes.div_ceil(Family::Pool.workgroup_size() as u64),
                     });
                 }
                 OpKind::Linear(l) => {
