@@ -2,17 +2,17 @@
 //
 //     y[n, o, p] = act(sum_c w[c, o] * x[n, c, p] * gate[n, c] + bias[o] + residual[n, o, p])
 //
-// over the flattened pixels p of an NCHW image whose pixel count is a multiple of 4, so that
-// pixels load and store as vec4. The weights are stored transposed, `[in_c, oc_pad]` with the
-// output channels padded to a multiple of 4 (zeros), so that they load as vec4 too: on a
-// CPU-backed adapter every load costs about the same whatever its width, and the tile then
-// needs TM / 4 + 2 loads per input channel for 8 * TM fused multiply-adds. BatchNorm is folded into `w` and `bias`; HAS_GATE fuses
-// squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the block's
-// shortcut.
+// over the flattened pixels p of an NCHW image. BatchNorm is folded into `w` and `bias`;
+// HAS_GATE fuses squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the
+// block's shortcut.
 //
-// A workgroup owns TM output channels of one image and WG tiles of 8 pixels (two vec4), one
-// tile per invocation: the weights it reads depend on the workgroup alone, so every invocation
-// reads the same ones (a broadcast), and each x value it loads feeds TM fused multiply-adds.
+// A workgroup owns TM output channels of one image and WG tiles of 8 pixels, one tile per
+// invocation, kept as TM x 2 vec4 accumulators. Everything it reads per input channel loads as
+// vec4 (on a CPU-backed adapter a load costs about the same whatever its width): the weights,
+// stored transposed `[in_c, oc_pad]` with the output channels padded to a multiple of 4, take
+// TM / 4 loads, the same for every invocation of the workgroup; the 8 pixels take 2 loads when
+// planes are a multiple of 4 pixels long (ALIGNED), else 3, realigned by the plane's offset
+// (the same for the whole workgroup). Results and the residual are written and read per value.
 // The bindings are conv.wgsl's, so one bind group layout serves both.
 
 struct Params {
@@ -26,13 +26,15 @@ struct Params {
     oc_begin: u32,    // first output channel of this dispatch (a conv too large for one weight
     oc_count: u32,    // buffer is split into dispatches over ranges of output channels)
     oc_pad4: u32,     // vec4s per row of the transposed weights: ceil(oc_count / 4)
-    _unused0: u32, _unused1: u32, _unused2: u32, _unused3: u32,
+    x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
+    _unused0: u32, _unused1: u32, _unused2: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
 override HAS_GATE: bool = false;
 override WG: u32 = 64u;
 override TM: u32 = 16u;       // output channels per workgroup, a multiple of 4, <= MAX_TM
+override ALIGNED: bool = true; // planes hold a multiple of 4 pixels
 
 const MAX_TM: u32 = 16u;
 
@@ -40,9 +42,9 @@ const MAX_TM: u32 = 16u;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;  // this part's [in_c, oc_pad4] (transposed)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
-@group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
+@group(0) @binding(4) var<storage, read> residual: array<store_t>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
-@group(0) @binding(6) var<storage, read_write> y: array<vec4<store_t>>;
+@group(0) @binding(6) var<storage, read_write> y: array<store_t>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -61,18 +63,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let tile_raw = chunk * WG + lid;
     let tile = min(tile_raw, p.tiles - 1u);
 
-    let hw4 = p.out_h * p.out_w / 4u;            // vec4s per plane
-    let q0 = tile * 2u;                          // first vec4 of this tile
-    let q1 = min(q0 + 1u, hw4 - 1u);             // second (clamped on the last tile)
+    let hw = p.out_h * p.out_w;
+    let p0 = tile * 8u;              // first pixel of this tile (a multiple of 4)
     let oc0 = ocb * TM;              // within this part
     let oc_end = p.oc_begin + p.oc_count;
+    let last = p.x_vec4s - 1u;
 
     var acc0: array<vec4<f32>, MAX_TM>;
     var acc1: array<vec4<f32>, MAX_TM>;
-    var xi = n * p.in_c * hw4;
+    var plane = n * p.in_c * hw;     // first value of input channel c: the same for the workgroup
     for (var c = 0u; c < p.in_c; c++) {
-        var a = vec4<f32>(x[xi + q0]);
-        var b = vec4<f32>(x[xi + q1]);
+        let q = plane / 4u + p0 / 4u;
+        let v0 = vec4<f32>(x[min(q, last)]);
+        let v1 = vec4<f32>(x[min(q + 1u, last)]);
+        var a = v0;
+        var b = v1;
+        if (!ALIGNED) {
+            // The plane starts `plane % 4` values into a vec4: realign.
+            let v2 = vec4<f32>(x[min(q + 2u, last)]);
+            let r = plane % 4u;
+            a = realign(v0, v1, r);
+            b = realign(v1, v2, r);
+        }
         if (HAS_GATE) {
             let s = gate[n * p.in_c + c];
             a *= s;
@@ -87,7 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 acc1[4u * t + i] = fma(wv, b, acc1[4u * t + i]);
             }
         }
-        xi += hw4;
+        plane += hw;
     }
 
     if (tile_raw >= p.tiles) {
@@ -96,18 +108,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var o = 0u; o < TM; o++) {
         let oc = p.oc_begin + oc0 + o;
         if (oc < oc_end) {
-            let base = (n * p.out_c + oc) * hw4;
+            let base = (n * p.out_c + oc) * hw + p0;
             let bv = vec4<f32>(bias[oc]);
-            var v0 = acc0[o] + bv;
-            var v1 = acc1[o] + bv;
+            store4(base, p0, hw, acc0[o] + bv);
+            store4(base + 4u, p0 + 4u, hw, acc1[o] + bv);
+        }
+    }
+}
+
+// The 4 values starting `r` values into `u` (continuing into `v`).
+fn realign(u: vec4<f32>, v: vec4<f32>, r: u32) -> vec4<f32> {
+    switch r {
+        case 0u: { return u; }
+        case 1u: { return vec4<f32>(u.yzw, v.x); }
+        case 2u: { return vec4<f32>(u.zw, v.xy); }
+        default: { return vec4<f32>(u.w, v.xyz); }
+    }
+}
+
+// Adds the residual, applies the activation and stores the pixels `px..px + 4` that lie in the plane.
+fn store4(at: u32, px: u32, hw: u32, v: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if (px + j < hw) {
+            var r = v[j];
             if (HAS_RESIDUAL) {
-                v0 += vec4<f32>(residual[base + q0]);
-                v1 += vec4<f32>(residual[base + q1]);
+                r += f32(residual[at + j]);
             }
-            y[base + q0] = vec4<store_t>(activate4(v0));
-            if (q0 + 1u < hw4) {
-                y[base + q1] = vec4<store_t>(activate4(v1));
-            }
+            y[at + j] = store_t(activate(r));
         }
     }
 }

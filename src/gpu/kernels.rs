@@ -102,8 +102,8 @@ pub struct Variant {
     pub gate: bool,
     /// Conv: kernel height, width and stride (`KH`, `KW`, `STRIDE`); 0 for other families.
     pub kernel: [u32; 3],
-    /// Register tile: conv's output channels per invocation (`OCN`; its 4 pixels are fixed),
-    /// pointwise's (`TM`); second entry unused; 0 for other families.
+    /// Conv: output channels per invocation (`OCN`) and 4 (its pixels); pointwise: output
+    /// channels per workgroup (`TM`) and whether planes are a multiple of 4 pixels (`ALIGNED`).
     pub tile: [u32; 2],
     /// Invocations per workgroup (`WG`); 0 means the family's default.
     pub wg: u32,
@@ -238,6 +238,7 @@ impl Kernels {
                             constants.push(("OCN", v.tile[0] as f64));
                         } else {
                             constants.push(("TM", v.tile[0] as f64));
+                            constants.push(("ALIGNED", v.tile[1] as f64));
                         }
                     }
                     Family::Linear => {

@@ -293,11 +293,7 @@ fn conv_dispatch(
 ) -> Result<(Variant, Vec<u32>, u64)> {
     let hw = s.out_h * s.out_w;
     let cout_g = c.out_channels / c.groups;
-    let pointwise = c.kernel == [1, 1]
-        && c.stride == 1
-        && c.padding == 0
-        && c.groups == 1
-        && hw.is_multiple_of(4);
+    let pointwise = c.kernel == [1, 1] && c.stride == 1 && c.padding == 0 && c.groups == 1;
     let mut params = vec![
         s.batch,
         c.in_channels as u64,
@@ -326,8 +322,9 @@ fn conv_dispatch(
             part.first_row as u64,
             part.rows as u64,
             (part.rows as u64).div_ceil(4),
+            (s.batch * c.in_channels as u64 * hw).div_ceil(4),
         ]);
-        (family, tile) = (Family::ConvPointwise, [tm, 0]);
+        (family, tile) = (Family::ConvPointwise, [tm, hw.is_multiple_of(4) as u32]);
     } else {
         // A workgroup owns OCN channels of one group of one image and WG 4-pixel row tiles.
         let [ocn, px] = conv_tile(cout_g, c.kernel[1], c.stride).ok_or_else(|| {
