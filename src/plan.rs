@@ -176,6 +176,13 @@ pub struct Plan {
     pub output: ValueId,
 }
 
+fn saturate(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// Most elements one image's activation may hold (16 GiB in f32): beyond it a plan is refused.
+pub const MAX_VALUE_ELEMENTS: u64 = 1 << 32;
+
 /// Largest input side accepted (well beyond any real use; it bounds the arithmetic).
 pub const MAX_INPUT_SIDE: usize = 1 << 15;
 
@@ -336,14 +343,34 @@ impl Plan {
                 width: 1,
             },
         );
-        Ok(Plan {
+        let plan = Plan {
             params: params.clone(),
             stages,
             values: b.values,
             ops: b.ops,
             taps,
             output,
-        })
+        };
+        // Every count must be exact in u64, and no activation absurdly large.
+        let total = |f: fn(&Plan, &Op) -> u128| plan.ops.iter().map(|o| f(&plan, o)).sum::<u128>();
+        let params_total = total(Plan::op_params_wide);
+        let macs_total = total(Plan::op_macs_wide);
+        let largest = plan
+            .values
+            .iter()
+            .map(|v| v.channels as u128 * v.height as u128 * v.width as u128)
+            .max()
+            .unwrap_or(0);
+        if params_total > u64::MAX as u128
+            || macs_total > u64::MAX as u128
+            || largest > MAX_VALUE_ELEMENTS as u128
+        {
+            return Err(Error::Input(format!(
+                "this model is absurdly large at {height}x{width}: {params_total} parameters, \
+                 {macs_total} multiply-adds per image, {largest} values in its largest activation"
+            )));
+        }
+        Ok(plan)
     }
 
     /// Input height and width.
@@ -353,55 +380,80 @@ impl Plan {
 
     /// Learnable parameters of one op (conv/linear weights and biases, BN weight and bias).
     pub fn op_params(&self, op: &Op) -> u64 {
-        (match &op.kind {
-            OpKind::Conv2d(c) => {
-                c.weight_shape().iter().product::<usize>()
-                    + c.bias.as_ref().map_or(0, |_| c.out_channels)
-                    + c.norm.as_ref().map_or(0, |_| 2 * c.out_channels)
-            }
-            OpKind::SqueezeExcite(se) => 2 * se.channels * se.squeeze + se.channels + se.squeeze,
-            OpKind::GlobalAvgPool => 0,
-            OpKind::Linear(l) => {
-                l.in_features * l.out_features + l.bias.as_ref().map_or(0, |_| l.out_features)
-            }
-        }) as u64
+        saturate(self.op_params_wide(op))
     }
 
     /// Multiply-adds of one op for one image (convolutions and linear layers, SE's 1x1 convs included).
     pub fn op_macs(&self, op: &Op) -> u64 {
-        let out = self.values[op.output];
-        (match &op.kind {
-            OpKind::Conv2d(c) => {
-                c.weight_shape().iter().product::<usize>() * out.height * out.width
-            }
-            OpKind::SqueezeExcite(se) => 2 * se.channels * se.squeeze,
-            OpKind::GlobalAvgPool => 0,
-            OpKind::Linear(l) => l.in_features * l.out_features,
-        }) as u64
+        saturate(self.op_macs_wide(op))
     }
 
     /// Activations of one op as pycls counts them: elements of every conv and linear output.
     pub fn op_activations(&self, op: &Op) -> u64 {
-        (match &op.kind {
-            OpKind::Conv2d(_) | OpKind::Linear(_) => self.values[op.output].numel(),
-            OpKind::SqueezeExcite(se) => se.squeeze + se.channels,
+        saturate(self.op_activations_wide(op))
+    }
+
+    // The counts in u128: no product of a plan's dimensions (each below 2^32) can overflow it.
+    // `Plan::new` checks that the model's totals fit in u64, so the u64 counts are exact.
+
+    fn op_params_wide(&self, op: &Op) -> u128 {
+        let w = |v: usize| v as u128;
+        match &op.kind {
+            OpKind::Conv2d(c) => {
+                c.weight_shape().iter().map(|&d| w(d)).product::<u128>()
+                    + c.bias.as_ref().map_or(0, |_| w(c.out_channels))
+                    + c.norm.as_ref().map_or(0, |_| 2 * w(c.out_channels))
+            }
+            OpKind::SqueezeExcite(se) => {
+                2 * w(se.channels) * w(se.squeeze) + w(se.channels) + w(se.squeeze)
+            }
             OpKind::GlobalAvgPool => 0,
-        }) as u64
+            OpKind::Linear(l) => {
+                w(l.in_features) * w(l.out_features)
+                    + l.bias.as_ref().map_or(0, |_| w(l.out_features))
+            }
+        }
+    }
+
+    fn op_macs_wide(&self, op: &Op) -> u128 {
+        let w = |v: usize| v as u128;
+        let out = self.values[op.output];
+        match &op.kind {
+            OpKind::Conv2d(c) => {
+                c.weight_shape().iter().map(|&d| w(d)).product::<u128>()
+                    * w(out.height)
+                    * w(out.width)
+            }
+            OpKind::SqueezeExcite(se) => 2 * w(se.channels) * w(se.squeeze),
+            OpKind::GlobalAvgPool => 0,
+            OpKind::Linear(l) => w(l.in_features) * w(l.out_features),
+        }
+    }
+
+    fn op_activations_wide(&self, op: &Op) -> u128 {
+        let out = self.values[op.output];
+        match &op.kind {
+            OpKind::Conv2d(_) | OpKind::Linear(_) => {
+                out.channels as u128 * out.height as u128 * out.width as u128
+            }
+            OpKind::SqueezeExcite(se) => se.squeeze as u128 + se.channels as u128,
+            OpKind::GlobalAvgPool => 0,
+        }
     }
 
     /// Learnable parameters of the model.
     pub fn num_params(&self) -> u64 {
-        self.ops.iter().map(|o| self.op_params(o)).sum()
+        saturate(self.ops.iter().map(|o| self.op_params_wide(o)).sum())
     }
 
     /// Multiply-adds for one image (what torchvision publishes as GFLOPS).
     pub fn macs(&self) -> u64 {
-        self.ops.iter().map(|o| self.op_macs(o)).sum()
+        saturate(self.ops.iter().map(|o| self.op_macs_wide(o)).sum())
     }
 
     /// Activations for one image, as pycls counts them.
     pub fn activations(&self) -> u64 {
-        self.ops.iter().map(|o| self.op_activations(o)).sum()
+        saturate(self.ops.iter().map(|o| self.op_activations_wide(o)).sum())
     }
 
     /// For each value, the index of the last op that reads it (`None`: never read, e.g. the output).

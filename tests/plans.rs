@@ -201,3 +201,46 @@ fn random_configurations_match_torchvision() {
         );
     }
 }
+
+/// The fuzzer's findings (fuzz/regressions/spec_parser: 4 bytes of size, then a spec) are
+/// errors now, never panics or wrapped counts.
+#[test]
+fn fuzz_regressions_are_errors_not_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/spec_parser");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let side = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]) as usize % 32768 + 1;
+        let (h, w) = (side(&data[0..2]), side(&data[2..4]));
+        let spec = String::from_utf8_lossy(&data[4..]);
+        if let Ok(p) = spec.parse::<RegNetParams>() {
+            if let Ok(plan) = Plan::new(&p, h, w) {
+                assert!(
+                    plan.macs() < u64::MAX && plan.num_params() < u64::MAX,
+                    "{spec}"
+                );
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 6);
+    for spec in [
+        "depth=16,d=17,w0=48,wa=27.89,wm=2.09,group_width=8",
+        "depth=1,w0=8,wa=0,wm=2,group_width=8,se=1e300",
+        "depth=1,w0=8,wa=0,wm=2,group_width=8,stem=1000000000000000",
+        "depth=1,w0=8,wa=0,wm=2,group_width=8,bottleneck=1e18",
+        "depth=1,w0=8,wa=0,wm=2,group_width=8,classes=18446744073709551615",
+    ] {
+        assert!(
+            spec.parse::<RegNetParams>().is_err(),
+            "{spec} should be refused"
+        );
+    }
+    // Widths within the limits, but multiply-adds beyond u64 at the largest input.
+    let p: RegNetParams = "depth=2,w0=8,wa=500000,wm=100000,group_width=8"
+        .parse()
+        .unwrap();
+    assert!(Plan::new(&p, 224, 224).is_ok());
+    let e = Plan::new(&p, 32768, 32768).unwrap_err().to_string();
+    assert!(e.contains("absurdly large"), "{e}");
+}

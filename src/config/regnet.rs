@@ -66,6 +66,13 @@ pub struct BlockSpec {
     pub projection: bool,
 }
 
+/// Widest layer accepted (channels): far beyond any real RegNet (RegNetY-128GF: 7392).
+pub const MAX_WIDTH: usize = 1 << 20;
+/// Most classes accepted.
+pub const MAX_CLASSES: usize = 1 << 24;
+/// Largest bottleneck or SE ratio accepted.
+pub const MAX_RATIO: f64 = 64.0;
+
 fn invalid(param: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidParam {
         param,
@@ -180,11 +187,29 @@ impl RegNetParams {
                 ));
             }
         }
-        if self.stem_width == 0 {
-            return Err(invalid("stem", "must be at least 1"));
+        if self.stem_width == 0 || self.stem_width > MAX_WIDTH {
+            return Err(invalid(
+                "stem",
+                format!("must be in 1..={MAX_WIDTH}, got {}", self.stem_width),
+            ));
         }
-        if self.num_classes == 0 {
-            return Err(invalid("classes", "must be at least 1"));
+        if self.num_classes == 0 || self.num_classes > MAX_CLASSES {
+            return Err(invalid(
+                "classes",
+                format!("must be in 1..={MAX_CLASSES}, got {}", self.num_classes),
+            ));
+        }
+        if self.bottleneck > MAX_RATIO {
+            return Err(invalid(
+                "bottleneck",
+                format!("must be at most {MAX_RATIO}, got {}", self.bottleneck),
+            ));
+        }
+        if let Some(se) = self.se_ratio.filter(|&r| r > MAX_RATIO) {
+            return Err(invalid(
+                "se",
+                format!("must be at most {MAX_RATIO}, got {se}"),
+            ));
         }
         Ok(())
     }
@@ -205,7 +230,7 @@ impl RegNetParams {
             let capacity = (log_ratio / log_wm).round_ties_even();
             let pow = (wm as f64).powf(capacity as f64) as f32; // torch.pow(w_m, capacity)
             let w = ((w0 * pow) / 8.0).round_ties_even() * 8.0;
-            if !w.is_finite() || w > 1e7 {
+            if !w.is_finite() || w > MAX_WIDTH as f32 {
                 return Err(invalid(
                     "wa",
                     format!("block {j} would be {w} channels wide; the parameters are absurd"),
@@ -247,6 +272,12 @@ impl RegNetParams {
             let width_out = (ws_bot as f64 / b) as usize; // int(w_bot / b)
                                                           // BottleneckTransform: w_b = int(round(width_out * b)); g = w_b // group_width
             let width_bottleneck = round_half_even(width_out as f64 * b) as usize;
+            if width_bottleneck > MAX_WIDTH {
+                return Err(invalid(
+                    "bottleneck",
+                    format!("{b} makes stage {}'s bottleneck {width_bottleneck} channels wide (at most {MAX_WIDTH})", i + 1),
+                ));
+            }
             let groups = width_bottleneck / g_min;
             if width_out == 0 || groups == 0 || !width_bottleneck.is_multiple_of(groups) {
                 return Err(invalid(

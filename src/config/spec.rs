@@ -51,8 +51,20 @@ impl FromStr for RegNetParams {
                 ))
             })?;
             let (k, v) = (k.trim(), v.trim());
-            if seen.contains(&k) {
-                return Err(Error::Spec(format!("`{k}` is given twice")));
+            let canonical = match k {
+                "d" => "depth",
+                "w_0" => "w0",
+                "w_a" => "wa",
+                "w_m" => "wm",
+                "g" => "group_width",
+                "b" | "bottleneck_multiplier" => "bottleneck",
+                "se_ratio" => "se",
+                "stem_width" => "stem",
+                "num_classes" => "classes",
+                other => other,
+            };
+            if seen.contains(&canonical) {
+                return Err(Error::Spec(format!("`{canonical}` is given twice")));
             }
             match k {
                 "depth" | "d" => depth = Some(parse_int("depth", v)?),
@@ -73,7 +85,7 @@ impl FromStr for RegNetParams {
                 "classes" | "num_classes" => p.num_classes = parse_int("classes", v)?,
                 _ => return Err(Error::Spec(format!("unknown key `{k}` (keys: {KEYS})"))),
             }
-            seen.push(k);
+            seen.push(canonical);
         }
         fn need<T>(x: Option<T>, k: &str) -> Result<T> {
             x.ok_or_else(|| {
