@@ -1,15 +1,36 @@
-//! Convolution on the CPU: im2col (skipped for 1x1/s1 convs) feeding a GEMM from the `gemm`
-//! crate, with bias and residual pre-loaded into the destination and the activation applied after.
+//! Convolution on the CPU. Three paths, chosen by shape ([`path`]):
+//!
+//! - kernels larger than 1x1 with narrow groups or short reductions (grouped 3x3 convs up to
+//!   64 channels per group, depthwise convs, the 3-channel stem): the direct kernel of
+//!   [`super::direct`];
+//! - 1x1 stride-1 convolutions: a GEMM straight on the NCHW input (`[Cout, Cin] x [Cin, H*W]`),
+//!   over all images at once for small planes;
+//! - everything else (strided 1x1, wide groups): im2col, then a GEMM per (image, group).
+//!
+//! GEMMs run single-threaded on tiles of output channels x pixels spread over the rayon pool,
+//! which scales better at these sizes than the `gemm` crate's own threading. A residual, when
+//! present, is already in the destination and the GEMM accumulates onto it; bias and activation
+//! are applied to each tile right after its GEMM, while it is in cache.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::direct;
+use super::ops::{activate, finish_row, Epilogue};
+use super::shared::SharedOut;
+use super::simd::Isa;
 use crate::plan::{Conv2d, Shape};
 use crate::weights::ConvParams;
 
-/// `dst[m×n] += lhs[m×k] · rhs[k×n]`, all row-major with the given row strides.
+/// Most output floats one GEMM block should hold (so its epilogue finds it in L2).
+const BLOCK_FLOATS: usize = 64 * 1024;
+/// Planes (pixels) below this size have their 1x1 convolutions batched over the images.
+const SMALL_PLANE: usize = 256;
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n] (+ dst when accumulate)`, all row-major with the given
+/// row strides, on the calling thread.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sgemm_acc(
+fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -19,24 +40,73 @@ pub(crate) fn sgemm_acc(
     rhs_rs: usize,
     dst: &mut [f32],
     dst_rs: usize,
-    par: Parallelism,
+    accumulate: bool,
 ) {
-    if m == 0 || n == 0 || k == 0 {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= (m - 1) * dst_rs + n);
+    // SAFETY: dst is a live, exclusive slice holding the whole m×n destination (asserted).
+    unsafe {
+        sgemm_raw(
+            m,
+            n,
+            k,
+            lhs,
+            lhs_rs,
+            rhs,
+            rhs_rs,
+            dst.as_mut_ptr(),
+            dst_rs,
+            accumulate,
+        )
+    }
+}
+
+/// [`sgemm`] with the destination as a pointer, for tasks writing disjoint, interleaved
+/// parts of one buffer.
+///
+/// # Safety
+/// `dst` must be valid for reads and writes of the `m` rows of `n` floats at `dst + i * dst_rs`,
+/// and nothing else may access those floats during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: &[f32],
+    lhs_rs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                // SAFETY: row i of the destination, valid and exclusive by the caller's contract.
+                unsafe { std::slice::from_raw_parts_mut(dst.add(i * dst_rs), n) }.fill(0.0);
+            }
+        }
         return;
     }
     assert!(lhs.len() >= (m - 1) * lhs_rs + k);
     assert!(rhs.len() >= (k - 1) * rhs_rs + n);
-    assert!(dst.len() >= (m - 1) * dst_rs + n);
-    // SAFETY: the asserts above keep every access inside the three slices; dst does not alias.
+    // SAFETY: the asserts keep the reads inside lhs and rhs; the caller vouches for dst, which
+    // cannot alias the shared lhs and rhs it has exclusive access to.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
-            true,
+            accumulate,
             lhs.as_ptr(),
             1,
             lhs_rs as isize,
@@ -48,24 +118,288 @@ pub(crate) fn sgemm_acc(
             false,
             false,
             false,
-            par,
+            Parallelism::None,
         )
+    }
+}
+
+/// One convolution layer as the kernels see it.
+pub(crate) struct ConvLayer<'a> {
+    /// The op.
+    pub conv: &'a Conv2d,
+    /// Its weights and bias.
+    pub params: &'a ConvParams,
+    /// Its weights as [`direct::pack_weights`] orders them, when prepared beforehand (only
+    /// read when the direct kernel runs; packed on the fly when absent).
+    pub packed: Option<&'a [f32]>,
+    /// One image's input shape.
+    pub in_shape: Shape,
+    /// One image's output shape.
+    pub out_shape: Shape,
+}
+
+/// The weights `conv` should have prepared beforehand: the direct kernel's packing, when it
+/// is the kernel that runs `conv`.
+pub(crate) fn prepare(conv: &Conv2d, p: &ConvParams) -> Option<Vec<f32>> {
+    (path(conv) == Path::Direct).then(|| direct::pack_weights(conv, &p.weight))
+}
+
+/// Runs one convolution over a batch: `x` is `[N, Cin, H, W]`, `out` is `[N, Cout, Ho, Wo]`.
+/// With `accumulate`, `out` holds a residual on entry, added before the activation; else its
+/// content is ignored and overwritten.
+pub(crate) fn conv2d(layer: &ConvLayer, x: &[f32], out: &mut [f32], accumulate: bool) {
+    let (conv, p) = (layer.conv, layer.params);
+    let (in_shape, out_shape) = (layer.in_shape, layer.out_shape);
+    match path(conv) {
+        Path::Direct => {
+            let packed_now;
+            let w = match layer.packed {
+                Some(w) => w,
+                None => {
+                    packed_now = direct::pack_weights(conv, &p.weight);
+                    &packed_now
+                }
+            };
+            let isa = Isa::detect();
+            direct::conv2d_direct(
+                conv, w, &p.bias, x, in_shape, out_shape, out, accumulate, isa,
+            );
+        }
+        Path::Pointwise => pointwise(conv, p, x, in_shape, out_shape, out, accumulate),
+        Path::Im2col => im2col_gemm(conv, p, x, in_shape, out_shape, out, accumulate),
+    }
+}
+
+/// The kernels a convolution can run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// [`direct::conv2d_direct`].
+    Direct,
+    /// [`pointwise`]: a GEMM on the input itself.
+    Pointwise,
+    /// [`im2col_gemm`].
+    Im2col,
+}
+
+/// The kernel that runs `conv`.
+fn path(conv: &Conv2d) -> Path {
+    if direct::prefers_direct(conv) {
+        Path::Direct
+    } else if conv.kernel == [1, 1] && conv.stride == 1 && conv.padding == 0 {
+        Path::Pointwise
+    } else {
+        Path::Im2col
+    }
+}
+
+/// How to split `rows` rows (of each of `units` independent units) into equal blocks: the
+/// largest divisor `d` of `rows`, at most `max_rows`, that still gives `units x rows / d`
+/// blocks enough for two per thread; else the smallest divisor (1).
+fn block_rows(rows: usize, units: usize, max_rows: usize) -> usize {
+    let want = 2 * rayon::current_num_threads();
+    (1..=rows.min(max_rows))
+        .rev()
+        .filter(|&d| rows.is_multiple_of(d))
+        .find(|&d| units * (rows / d) >= want)
+        .unwrap_or(1)
+}
+
+/// Adds the bias to each `hw`-long row of `dst` (rows are channels `c0..`) and activates it.
+fn bias_activate(conv: &Conv2d, bias: &[f32], dst: &mut [f32], hw: usize) {
+    for (row, &b) in dst.chunks_exact_mut(hw).zip(bias) {
+        row.iter_mut().for_each(|v| *v += b);
+        activate(row, conv.activation);
+    }
+}
+
+/// Pixels per tile of a pointwise convolution with `rows` output channels: all of them when
+/// the tile fits [`BLOCK_FLOATS`], else a multiple of 64 that does (at least 256).
+fn tile_columns(hw: usize, rows: usize) -> usize {
+    if rows * hw <= BLOCK_FLOATS {
+        return hw.max(1);
+    }
+    let cols = (BLOCK_FLOATS / rows.max(1)).max(256) / 64 * 64;
+    let blocks = hw.div_ceil(cols);
+    hw.div_ceil(blocks).div_ceil(64) * 64
+}
+
+/// A 1x1 stride-1 convolution: per (image, group), `out[cout_g, HW] = W[cout_g, cin_g] · x[cin_g, HW]`,
+/// in tiles of output channels x pixels, each tile a single-threaded GEMM then its epilogue.
+fn pointwise(
+    conv: &Conv2d,
+    p: &ConvParams,
+    x: &[f32],
+    in_shape: Shape,
+    out_shape: Shape,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let g = conv.groups;
+    let (cin_g, cout_g) = (conv.in_channels / g, conv.out_channels / g);
+    let hw = out_shape.height * out_shape.width;
+    let batch = out.len() / out_shape.numel();
+    assert_eq!(x.len(), batch * in_shape.numel());
+    if g == 1 && batch > 1 && hw < SMALL_PLANE {
+        pointwise_batched(conv, p, x, out_shape, out, accumulate);
+        return;
+    }
+    let cols = tile_columns(hw, cout_g);
+    let col_tiles = hw.div_ceil(cols);
+    let rows = block_rows(cout_g, batch * g * col_tiles, cout_g);
+    let row_tiles = conv.out_channels / rows;
+    let shared = SharedOut::new(out);
+    (0..batch * row_tiles * col_tiles)
+        .into_par_iter()
+        .for_each(|t| {
+            let (n, rt, ct) = (
+                t / (row_tiles * col_tiles),
+                t / col_tiles % row_tiles,
+                t % col_tiles,
+            );
+            let (oc0, c0) = (rt * rows, ct * cols);
+            let width = cols.min(hw - c0);
+            let gi = oc0 / cout_g;
+            let xn = &x[n * in_shape.numel()..(n + 1) * in_shape.numel()];
+            let rhs = &xn[gi * cin_g * hw + c0..(gi + 1) * cin_g * hw];
+            let w = &p.weight[oc0 * cin_g..(oc0 + rows) * cin_g];
+            let start = n * out_shape.numel() + oc0 * hw + c0;
+            // Task t alone touches rows oc0..oc0 + rows, columns c0..c0 + width of image n (in
+            // bounds: `at` checks), and nothing else touches `out` during the loop.
+            let dst = shared.at(start, (rows - 1) * hw + width);
+            // SAFETY: see above.
+            unsafe { sgemm_raw(rows, width, cin_g, w, cin_g, rhs, hw, dst, hw, accumulate) };
+            for (r, &b) in p.bias[oc0..oc0 + rows].iter().enumerate() {
+                // SAFETY: row r of this task's tile; see above.
+                let row = unsafe { shared.slice(start + r * hw, width) };
+                row.iter_mut().for_each(|v| *v += b);
+                activate(row, conv.activation);
+            }
+        });
+}
+
+/// A 1x1 stride-1 convolution without groups on a batch of small planes, as one GEMM over
+/// all images (`[Cout, Cin] x [Cin, N*HW]`): the `gemm` crate repacks the weights on every
+/// call, which costs as much as the arithmetic when a call covers only a few dozen pixels.
+/// The images' planes are gathered side by side first; each tile's epilogue scatters its
+/// sums back to NCHW.
+fn pointwise_batched(
+    conv: &Conv2d,
+    p: &ConvParams,
+    x: &[f32],
+    out_shape: Shape,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let (k, m) = (conv.in_channels, conv.out_channels);
+    let hw = out_shape.height * out_shape.width;
+    let batch = out.len() / out_shape.numel();
+    let total = batch * hw;
+    assert_eq!(x.len(), batch * k * hw);
+    let mut xs = vec![0.0f32; k * total];
+    xs.par_chunks_mut(total)
+        .enumerate()
+        .with_min_len((BLOCK_FLOATS / total).max(1))
+        .for_each(|(c, row)| {
+            for (n, dst) in row.chunks_exact_mut(hw).enumerate() {
+                dst.copy_from_slice(&x[(n * k + c) * hw..(n * k + c + 1) * hw]);
+            }
+        });
+    let cols = tile_columns(total, m);
+    let col_tiles = total.div_ceil(cols);
+    let rows = block_rows(m, col_tiles, m);
+    let shared = SharedOut::new(out);
+    let epilogue = Epilogue {
+        activation: conv.activation,
+        residual: accumulate,
+    };
+    (0..(m / rows) * col_tiles)
+        .into_par_iter()
+        .for_each_init(Vec::new, |tile, t| {
+            let (oc0, c0) = (t / col_tiles * rows, t % col_tiles * cols);
+            let width = cols.min(total - c0);
+            tile.resize(rows * width, 0.0);
+            let w = &p.weight[oc0 * k..(oc0 + rows) * k];
+            sgemm(rows, width, k, w, k, &xs[c0..], total, tile, width, false);
+            for (r, sums) in tile.chunks_exact(width).enumerate() {
+                let oc = oc0 + r;
+                let mut j = c0;
+                while j < c0 + width {
+                    let (n, px) = (j / hw, j % hw);
+                    let len = (hw - px).min(c0 + width - j);
+                    let start = n * out_shape.numel() + oc * hw + px;
+                    // SAFETY: this task alone writes output channels
+                    // oc0..oc0 + rows at columns c0..c0 + width (image n, pixels px..px + len
+                    // here), and nothing else touches `out` during the loop.
+                    let dst = unsafe { shared.slice(start, len) };
+                    finish_row(dst, &sums[j - c0..j - c0 + len], p.bias[oc], epilogue);
+                    j += len;
+                }
+            }
+        });
+}
+
+/// Any convolution: im2col then a GEMM per (image, group). With enough (image, group) pairs
+/// each is one task; otherwise each pair's GEMM is split into blocks of output channels.
+fn im2col_gemm(
+    conv: &Conv2d,
+    p: &ConvParams,
+    x: &[f32],
+    in_shape: Shape,
+    out_shape: Shape,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let g = conv.groups;
+    let (cin_g, cout_g) = (conv.in_channels / g, conv.out_channels / g);
+    let k = cin_g * conv.kernel[0] * conv.kernel[1];
+    let hw = out_shape.height * out_shape.width;
+    let batch = out.len() / out_shape.numel();
+    let in_len = in_shape.numel();
+    let group = |idx: usize, col: &mut Vec<f32>| {
+        let (n, gi) = (idx / g, idx % g);
+        im2col(
+            conv,
+            &x[n * in_len..(n + 1) * in_len],
+            in_shape,
+            gi * cin_g,
+            cin_g,
+            out_shape,
+            col,
+        );
+    };
+    if batch * g >= 2 * rayon::current_num_threads() {
+        out.par_chunks_mut(cout_g * hw)
+            .enumerate()
+            .for_each_init(Vec::new, |col, (idx, dst)| {
+                group(idx, col);
+                let gi = idx % g;
+                let w = &p.weight[gi * cout_g * k..(gi + 1) * cout_g * k];
+                sgemm(cout_g, hw, k, w, k, col, hw, dst, hw, accumulate);
+                bias_activate(conv, &p.bias[gi * cout_g..(gi + 1) * cout_g], dst, hw);
+            });
+        return;
+    }
+    let rows = block_rows(cout_g, 1, (BLOCK_FLOATS / hw.max(1)).max(8));
+    let mut col = Vec::new();
+    for (idx, dst) in out.chunks_mut(cout_g * hw).enumerate() {
+        group(idx, &mut col);
+        let gi = idx % g;
+        dst.par_chunks_mut(rows * hw)
+            .enumerate()
+            .for_each(|(b, dst)| {
+                let oc0 = gi * cout_g + b * rows;
+                let w = &p.weight[oc0 * k..(oc0 + rows) * k];
+                sgemm(rows, hw, k, w, k, &col, hw, dst, hw, accumulate);
+                bias_activate(conv, &p.bias[oc0..oc0 + rows], dst, hw);
+            });
     }
 }
 
 /// Unfolds the channels `c0..c0 + cin` of one image `x` (`[C, H, W]`) into `col`
 /// (`[cin·kh·kw, Ho·Wo]`, row-major), zero where the kernel falls into the padding.
-fn im2col(
-    conv: &Conv2d,
-    x: &[f32],
-    s: Shape,
-    c0: usize,
-    cin: usize,
-    out_hw: (usize, usize),
-    col: &mut Vec<f32>,
-) {
+fn im2col(conv: &Conv2d, x: &[f32], s: Shape, c0: usize, cin: usize, o: Shape, col: &mut Vec<f32>) {
     let [kh, kw] = conv.kernel;
-    let (ho, wo) = out_hw;
+    let (ho, wo) = (o.height, o.width);
     let (st, pad) = (conv.stride as isize, conv.padding as isize);
     col.clear();
     col.resize(cin * kh * kw * ho * wo, 0.0);
@@ -94,62 +428,118 @@ fn im2col(
     }
 }
 
-/// Runs one convolution over a batch: `x` is `[N, Cin, H, W]`, the result `[N, Cout, Ho, Wo]`.
-/// `residual`, when given, has the output's shape and is added before the activation.
-pub(crate) fn conv2d(
-    conv: &Conv2d,
-    p: &ConvParams,
-    x: &[f32],
-    in_shape: Shape,
-    out_shape: Shape,
-    batch: usize,
-    residual: Option<Vec<f32>>,
-) -> Vec<f32> {
-    let g = conv.groups;
-    let (cin_g, cout_g) = (conv.in_channels / g, conv.out_channels / g);
-    let k = cin_g * conv.kernel[0] * conv.kernel[1];
-    let (ho, wo) = (out_shape.height, out_shape.width);
-    let hw = ho * wo;
-    let in_len = in_shape.numel();
-    let direct = conv.kernel == [1, 1] && conv.stride == 1 && conv.padding == 0;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::reference::{naive_conv, random_case};
+    use crate::plan::Activation;
 
-    // Destination starts as bias (+ residual); the GEMM accumulates into it.
-    let mut out = match residual {
-        Some(r) => r,
-        None => vec![0.0; batch * out_shape.numel()],
-    };
-    out.par_chunks_mut(hw).enumerate().for_each(|(i, plane)| {
-        let b = p.bias[i % conv.out_channels];
-        plane.iter_mut().for_each(|v| *v += b);
-    });
-
-    let tasks = batch * g;
-    let threads = rayon::current_num_threads();
-    let run = |idx: usize, dst: &mut [f32], col: &mut Vec<f32>, par: Parallelism| {
-        let (n, gi) = (idx / g, idx % g);
-        let xn = &x[n * in_len..(n + 1) * in_len];
-        let w = &p.weight[gi * cout_g * k..(gi + 1) * cout_g * k];
-        if direct {
-            let rhs = &xn[gi * cin_g * hw..(gi + 1) * cin_g * hw];
-            sgemm_acc(cout_g, hw, k, w, k, rhs, hw, dst, hw, par);
-        } else {
-            im2col(conv, xn, in_shape, gi * cin_g, cin_g, (ho, wo), col);
-            sgemm_acc(cout_g, hw, k, w, k, col, hw, dst, hw, par);
-        }
-        let act = conv.activation;
-        dst.iter_mut().for_each(|v| *v = act.apply(*v));
-    };
-    if tasks >= 2 * threads || threads == 1 {
-        out.par_chunks_mut(cout_g * hw)
-            .enumerate()
-            .for_each_init(Vec::new, |col, (idx, dst)| {
-                run(idx, dst, col, Parallelism::None)
-            });
-    } else {
-        let mut col = Vec::new();
-        for (idx, dst) in out.chunks_mut(cout_g * hw).enumerate() {
-            run(idx, dst, &mut col, Parallelism::Rayon(threads));
+    /// Every path of `conv2d` (direct, pointwise GEMM, im2col GEMM; one task per group or
+    /// blocks of one group) against the naive convolution.
+    #[test]
+    fn conv2d_matches_naive_on_random_shapes() {
+        use Path::*;
+        let cases = [
+            // (path, cin, cout, groups, k, stride, pad, h, w)
+            (Pointwise, 40, 48, 1, [1, 1], 1, 0, 9, 11),
+            (Pointwise, 64, 96, 2, [1, 1], 1, 0, 5, 3),
+            // small planes, batched over the images
+            (Pointwise, 24, 40, 1, [1, 1], 1, 0, 7, 7),
+            (Pointwise, 300, 70, 1, [1, 1], 1, 0, 14, 13),
+            (Pointwise, 16, 200, 1, [1, 1], 1, 0, 15, 15),
+            // several pixel tiles per image
+            (Pointwise, 16, 48, 1, [1, 1], 1, 0, 41, 39),
+            (Pointwise, 12, 72, 2, [1, 1], 1, 0, 40, 50),
+            (Im2col, 40, 48, 1, [1, 1], 2, 0, 9, 11),
+            (Im2col, 32, 80, 1, [3, 3], 1, 1, 13, 7),
+            (Im2col, 64, 144, 2, [3, 3], 2, 1, 8, 9),
+            (Im2col, 40, 72, 1, [5, 3], 2, 2, 6, 10),
+            (Direct, 48, 48, 6, [3, 3], 2, 1, 15, 15),
+            (Direct, 12, 12, 3, [1, 1], 1, 0, 5, 7),
+            (Direct, 3, 32, 1, [3, 3], 2, 1, 17, 16),
+            (Direct, 20, 20, 20, [3, 3], 1, 1, 6, 5),
+        ];
+        for (i, &(want_path, cin, cout, groups, kernel, stride, pad, h, w)) in
+            cases.iter().enumerate()
+        {
+            for (act, residual) in [
+                (Activation::Relu, false),
+                (Activation::Relu, true),
+                (Activation::Identity, false),
+                (Activation::Sigmoid, true),
+            ] {
+                for batch in [1, 2, 5] {
+                    let case = random_case(
+                        i as u64 + 50,
+                        cin,
+                        cout,
+                        groups,
+                        kernel,
+                        stride,
+                        pad,
+                        h,
+                        w,
+                        act,
+                        residual,
+                    );
+                    assert_eq!(path(&case.conv), want_path, "case {i}");
+                    let out = case.initial_output(batch);
+                    let packed = prepare(&case.conv, &case.params);
+                    for packed in [None, packed.as_deref()] {
+                        let layer = ConvLayer {
+                            conv: &case.conv,
+                            params: &case.params,
+                            packed,
+                            in_shape: case.in_shape,
+                            out_shape: case.out_shape,
+                        };
+                        let mut out = out.clone();
+                        conv2d(&layer, &case.input(batch), &mut out, residual);
+                        let want = naive_conv(&case, batch);
+                        case.assert_close(&out, &want, &format!("case {i} {act:?} batch {batch}"));
+                    }
+                }
+            }
         }
     }
-    out
+
+    #[test]
+    fn tile_columns_cover_the_plane() {
+        for (hw, rows) in [
+            (49, 440),
+            (12544, 48),
+            (1599, 48),
+            (3136, 104),
+            (1, 1),
+            (100_000, 1),
+        ] {
+            let cols = tile_columns(hw, rows);
+            assert!(
+                cols >= 1 && (cols == hw || cols.is_multiple_of(64)),
+                "{hw} {rows}: {cols}"
+            );
+            assert!(rows * cols <= BLOCK_FLOATS.max(rows * 256) || cols == hw);
+        }
+        assert!(hw_tiles(1599, 48) >= 2);
+    }
+
+    fn hw_tiles(hw: usize, rows: usize) -> usize {
+        hw.div_ceil(tile_columns(hw, rows))
+    }
+
+    #[test]
+    fn block_rows_divide_and_fit() {
+        for (rows, units, max) in [
+            (48, 1, 100),
+            (440, 1, 1000),
+            (13, 1, 4),
+            (8, 64, 8),
+            (7, 1, 1),
+        ] {
+            let d = block_rows(rows, units, max);
+            assert!(rows.is_multiple_of(d) && d <= max);
+        }
+        assert_eq!(block_rows(8, 64, 8), 8);
+        assert_eq!(block_rows(13, 1, 4), 1);
+    }
 }

@@ -1,4 +1,5 @@
-//! The CPU's small ops: squeeze-and-excitation, global average pooling, the linear head.
+//! The CPU's small ops (squeeze-and-excitation, global average pooling, the linear head) and
+//! the epilogue helpers the convolution kernels share.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -6,33 +7,113 @@ use rayon::prelude::*;
 use crate::plan::Activation;
 use crate::weights::{LinearParams, SeParams};
 
+/// What a convolution does to its sums before storing them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Epilogue {
+    /// Applied last.
+    pub activation: Activation,
+    /// The destination holds a residual to add (before the activation).
+    pub residual: bool,
+}
+
+/// Stores one row of a convolution's output: `dst = act(sums + bias [+ dst])`.
+#[inline(always)]
+pub(crate) fn finish_row(dst: &mut [f32], sums: &[f32], bias: f32, e: Epilogue) {
+    debug_assert_eq!(dst.len(), sums.len());
+    if e.residual {
+        for (d, &s) in dst.iter_mut().zip(sums) {
+            *d += s + bias;
+        }
+    } else {
+        for (d, &s) in dst.iter_mut().zip(sums) {
+            *d = s + bias;
+        }
+    }
+    activate(dst, e.activation);
+}
+
+/// Applies `act` in place.
+#[inline(always)]
+pub(crate) fn activate(x: &mut [f32], act: Activation) {
+    match act {
+        Activation::Identity => {}
+        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Sigmoid => x.iter_mut().for_each(|v| *v = act.apply(*v)),
+    }
+}
+
+/// Floats per parallel task in the memory-bound passes (below it rayon's overhead dominates).
+const MIN_TASK_FLOATS: usize = 16 * 1024;
+
+/// Mean of one plane, accumulated in f64 over 8 independent lanes (which vectorise).
+fn plane_mean(p: &[f32]) -> f32 {
+    let mut lanes = [0f64; 8];
+    let chunks = p.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64;
+        }
+    }
+    ((lanes.iter().sum::<f64>() + tail) / p.len().max(1) as f64) as f32
+}
+
+/// Dot product over 16 independent f32 lanes (which vectorise).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for ((l, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Planes per parallel task for planes of `hw` floats.
+fn min_planes(hw: usize) -> usize {
+    (MIN_TASK_FLOATS / hw.max(1)).max(1)
+}
+
 /// Mean of each `hw`-long plane (accumulated in f64).
 pub(crate) fn global_avg_pool(x: &[f32], hw: usize) -> Vec<f32> {
-    x.par_chunks(hw.max(1))
-        .map(|p| (p.iter().map(|&v| v as f64).sum::<f64>() / hw as f64) as f32)
-        .collect()
+    let hw = hw.max(1);
+    let mut out = vec![0.0; x.len() / hw];
+    out.par_iter_mut()
+        .zip(x.par_chunks(hw))
+        .with_min_len(min_planes(hw))
+        .for_each(|(o, plane)| *o = plane_mean(plane));
+    out
 }
 
 /// `y = act(W·x + b)` for one vector, `W` being `[out, in]` row-major.
 fn matvec(w: &[f32], b: &[f32], x: &[f32], act: Activation) -> Vec<f32> {
-    w.chunks(x.len())
+    w.chunks(x.len().max(1))
         .zip(b)
-        .map(|(row, &bias)| act.apply(row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>() + bias))
+        .map(|(row, &bias)| act.apply(dot(row, x) + bias))
         .collect()
 }
 
 /// Squeeze-and-excitation in place on `x` (`[N, C, H, W]`).
 pub(crate) fn squeeze_excite(p: &SeParams, x: &mut [f32], channels: usize, hw: usize) {
     let pooled = global_avg_pool(x, hw);
-    x.par_chunks_mut(channels * hw)
-        .zip(pooled.par_chunks(channels))
-        .for_each(|(img, s)| {
+    let gates: Vec<f32> = pooled
+        .par_chunks(channels.max(1))
+        .flat_map_iter(|s| {
             let z = matvec(&p.w1, &p.b1, s, Activation::Relu);
-            let gate = matvec(&p.w2, &p.b2, &z, Activation::Sigmoid);
-            for (plane, g) in img.chunks_mut(hw).zip(gate) {
-                plane.iter_mut().for_each(|v| *v *= g);
-            }
-        });
+            matvec(&p.w2, &p.b2, &z, Activation::Sigmoid)
+        })
+        .collect();
+    x.par_chunks_mut(hw.max(1))
+        .zip(gates.par_iter())
+        .with_min_len(min_planes(hw))
+        .for_each(|(plane, &g)| plane.iter_mut().for_each(|v| *v *= g));
 }
 
 /// The linear head on a `[N, in]` batch: `[N, out]`.
@@ -72,4 +153,62 @@ pub(crate) fn linear(
         }
     }
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::reference::Rng;
+
+    #[test]
+    fn lane_sums_match_plain_sums() {
+        let mut rng = Rng::new(7);
+        for n in [1, 7, 8, 15, 16, 17, 49, 110, 440, 3136] {
+            let (a, b) = (rng.vec(n), rng.vec(n));
+            let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert!(
+                (dot(&a, &b) as f64 - want).abs() < 1e-5 * n as f64,
+                "dot {n}"
+            );
+            let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+            assert!((plane_mean(&a) as f64 - mean).abs() < 1e-7, "mean {n}");
+        }
+    }
+
+    #[test]
+    fn squeeze_excite_matches_its_definition() {
+        let mut rng = Rng::new(3);
+        let (batch, c, s, hw) = (3, 20, 5, 13);
+        let p = SeParams {
+            w1: rng.vec(s * c),
+            b1: rng.vec(s),
+            w2: rng.vec(c * s),
+            b2: rng.vec(c),
+        };
+        let x = rng.vec(batch * c * hw);
+        let mut got = x.clone();
+        squeeze_excite(&p, &mut got, c, hw);
+        for n in 0..batch {
+            let img = &x[n * c * hw..(n + 1) * c * hw];
+            let mean: Vec<f64> = img
+                .chunks(hw)
+                .map(|q| q.iter().map(|&v| v as f64).sum::<f64>() / hw as f64)
+                .collect();
+            let z: Vec<f64> = (0..s)
+                .map(|j| {
+                    let v: f64 = (0..c).map(|i| p.w1[j * c + i] as f64 * mean[i]).sum();
+                    (v + p.b1[j] as f64).max(0.0)
+                })
+                .collect();
+            for i in 0..c {
+                let v: f64 = (0..s).map(|j| p.w2[i * s + j] as f64 * z[j]).sum();
+                let gate = 1.0 / (1.0 + (-(v + p.b2[i] as f64)).exp());
+                for k in 0..hw {
+                    let idx = (n * c + i) * hw + k;
+                    let want = x[idx] as f64 * gate;
+                    assert!((got[idx] as f64 - want).abs() < 1e-6, "{n} {i} {k}");
+                }
+            }
+        }
+    }
 }
