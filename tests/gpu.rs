@@ -198,7 +198,12 @@ fn wrong_input_shape_is_an_error() {
 /// tiny limits, the results still match torchvision.
 #[test]
 fn split_convolutions_match_torchvision() {
-    for name in ["tiny_y", "tiny_depthwise", "tiny_clipped_groups", "tiny_odd_input"] {
+    for name in [
+        "tiny_y",
+        "tiny_depthwise",
+        "tiny_clipped_groups",
+        "tiny_odd_input",
+    ] {
         let fx = Fixture::load(&fixtures_dir(), name);
         let plan = fx.plan();
         let weights = fx.load_weights(&plan);
@@ -209,9 +214,17 @@ fn split_convolutions_match_torchvision() {
                 ..Default::default()
             };
             let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
-            assert!(runner.dispatches() > plan.ops.len(), "{name}: limit {limit} split nothing");
+            assert!(
+                runner.dispatches() > plan.ops.len(),
+                "{name}: limit {limit} split nothing"
+            );
             let logits = runner.run(fx.input()).unwrap();
-            assert_close(&format!("{name} split at {limit} bytes"), &logits, &fx.io["logits"], F32_REL_TOL);
+            assert_close(
+                &format!("{name} split at {limit} bytes"),
+                &logits,
+                &fx.io["logits"],
+                F32_REL_TOL,
+            );
         }
     }
 }
