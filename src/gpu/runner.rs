@@ -1154,14 +1154,10 @@ impl GpuRunner {
     /// Runs `iters` inferences back to back on the GPU and returns the device time of each in
     /// milliseconds (from timestamp queries), or `None` when the device has no `timestamp-query`.
     pub fn time_gpu(&self, input: &Tensor, iters: usize) -> Result<Option<Vec<f64>>> {
-        self.check_input(input)?;
-        let device = &self.ctx.device;
-        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        let Some(_guard) = self.begin_timed(input)? else {
             return Ok(None);
-        }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = &self.ctx.queue;
-        queue.write_buffer(&self.bufs.input, 0, &to_store(&input.data, self.precision));
+        };
+        let (device, queue) = (&self.ctx.device, &self.ctx.queue);
         let (qs, resolve, staging) = self.timestamp_buffers(2);
         let period = queue.get_timestamp_period() as f64;
         let mut out = Vec::with_capacity(iters);
@@ -1182,14 +1178,10 @@ impl GpuRunner {
     /// Device time of every dispatch in milliseconds (each dispatch in its own timed pass),
     /// labelled with its op; `None` when the device has no `timestamp-query`.
     pub fn profile(&self, input: &Tensor) -> Result<Option<Vec<(String, f64)>>> {
-        self.check_input(input)?;
-        let device = &self.ctx.device;
-        if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        let Some(_guard) = self.begin_timed(input)? else {
             return Ok(None);
-        }
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let queue = &self.ctx.queue;
-        queue.write_buffer(&self.bufs.input, 0, &to_store(&input.data, self.precision));
+        };
+        let (device, queue) = (&self.ctx.device, &self.ctx.queue);
         let n = self.steps.len() as u32;
         let (qs, resolve, staging) = self.timestamp_buffers(2 * n);
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -1225,6 +1217,24 @@ impl GpuRunner {
                 })
                 .collect(),
         ))
+    }
+
+    /// Checks the input, takes the runner's lock and uploads the input for a timed run;
+    /// `None` when the device has no `timestamp-query`.
+    fn begin_timed(&self, input: &Tensor) -> Result<Option<std::sync::MutexGuard<'_, ()>>> {
+        self.check_input(input)?;
+        if !self
+            .ctx
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            return Ok(None);
+        }
+        let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let data = to_store(&input.data, self.precision);
+        self.ctx.queue.write_buffer(&self.bufs.input, 0, &data);
+        Ok(Some(guard))
     }
 
     fn timestamp_buffers(&self, count: u32) -> (wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer) {
