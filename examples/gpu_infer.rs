@@ -28,7 +28,8 @@ use regnet_wgpu::preprocess::{stack, EvalTransform};
 use regnet_wgpu::tensor::{read_input_tensor, write_safetensors};
 use regnet_wgpu::{cpu::CpuBackend, zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
 
-const SAMPLE_PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/chelsea.png");
+/// The bundled sample photo (CC0, scikit-image's `chelsea`), built into the program.
+const SAMPLE_PHOTO: &[u8] = include_bytes!("../assets/chelsea.png");
 const IMAGENET_CLASSES: &str = include_str!("../assets/imagenet_classes.txt");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -99,12 +100,17 @@ fn load_job(args: &Args) -> Result<Job> {
             .map(|i| format!("{}[{i}]", path.display()))
             .collect();
         (t, sources)
+    } else if args.image.is_empty() {
+        let img = image::load_from_memory(SAMPLE_PHOTO)
+            .map_err(|e| Error::Input(format!("bundled sample photo: {e}")))?
+            .to_rgb8();
+        let x = EvalTransform::default().apply(&img)?;
+        (
+            stack(&[x])?,
+            vec!["assets/chelsea.png (bundled)".to_string()],
+        )
     } else {
-        let paths = if args.image.is_empty() {
-            vec![PathBuf::from(SAMPLE_PHOTO)]
-        } else {
-            args.image.clone()
-        };
+        let paths = args.image.clone();
         let tf = EvalTransform::default();
         let images = paths
             .iter()
