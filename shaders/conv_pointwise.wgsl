@@ -6,13 +6,15 @@
 // HAS_GATE fuses squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the
 // block's shortcut.
 //
-// A workgroup owns TM output channels of one image and WG tiles of 8 pixels, one tile per
-// invocation, kept as TM x 2 vec4 accumulators. Everything it reads per input channel loads as
-// vec4 (on a CPU-backed adapter a load costs about the same whatever its width): the weights,
-// stored transposed `[in_c, oc_pad]` with the output channels padded to a multiple of 4, take
-// TM / 4 loads, the same for every invocation of the workgroup; the 8 pixels take 2 loads when
-// planes are a multiple of 4 pixels long (ALIGNED), else 3, realigned by the plane's offset
-// (the same for the whole workgroup). Results and the residual are written and read per value.
+// A workgroup owns TM output channels of one image and WG tiles of TN pixels, one tile per
+// invocation, kept as TM x TN / 4 vec4 accumulators (the register tile; the runner picks TM and
+// TN per adapter: large tiles on CPU-backed adapters, where each load costs as much as dozens of
+// FMAs, smaller ones on GPUs, where occupancy matters more). Everything read per input channel
+// loads as vec4: the weights, stored transposed `[in_c, oc_pad]` with the output channels padded
+// to a multiple of 4, take TM / 4 loads, the same for every invocation of the workgroup; the TN
+// pixels take TN / 4 loads when planes are a multiple of 4 pixels long (ALIGNED), else one more,
+// realigned by the plane's offset (the same for the whole workgroup). The epilogue reads the
+// residual the same way and stores vec4s when the plane is ALIGNED.
 // The bindings are conv.wgsl's, so one bind group layout serves both.
 
 struct Params {
@@ -20,29 +22,37 @@ struct Params {
     out_c: u32, out_h: u32, out_w: u32, groups: u32,
     pad: u32,
     oc_blocks: u32,   // ceil(oc_count / TM)
-    tiles: u32,       // 8-pixel tiles per plane: ceil(out_h * out_w / 8)
-    chunks: u32,      // workgroups per (image, channel block): ceil(tiles / WG)
-    workgroups: u32,  // batch * oc_blocks * chunks
+    tiles: u32,       // TN-pixel tiles per plane: ceil(out_h * out_w / TN)
+    invocations: u32, // batch * oc_blocks * tiles
+    _unused3: u32,
     oc_begin: u32,    // first output channel of this dispatch (a conv too large for one weight
     oc_count: u32,    // buffer is split into dispatches over ranges of output channels)
     oc_pad4: u32,     // vec4s per row of the transposed weights: ceil(oc_count / 4)
     x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
-    _unused0: u32, _unused1: u32, _unused2: u32,
+    r_vec4s: u32,     // vec4s holding the residual value (likewise)
+    _unused0: u32, _unused1: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
 override HAS_GATE: bool = false;
 override WG: u32 = 64u;
-override TM: u32 = 16u;       // output channels per workgroup, a multiple of 4, <= MAX_TM
+override TM: u32 = 16u;       // output channels per invocation: 4, 8, 12 or 16
+override TN: u32 = 8u;        // pixels per invocation: 4, 8, 12 or 16
 override ALIGNED: bool = true; // planes hold a multiple of 4 pixels
 
+// The register tile is sized for the largest TM x TN. Every loop over it runs to these constant
+// bounds with `if (o < TM)`-style guards inside: a loop whose trip count equals the length of the
+// array it indexes is always unrolled (Mesa's NIR, for one, forces it), after which the guards
+// fold away and the accumulators live in registers; a loop left rolled would index the array
+// dynamically and move it to memory (4-5x slower on lavapipe).
 const MAX_TM: u32 = 16u;
+const MAX_NV: u32 = 4u;       // vec4s of pixels: TN / 4 <= MAX_NV
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;  // this part's [in_c, oc_pad4] (transposed)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
-@group(0) @binding(4) var<storage, read> residual: array<store_t>;
+@group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
 @group(0) @binding(6) var<storage, read_write> y: array<store_t>;
 
@@ -50,68 +60,84 @@ const MAX_TM: u32 = 16u;
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let wg = wid.y * nwg.x + wid.x;
-    if (wg >= p.workgroups) {
-        return;
-    }
-    let chunk = wg % p.chunks;
-    let ocb = (wg / p.chunks) % p.oc_blocks;
-    let n = wg / (p.chunks * p.oc_blocks);
-    // No early return for invocations past the last tile: they compute a clamped copy of it and
-    // store nothing, so every invocation stays active through the loop and the loads whose
-    // address is the same for all (the weights) can be made once per workgroup.
-    let tile_raw = chunk * WG + lid;
-    let tile = min(tile_raw, p.tiles - 1u);
+    // One invocation per (image, channel block, tile), tiles innermost: every lane of a
+    // workgroup has work however small the plane (on a CPU-backed adapter a workgroup is one
+    // SIMD loop, so idle lanes cost as much as busy ones). Invocations past the end compute a
+    // clamped copy of the last tile and store nothing.
+    let id_raw = linear_index(wid, nwg, lid, WG);
+    let id = min(id_raw, p.invocations - 1u);
+    let tile = id % p.tiles;
+    let ocb = (id / p.tiles) % p.oc_blocks;
+    let n = id / (p.tiles * p.oc_blocks);
 
     let hw = p.out_h * p.out_w;
-    let p0 = tile * 8u;              // first pixel of this tile (a multiple of 4)
+    let p0 = tile * TN;              // first pixel of this tile (a multiple of 4)
     let oc0 = ocb * TM;              // within this part
-    let oc_end = p.oc_begin + p.oc_count;
     let last = p.x_vec4s - 1u;
+    let nv = TN / 4u;                // vec4s of pixels
 
-    var acc0: array<vec4<f32>, MAX_TM>;
-    var acc1: array<vec4<f32>, MAX_TM>;
+    var acc: array<array<vec4<f32>, MAX_NV>, MAX_TM>;
     var plane = n * p.in_c * hw;     // first value of input channel c: the same for the workgroup
     for (var c = 0u; c < p.in_c; c++) {
         let q = plane / 4u + p0 / 4u;
-        let v0 = vec4<f32>(x[min(q, last)]);
-        let v1 = vec4<f32>(x[min(q + 1u, last)]);
-        var a = v0;
-        var b = v1;
+        var xv: array<vec4<f32>, MAX_NV>;
+        for (var j = 0u; j < MAX_NV; j++) {
+            if (j < nv) {
+                xv[j] = vec4<f32>(x[min(q + j, last)]);
+            }
+        }
         if (!ALIGNED) {
             // The plane starts `plane % 4` values into a vec4: realign.
-            let v2 = vec4<f32>(x[min(q + 2u, last)]);
             let r = plane % 4u;
-            a = realign(v0, v1, r);
-            b = realign(v1, v2, r);
+            let extra = vec4<f32>(x[min(q + nv, last)]);
+            for (var j = 0u; j < MAX_NV; j++) {
+                if (j < nv) {
+                    xv[j] = realign(xv[j], select(extra, xv[min(j + 1u, MAX_NV - 1u)], j + 1u < nv), r);
+                }
+            }
         }
         if (HAS_GATE) {
             let s = gate[n * p.in_c + c];
-            a *= s;
-            b *= s;
+            for (var j = 0u; j < MAX_NV; j++) {
+                xv[j] *= s;
+            }
         }
         let wrow = c * p.oc_pad4;
-        for (var t = 0u; t < TM / 4u; t++) {
-            let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
-            for (var i = 0u; i < 4u; i++) {
-                let wv = vec4<f32>(w4[i]);
-                acc0[4u * t + i] = fma(wv, a, acc0[4u * t + i]);
-                acc1[4u * t + i] = fma(wv, b, acc1[4u * t + i]);
+        for (var t = 0u; t < MAX_TM / 4u; t++) {
+            if (t < TM / 4u) {
+                let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
+                for (var i = 0u; i < 4u; i++) {
+                    let wv = vec4<f32>(w4[i]);
+                    for (var j = 0u; j < MAX_NV; j++) {
+                        if (j < nv) {
+                            acc[4u * t + i][j] = fma(wv, xv[j], acc[4u * t + i][j]);
+                        }
+                    }
+                }
             }
         }
         plane += hw;
     }
 
-    if (tile_raw >= p.tiles) {
+    if (id_raw >= p.invocations) {
         return;
     }
-    for (var o = 0u; o < TM; o++) {
+    let oc_end = p.oc_begin + p.oc_count;
+    for (var o = 0u; o < MAX_TM; o++) {
         let oc = p.oc_begin + oc0 + o;
-        if (oc < oc_end) {
-            let base = (n * p.out_c + oc) * hw + p0;
+        if (o < TM && oc < oc_end) {
+            let base = (n * p.out_c + oc) * hw;  // the output plane
             let bv = vec4<f32>(bias[oc]);
-            store4(base, p0, hw, acc0[o] + bv);
-            store4(base + 4u, p0 + 4u, hw, acc1[o] + bv);
+            for (var j = 0u; j < MAX_NV; j++) {
+                let px = p0 + 4u * j;
+                if (j < nv && px < hw) {
+                    var v = acc[o][j] + bv;
+                    if (HAS_RESIDUAL) {
+                        v += residual4(base + px);
+                    }
+                    store4(base + px, hw - px, activate4(v));
+                }
+            }
         }
     }
 }
@@ -126,15 +152,22 @@ fn realign(u: vec4<f32>, v: vec4<f32>, r: u32) -> vec4<f32> {
     }
 }
 
-// Adds the residual, applies the activation and stores the pixels `px..px + 4` that lie in the plane.
-fn store4(at: u32, px: u32, hw: u32, v: vec4<f32>) {
+// The 4 residual values starting at value `at`.
+fn residual4(at: u32) -> vec4<f32> {
+    let q = at / 4u;
+    let lastr = p.r_vec4s - 1u;
+    let u = vec4<f32>(residual[min(q, lastr)]);
+    if (ALIGNED) {
+        return u;
+    }
+    return realign(u, vec4<f32>(residual[min(q + 1u, lastr)]), at % 4u);
+}
+
+// Stores the first min(4, room) values of `v` at value `at`.
+fn store4(at: u32, room: u32, v: vec4<f32>) {
     for (var j = 0u; j < 4u; j++) {
-        if (px + j < hw) {
-            var r = v[j];
-            if (HAS_RESIDUAL) {
-                r += f32(residual[at + j]);
-            }
-            y[at + j] = store_t(activate(r));
+        if (j < room) {
+            y[at + j] = store_t(v[j]);
         }
     }
 }

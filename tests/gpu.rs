@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use common::*;
 use regnet_wgpu::cpu::CpuBackend;
-use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
+use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, Tiling};
 use regnet_wgpu::{zoo, Plan, Tensor, Weights};
 
 /// f16 storage must land this close to torchvision's logits (the WGSL-path issue's bound).
@@ -221,6 +221,33 @@ fn split_convolutions_match_torchvision() {
             let logits = runner.run(fx.input()).unwrap();
             assert_close(
                 &format!("{name} split at {limit} bytes"),
+                &logits,
+                &fx.io["logits"],
+                F32_REL_TOL,
+            );
+        }
+    }
+}
+
+/// Both tile rule sets (the CPU-backed adapters' and the GPUs') compute the same thing: each,
+/// forced on this adapter, matches torchvision on every tiny fixture (odd planes, clipped and
+/// depthwise groups, batches).
+#[test]
+fn every_tiling_matches_torchvision() {
+    for tiling in [Tiling::Cpu, Tiling::Gpu] {
+        for name in TINY {
+            let fx = Fixture::load(&fixtures_dir(), name);
+            let plan = fx.plan();
+            let weights = fx.load_weights(&plan);
+            let opts = RunnerOptions {
+                batch: fx.input().shape[0],
+                tiling: Some(tiling),
+                ..Default::default()
+            };
+            let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
+            let logits = runner.run(fx.input()).unwrap();
+            assert_close(
+                &format!("{name} with {tiling:?} tiles"),
                 &logits,
                 &fx.io["logits"],
                 F32_REL_TOL,

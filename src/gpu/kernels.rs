@@ -102,9 +102,11 @@ pub struct Variant {
     pub gate: bool,
     /// Conv: kernel height, width and stride (`KH`, `KW`, `STRIDE`); 0 for other families.
     pub kernel: [u32; 3],
-    /// Conv: output channels per invocation (`OCN`) and 4 (its pixels); pointwise: output
-    /// channels per workgroup (`TM`) and whether planes are a multiple of 4 pixels (`ALIGNED`).
+    /// An invocation's register tile: output channels and pixels (conv: `OCN` and 4;
+    /// pointwise: `TM`, `TN`).
     pub tile: [u32; 2],
+    /// Pointwise: planes are a multiple of 4 pixels (`ALIGNED`).
+    pub aligned: bool,
     /// Invocations per workgroup (`WG`); 0 means the family's default.
     pub wg: u32,
 }
@@ -119,6 +121,7 @@ impl Variant {
             gate: false,
             kernel: [0; 3],
             tile: [0; 2],
+            aligned: false,
             wg: 0,
         }
     }
@@ -238,7 +241,8 @@ impl Kernels {
                             constants.push(("OCN", v.tile[0] as f64));
                         } else {
                             constants.push(("TM", v.tile[0] as f64));
-                            constants.push(("ALIGNED", v.tile[1] as f64));
+                            constants.push(("TN", v.tile[1] as f64));
+                            constants.push(("ALIGNED", v.aligned as u32 as f64));
                         }
                     }
                     Family::Linear => {

@@ -7,6 +7,7 @@
 //! - [`preprocess`]: torchvision's evaluation transform as a compute pass from a host's
 //!   `wgpu::Texture` to a runner's input.
 //! - [`readback`]: logits off the GPU through futures, without blocking.
+//! - [`tiling`]: the register tiles the kernels use, per adapter type.
 //!
 //! Embedding in a wgpu application: [`GpuContext::from_device`] on the host's device,
 //! [`GpuPreprocess`] and [`GpuRunner::encode`] into the host's encoder, [`LogitsReadback`]
@@ -17,8 +18,10 @@ pub mod kernels;
 pub mod preprocess;
 pub mod readback;
 pub mod runner;
+pub mod tiling;
 
 pub use context::{GpuContext, Precision};
 pub use preprocess::{GpuPreprocess, PreprocessBinding, PreprocessOptions, Rounding};
 pub use readback::{read_logits, read_logits_blocking, LogitsReadback};
 pub use runner::{GpuRunner, RunnerOptions};
+pub use tiling::Tiling;

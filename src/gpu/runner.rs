@@ -7,6 +7,7 @@ use std::sync::{mpsc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::kernels::{act_code, Family, Kernels, Variant};
+use super::tiling::Tiling;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
 use crate::plan::{Activation, Conv2d, OpKind, Plan, ValueId};
@@ -26,6 +27,9 @@ pub struct RunnerOptions {
     /// storage binding limit applies); `None`: the device's limit. Lowering it exercises the
     /// splitting that the largest models need on small adapters.
     pub max_binding_bytes: Option<u64>,
+    /// The kernels' register tiles; `None`: the rules of the adapter's type
+    /// ([`Tiling::for_adapter`]).
+    pub tiling: Option<Tiling>,
 }
 
 impl Default for RunnerOptions {
@@ -35,6 +39,7 @@ impl Default for RunnerOptions {
             precision: Precision::F32,
             taps: Vec::new(),
             max_binding_bytes: None,
+            tiling: None,
         }
     }
 }
@@ -289,6 +294,7 @@ fn conv_dispatch(
     c: &Conv2d,
     s: &ConvShape,
     part: &ConvPart,
+    tiling: Tiling,
     name: &str,
 ) -> Result<(Variant, Vec<u32>, u64)> {
     let hw = s.out_h * s.out_w;
@@ -307,24 +313,25 @@ fn conv_dispatch(
     ];
     let (family, tile, wg, total);
     if pointwise {
-        // A workgroup owns TM output channels of one image and WG tiles of 8 pixels.
-        let tm = POINTWISE_TM;
+        // One invocation per (image, block of TM output channels, tile of TN pixels).
+        let [tm, tn] = tiling.pointwise();
         let ocb = (part.rows as u64).div_ceil(tm as u64);
-        let tiles = hw.div_ceil(8);
-        wg = workgroup_size(tiles);
-        let chunks = tiles.div_ceil(wg as u64);
-        total = s.batch * ocb * chunks;
+        let tiles = hw.div_ceil(tn as u64);
+        let invocations = s.batch * ocb * tiles;
+        wg = MAX_WORKGROUP;
+        total = invocations.div_ceil(wg as u64);
         params.extend([
             ocb,
             tiles,
-            chunks,
-            total,
+            invocations,
+            0,
             part.first_row as u64,
             part.rows as u64,
             (part.rows as u64).div_ceil(4),
             (s.batch * c.in_channels as u64 * hw).div_ceil(4),
+            (s.batch * c.out_channels as u64 * hw).div_ceil(4),
         ]);
-        (family, tile) = (Family::ConvPointwise, [tm, hw.is_multiple_of(4) as u32]);
+        (family, tile) = (Family::ConvPointwise, [tm, tn]);
     } else {
         // A workgroup owns OCN channels of one group of one image and WG 4-pixel row tiles.
         let [ocn, px] = conv_tile(cout_g, c.kernel[1], c.stride).ok_or_else(|| {
@@ -375,6 +382,7 @@ fn conv_dispatch(
         gate: false,
         kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
         tile,
+        aligned: hw.is_multiple_of(4),
         wg,
     };
     Ok((
@@ -383,9 +391,6 @@ fn conv_dispatch(
         total,
     ))
 }
-
-/// Output channels per workgroup of the pointwise GEMM (`TM`; each invocation: TM x 8 pixels).
-const POINTWISE_TM: u32 = 16;
 
 /// The direct conv's register tile `[OCN, 4]`: 4 or 8 channels of the group (weights load as
 /// vec4), 4 pixels of the row, as long as the input span `3 * stride + kw` fits in 32 values.
@@ -538,6 +543,9 @@ impl GpuRunner {
         }
         let n = opts.batch as u64;
         let esize = prec.bytes();
+        let tiling = opts
+            .tiling
+            .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
         // Weight buffers above this are split (RunnerOptions::max_binding_bytes may lower it).
         let max_binding = limits
             .max_storage_buffer_binding_size
@@ -681,7 +689,7 @@ impl GpuRunner {
                             &mut own,
                         )?;
                         let (variant, params, workgroups) =
-                            conv_dispatch(c, &shape, &part, &op.name)?;
+                            conv_dispatch(c, &shape, &part, tiling, &op.name)?;
                         steps.push(StepPlan {
                             label,
                             variant: Variant {
@@ -850,7 +858,7 @@ impl GpuRunner {
         check("the input batch", input_bytes)?;
         let input = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("input"),
-            size: align4(input_bytes),
+            size: align16(input_bytes),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_DST
                 | wgpu::BufferUsages::COPY_SRC,
