@@ -8,19 +8,21 @@
 // output channels per workgroup (OCN, of one group) are overridable constants, so the loops
 // over them have constant bounds and unroll into registers.
 //
-// A workgroup owns OCN channels of one group of one image and WG tiles of 4 adjacent pixels of
-// an output row, one tile per invocation: the weights depend on the workgroup alone (every
-// invocation reads the same ones), and for each input channel and kernel row an invocation
-// loads the input span its 4 pixels need once, reusing it for every kernel column and channel.
+// One invocation per (image, group, block of OCN channels, tile of PX adjacent pixels of an
+// output row), tiles innermost, so every SIMD lane of a workgroup has work however small the
+// plane. For each input channel and kernel row an invocation loads the input span its pixels
+// need once, as vec4s realigned by the span's offset, and reuses it for every kernel column and
+// channel; weights load as vec4 of 4 output channels. OCN and PX (the register tile) are chosen
+// per adapter type by the runner (see src/gpu/tiling.rs).
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, groups: u32,
     pad: u32,
     oc_blocks: u32,   // ceil(part_cout / OCN)
-    tiles_x: u32,     // 4-pixel tiles per output row: ceil(out_w / 4)
-    chunks: u32,      // workgroups per (image, group, channel block): ceil(out_h * tiles_x / WG)
-    workgroups: u32,  // batch * part_groups * oc_blocks * chunks
+    tiles_x: u32,     // PX-pixel tiles per output row: ceil(out_w / PX)
+    invocations: u32, // batch * part_groups * oc_blocks * out_h * tiles_x
+    _unused2: u32,
     // A conv too large for one weight buffer is split into dispatches ("parts"), each with its
     // own weight rows: ranges of whole groups, or channel ranges of a single group.
     g_begin: u32,     // first group of this part
@@ -28,7 +30,8 @@ struct Params {
     part_cout: u32,   // output channels of each group in this part (cout_g unless split inside)
     oc_skip: u32,     // channels of the group before this part (0 unless split inside a group)
     oc_pad4: u32,     // vec4s of weights per (group, c, ky, kx): ceil(part_cout / 4)
-    _unused0: u32, _unused1: u32,
+    x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
+    _unused1: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -37,14 +40,18 @@ override WG: u32 = 64u;
 override KH: u32 = 3u;
 override KW: u32 = 3u;
 override STRIDE: u32 = 1u;
-override OCN: u32 = 8u;      // 4 or 8
+override OCN: u32 = 8u;      // output channels per invocation: 4 or 8
+override PX: u32 = 4u;       // pixels per invocation: 4, 8, 12 or 16
 
+// Loops over the register tile and the span run to these constant bounds, equal to the lengths
+// of the arrays they index, with guards inside: such loops are always unrolled (see
+// conv_pointwise.wgsl), so the arrays stay in registers.
 const MAX_OC: u32 = 8u;
-const PX: u32 = 4u;          // pixels per invocation: one vec4
-const MAX_SPAN: u32 = 32u;   // (PX - 1) * STRIDE + KW must not exceed it
+const MAX_PV: u32 = 4u;      // vec4s of pixels: PX / 4 <= MAX_PV
+const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + (PX - 1) * STRIDE + KW) / 4 + 1 <= MAX_SV
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<store_t>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
 // This part's weights, [part_groups, in_c / groups, KH, KW, oc_pad4] vec4s: for one input tap
 // the part's channels of a group are contiguous (padded with zeros to a multiple of 4), so an
 // invocation loads its OCN weights as ceil(OCN / 4) vec4.
@@ -58,23 +65,15 @@ const MAX_SPAN: u32 = 32u;   // (PX - 1) * STRIDE + KW must not exceed it
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let wg = wid.y * nwg.x + wid.x;
-    if (wg >= p.workgroups) {
-        return;
-    }
-    // wg = ((n * part_groups + g_local) * oc_blocks + ocb) * chunks + chunk
-    var r = wg;
-    let chunk = r % p.chunks; r = r / p.chunks;
+    // id = (((n * part_groups + g_local) * oc_blocks + ocb) * out_h + oy) * tiles_x + pxb.
+    // Invocations past the end compute a clamped copy of the last tile and store nothing.
+    let id_raw = linear_index(wid, nwg, lid, WG);
+    var r = min(id_raw, p.invocations - 1u);
+    let pxb = r % p.tiles_x; r = r / p.tiles_x;
+    let oy = r % p.out_h; r = r / p.out_h;
     let ocb = r % p.oc_blocks; r = r / p.oc_blocks;
     let g = p.g_begin + r % p.part_groups;
     let n = r / p.part_groups;
-    // Invocations past the last tile compute a clamped copy of it and store nothing: no early
-    // return, so all stay active and the weight loads (the same for all) are made once.
-    let tiles = p.out_h * p.tiles_x;
-    let tile_raw = chunk * WG + lid;
-    let tile = min(tile_raw, tiles - 1u);
-    let oy = tile / p.tiles_x;
-    let pxb = tile % p.tiles_x;
 
     let cin_g = p.in_c / p.groups;
     let cout_g = p.out_c / p.groups;
@@ -85,8 +84,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
     let w_group = (g - p.g_begin) * cin_g;   // this group's first input channel among the part's weights
     let vb = (ocb * OCN) / 4u;               // first vec4 of this invocation's channels (OCN is 4 or 8)
+    let last = i32(p.x_vec4s) - 1;
 
-    var acc: array<vec4<f32>, MAX_OC>;
+    var acc: array<array<vec4<f32>, MAX_PV>, MAX_OC>;
     for (var c = 0u; c < cin_g; c++) {
         let ic = g * cin_g + c;
         var scale = 1.0;
@@ -97,46 +97,82 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var ky = 0u; ky < KH; ky++) {
             let iy = i32(oy * STRIDE + ky) - i32(p.pad);
             let row_ok = iy >= 0 && iy < i32(p.in_h);
-            let row = plane + u32(clamp(iy, 0, i32(p.in_h) - 1)) * p.in_w;
-            // The input span of this row that the 4 pixels read (zero outside the image).
-            var xs: array<f32, MAX_SPAN>;
-            for (var i = 0u; i < span; i++) {
-                let ix = ix0 + i32(i);
-                let ok = row_ok && ix >= 0 && ix < i32(p.in_w);
-                let v = f32(x[row + u32(clamp(ix, 0, i32(p.in_w) - 1))]);
-                xs[i] = select(0.0, v, ok) * scale;
+            // The span [ix0, ix0 + span) of input row iy, as vec4s from the one holding its first
+            // value (`a` may be negative at the very start of the buffer: those vec4 reads are
+            // clamped, and every value outside the row is zeroed below anyway).
+            let a = i32(plane) + clamp(iy, 0, i32(p.in_h) - 1) * i32(p.in_w) + ix0;
+            let rr = u32(a & 3);
+            let q = (a - i32(rr)) / 4;
+            var v: array<vec4<f32>, MAX_SV>;
+            for (var m = 0u; m < MAX_SV; m++) {
+                if (m <= (rr + span - 1u) / 4u) {
+                    v[m] = vec4<f32>(x[u32(clamp(q + i32(m), 0, last))]);
+                }
+            }
+            // xs[i] = input value ix0 + i of the row (zero outside the image), times the gate.
+            var xs: array<vec4<f32>, MAX_SV>;
+            for (var m = 0u; m < MAX_SV; m++) {
+                if (4u * m < span) {
+                    let u = realign(v[m], v[min(m + 1u, MAX_SV - 1u)], rr);
+                    let ix = vec4<i32>(ix0 + i32(4u * m)) + vec4<i32>(0, 1, 2, 3);
+                    let ok = vec4<bool>(row_ok) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.in_w)));
+                    xs[m] = select(vec4<f32>(0.0), u, ok) * scale;
+                }
             }
             for (var kx = 0u; kx < KW; kx++) {
-                let xv = vec4<f32>(xs[kx], xs[kx + STRIDE], xs[kx + 2u * STRIDE], xs[kx + 3u * STRIDE]);
+                // The inputs of pixel 4 * j + e for this tap: span value kx + (4 * j + e) * STRIDE.
+                var xv: array<vec4<f32>, MAX_PV>;
+                for (var j = 0u; j < MAX_PV; j++) {
+                    if (j < PX / 4u) {
+                        let i0 = kx + 4u * j * STRIDE;
+                        xv[j] = vec4<f32>(span_at(&xs, i0), span_at(&xs, i0 + STRIDE),
+                                          span_at(&xs, i0 + 2u * STRIDE), span_at(&xs, i0 + 3u * STRIDE));
+                    }
+                }
                 let tap = ((w_group + c) * KH + ky) * KW + kx;
-                for (var t = 0u; t < (OCN + 3u) / 4u; t++) {
-                    let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
-                    for (var i = 0u; i < 4u; i++) {
-                        acc[4u * t + i] = fma(vec4<f32>(w4[i]), xv, acc[4u * t + i]);
+                for (var t = 0u; t < MAX_OC / 4u; t++) {
+                    if (t < (OCN + 3u) / 4u) {
+                        let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
+                        for (var i = 0u; i < 4u; i++) {
+                            let wv = vec4<f32>(w4[i]);
+                            for (var j = 0u; j < MAX_PV; j++) {
+                                if (j < PX / 4u) {
+                                    acc[4u * t + i][j] = fma(wv, xv[j], acc[4u * t + i][j]);
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
     }
 
-    if (tile_raw >= tiles) {
+    if (id_raw >= p.invocations) {
         return;
     }
-    for (var o = 0u; o < OCN; o++) {
+    for (var o = 0u; o < MAX_OC; o++) {
         let oc = oc0 + o;
-        if (oc <= oc_last) {
+        if (o < OCN && oc <= oc_last) {
             let base = ((n * p.out_c + oc) * p.out_h + oy) * p.out_w;
             let b = bias[oc];
-            for (var j = 0u; j < PX; j++) {
-                if (ox0 + j < p.out_w) {
-                    let oi = base + ox0 + j;
-                    var v = acc[o][j] + b;
-                    if (HAS_RESIDUAL) {
-                        v += f32(residual[oi]);
+            for (var j = 0u; j < MAX_PV; j++) {
+                for (var e = 0u; e < 4u; e++) {
+                    let ox = ox0 + 4u * j + e;
+                    if (j < PX / 4u && ox < p.out_w) {
+                        let oi = base + ox;
+                        var val = acc[o][j][e] + b;
+                        if (HAS_RESIDUAL) {
+                            val += f32(residual[oi]);
+                        }
+                        y[oi] = store_t(activate(val));
                     }
-                    y[oi] = store_t(activate(v));
                 }
             }
         }
     }
+}
+
+// Value i of the span held as vec4s.
+fn span_at(xs: ptr<function, array<vec4<f32>, MAX_SV>>, i: u32) -> f32 {
+    return (*xs)[i / 4u][i % 4u];
 }

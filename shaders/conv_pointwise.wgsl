@@ -142,16 +142,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// The 4 values starting `r` values into `u` (continuing into `v`).
-fn realign(u: vec4<f32>, v: vec4<f32>, r: u32) -> vec4<f32> {
-    switch r {
-        case 0u: { return u; }
-        case 1u: { return vec4<f32>(u.yzw, v.x); }
-        case 2u: { return vec4<f32>(u.zw, v.xy); }
-        default: { return vec4<f32>(u.w, v.xyz); }
-    }
-}
-
 // The 4 residual values starting at value `at`.
 fn residual4(at: u32) -> vec4<f32> {
     let q = at / 4u;

@@ -26,3 +26,14 @@ fn activate4(v: vec4<f32>) -> vec4<f32> {
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, wg: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * wg + lid;
 }
+
+// The 4 values starting `r` (0..3) values into `u`, continuing into `v`: a vec4 read at an
+// offset that is not a multiple of 4, from the two aligned vec4s around it. Selects rather than
+// a switch: `r` may differ between invocations, and branch-free code keeps SIMD lanes together
+// on CPU-backed adapters.
+fn realign(u: vec4<f32>, v: vec4<f32>, r: u32) -> vec4<f32> {
+    let s1 = vec4<f32>(u.yzw, v.x);
+    let s2 = vec4<f32>(u.zw, v.xy);
+    let s3 = vec4<f32>(u.w, v.xyz);
+    return select(select(select(u, s1, r == 1u), s2, r == 2u), s3, r == 3u);
+}

@@ -102,7 +102,7 @@ pub struct Variant {
     pub gate: bool,
     /// Conv: kernel height, width and stride (`KH`, `KW`, `STRIDE`); 0 for other families.
     pub kernel: [u32; 3],
-    /// An invocation's register tile: output channels and pixels (conv: `OCN` and 4;
+    /// An invocation's register tile: output channels and pixels (conv: `OCN`, `PX`;
     /// pointwise: `TM`, `TN`).
     pub tile: [u32; 2],
     /// Pointwise: planes are a multiple of 4 pixels (`ALIGNED`).
@@ -239,6 +239,7 @@ impl Kernels {
                             constants.push(("KW", v.kernel[1] as f64));
                             constants.push(("STRIDE", v.kernel[2] as f64));
                             constants.push(("OCN", v.tile[0] as f64));
+                            constants.push(("PX", v.tile[1] as f64));
                         } else {
                             constants.push(("TM", v.tile[0] as f64));
                             constants.push(("TN", v.tile[1] as f64));

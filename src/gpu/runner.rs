@@ -205,12 +205,6 @@ fn align16(n: u64) -> u64 {
 /// The largest workgroup any kernel dispatches.
 const MAX_WORKGROUP: u32 = 64;
 
-/// Invocations per workgroup for `tiles` tiles of a plane: the smallest of 8, 16, 32, 64 that
-/// covers them (8 is lavapipe's SIMD width on AVX2; 64 suits GPUs' warps and wavefronts).
-fn workgroup_size(tiles: u64) -> u32 {
-    (tiles.next_power_of_two().clamp(8, 64)) as u32
-}
-
 /// The spatial shape of a convolution for a batch.
 struct ConvShape {
     batch: u64,
@@ -333,13 +327,15 @@ fn conv_dispatch(
         ]);
         (family, tile) = (Family::ConvPointwise, [tm, tn]);
     } else {
-        // A workgroup owns OCN channels of one group of one image and WG 4-pixel row tiles.
-        let [ocn, px] = conv_tile(cout_g, c.kernel[1], c.stride).ok_or_else(|| {
-            Error::Gpu(format!(
+        // One invocation per (image, group, block of OCN channels, row tile of PX pixels).
+        let [ocn, px] = tiling
+            .conv(cout_g, c.kernel[1], c.stride, s.out_w)
+            .ok_or_else(|| {
+                Error::Gpu(format!(
                 "conv `{name}`: kernel {:?} with stride {} is wider than the conv kernel supports",
                 c.kernel, c.stride
             ))
-        })?;
+            })?;
         let (g_begin, part_groups, part_cout, oc_skip) = if part.rows >= cout_g {
             (part.first_row / cout_g, part.rows / cout_g, cout_g, 0)
         } else {
@@ -352,11 +348,10 @@ fn conv_dispatch(
         };
         let ocb = (part_cout as u64).div_ceil(ocn as u64);
         let per_row = s.out_w.div_ceil(px as u64);
-        let tiles = s.out_h * per_row;
-        wg = workgroup_size(tiles);
-        let chunks = tiles.div_ceil(wg as u64);
-        total = s.batch * part_groups as u64 * ocb * chunks;
-        params.extend([ocb, per_row, chunks, total]);
+        let invocations = s.batch * part_groups as u64 * ocb * s.out_h * per_row;
+        wg = MAX_WORKGROUP;
+        total = invocations.div_ceil(wg as u64);
+        params.extend([ocb, per_row, invocations, 0]);
         params.extend(
             [
                 g_begin,
@@ -367,6 +362,7 @@ fn conv_dispatch(
             ]
             .map(|v| v as u64),
         );
+        params.push((s.batch * c.in_channels as u64 * s.in_h * s.in_w).div_ceil(4));
         (family, tile) = (Family::Conv, [ocn, px]);
     }
     if total * wg as u64 > u32::MAX as u64 || params.iter().any(|&v| v > u32::MAX as u64) {
@@ -390,12 +386,6 @@ fn conv_dispatch(
         params.into_iter().map(|v| v as u32).collect(),
         total,
     ))
-}
-
-/// The direct conv's register tile `[OCN, 4]`: 4 or 8 channels of the group (weights load as
-/// vec4), 4 pixels of the row, as long as the input span `3 * stride + kw` fits in 32 values.
-fn conv_tile(cout_g: usize, kw: usize, stride: usize) -> Option<[u32; 2]> {
-    (3 * stride + kw <= 32).then_some([if cout_g <= 4 { 4 } else { 8 }, 4])
 }
 
 /// Activation buffers reused by liveness: a value takes the best-fitting free slot (growing the

@@ -15,10 +15,11 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tiling {
     /// Large tiles for CPU-backed adapters (`wgpu::DeviceType::Cpu`): the 1x1 GEMM computes
-    /// 16 output channels x 16 pixels per invocation.
+    /// 16 output channels x 16 pixels per invocation, the direct conv up to 8 channels x 8
+    /// pixels of a row (fewer pixels on narrow rows, so that little of the tile is wasted).
     Cpu,
     /// Small tiles for GPUs (every other device type): the 1x1 GEMM computes 8 output channels
-    /// x 4 pixels per invocation.
+    /// x 4 pixels per invocation, the direct conv up to 8 channels x 4 pixels.
     Gpu,
 }
 
@@ -39,5 +40,47 @@ impl Tiling {
             Tiling::Cpu => [16, 16],
             Tiling::Gpu => [8, 4],
         }
+    }
+}
+
+/// Most input values of a row one direct-conv invocation can hold: `conv.wgsl`'s span array
+/// (`MAX_SV` vec4s, one of them taken by the realignment).
+const MAX_SPAN: usize = 41;
+
+impl Tiling {
+    /// The direct conv's register tile `[OCN, PX]` for a group of `cout_g` output channels, a
+    /// kernel `kw` wide, a stride and `out_w`-pixel output rows: 4 or 8 channels (weights load
+    /// as vec4), and PX pixels of a row whose input span `(PX - 1) * stride + kw` fits the
+    /// kernel's span array. CPU-backed adapters take 8 unless that pads the row by more than
+    /// 1/7 of its width (then 4; on lavapipe 16 measured slower than 8: the tile no longer
+    /// stays in registers); GPUs take 4. `None` when even 4 pixels do not fit.
+    pub fn conv(self, cout_g: usize, kw: usize, stride: usize, out_w: u64) -> Option<[u32; 2]> {
+        let ocn = if cout_g <= 4 { 4 } else { 8 };
+        let fits = |px: usize| (px - 1) * stride + kw <= MAX_SPAN;
+        let px = match self {
+            Tiling::Cpu => [8usize, 4].into_iter().find(|&px| {
+                fits(px) && (px == 4 || out_w.div_ceil(px as u64) * px as u64 * 7 <= out_w * 8)
+            }),
+            Tiling::Gpu => Some(4).filter(|&px| fits(px)),
+        }?;
+        Some([ocn, px as u32])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_tiles_pad_rows_little() {
+        let px = |w| Tiling::Cpu.conv(8, 3, 1, w).unwrap()[1];
+        assert_eq!(
+            [px(112), px(56), px(28), px(14), px(7), px(3)],
+            [8, 8, 8, 8, 8, 4]
+        );
+        assert_eq!(Tiling::Cpu.conv(4, 3, 2, 56), Some([4, 8]));
+        assert_eq!(Tiling::Gpu.conv(8, 3, 2, 56), Some([8, 4]));
+        assert_eq!(Tiling::Cpu.conv(8, 38, 1, 56), Some([8, 4]));
+        assert_eq!(Tiling::Cpu.conv(8, 39, 1, 56), None);
     }
 }
