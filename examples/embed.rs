@@ -227,7 +227,7 @@ fn run(args: &Args) -> Result<bool> {
     // The model reads an input buffer the host owns (here also readable, for the check).
     let input = ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("host: model input"),
-        size: runner.input_bytes(),
+        size: runner.input_buffer_size(),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });

@@ -412,7 +412,7 @@ fn texture_to_logits_in_one_submission_matches_the_cpu_backend() {
     )
     .unwrap();
     // The host provides the input buffer (here: one it can also read back).
-    let input = target_buffer(ctx, runner.input_bytes());
+    let input = target_buffer(ctx, runner.input_buffer_size());
     runner.set_input_buffer(input.clone()).unwrap();
     let pre = GpuPreprocess::for_runner(&runner, tf.clone()).unwrap();
     let imgs = [test_image(160, 120, 8), test_image(90, 131, 9)];

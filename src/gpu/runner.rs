@@ -1034,16 +1034,24 @@ impl GpuRunner {
         self.input_bytes
     }
 
+    /// The size an input buffer must have at least: [`GpuRunner::input_bytes`] rounded up to a
+    /// multiple of 16 (the kernels read their input as vec4s).
+    pub fn input_buffer_size(&self) -> u64 {
+        align16(self.input_bytes)
+    }
+
     /// Makes the inference read its input from a buffer the host owns (usage must include
-    /// `STORAGE`; at least [`GpuRunner::input_bytes`] long, same layout as [`GpuRunner::input_buffer`]).
+    /// `STORAGE`; at least [`GpuRunner::input_buffer_size`] long, same layout as
+    /// [`GpuRunner::input_buffer`]).
     pub fn set_input_buffer(&mut self, buffer: wgpu::Buffer) -> Result<()> {
-        if buffer.size() < self.input_bytes {
+        if buffer.size() < self.input_buffer_size() {
             return Err(Error::Input(format!(
-                "input buffer holds {} bytes; this runner reads {} ({:?} in {:?})",
+                "input buffer holds {} bytes; this runner reads {} ({:?} in {:?}), in a buffer of at least {} bytes",
                 buffer.size(),
                 self.input_bytes,
                 self.input_shape,
-                self.precision
+                self.precision,
+                self.input_buffer_size()
             )));
         }
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
