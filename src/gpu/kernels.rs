@@ -23,17 +23,20 @@ pub enum Family {
     ConvPointwise,
     /// `pool.wgsl`: global average pooling.
     Pool,
-    /// `linear.wgsl`: fully connected layer (head, SE's 1x1 convs).
+    /// `linear.wgsl`: fully connected layer (the head).
     Linear,
+    /// `squeeze_excite.wgsl`: squeeze-and-excitation's gate (pool, two 1x1 convs) in one pass.
+    SqueezeExcite,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 4] = [
+    pub const ALL: [Family; 5] = [
         Family::Conv,
         Family::ConvPointwise,
         Family::Pool,
         Family::Linear,
+        Family::SqueezeExcite,
     ];
 
     /// The file name under `shaders/`.
@@ -43,6 +46,7 @@ impl Family {
             Family::ConvPointwise => "conv_pointwise.wgsl",
             Family::Pool => "pool.wgsl",
             Family::Linear => "linear.wgsl",
+            Family::SqueezeExcite => "squeeze_excite.wgsl",
         }
     }
 
@@ -52,6 +56,7 @@ impl Family {
             Family::ConvPointwise => include_str!("../../shaders/conv_pointwise.wgsl"),
             Family::Pool => include_str!("../../shaders/pool.wgsl"),
             Family::Linear => include_str!("../../shaders/linear.wgsl"),
+            Family::SqueezeExcite => include_str!("../../shaders/squeeze_excite.wgsl"),
         }
     }
 
@@ -80,6 +85,8 @@ impl Family {
             Family::Pool => &[(1, true), (2, false)],
             // x, w, b, y
             Family::Linear => &[(1, true), (2, true), (3, true), (4, false)],
+            // x, w (W1 then W2), b (b1 then b2), scratch, gate
+            Family::SqueezeExcite => &[(1, true), (2, true), (3, true), (4, false), (5, false)],
         }
     }
 
@@ -250,7 +257,7 @@ impl Kernels {
                         constants.push(("ACT", v.act as f64));
                         constants.push(("WG", wg));
                     }
-                    Family::Pool => constants.push(("WG", wg)),
+                    Family::Pool | Family::SqueezeExcite => constants.push(("WG", wg)),
                 }
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

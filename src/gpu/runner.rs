@@ -10,7 +10,7 @@ use super::kernels::{act_code, Family, Kernels, Variant};
 use super::tiling::Tiling;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
-use crate::plan::{Activation, Conv2d, OpKind, Plan, ValueId};
+use crate::plan::{Conv2d, OpKind, Plan, ValueId};
 use crate::tensor::{check_image_batch, Tensor};
 use crate::weights::Weights;
 
@@ -312,7 +312,7 @@ fn conv_dispatch(
         let ocb = (part.rows as u64).div_ceil(tm as u64);
         let tiles = hw.div_ceil(tn as u64);
         let invocations = s.batch * ocb * tiles;
-        wg = MAX_WORKGROUP;
+        wg = tiling.workgroup(invocations);
         total = invocations.div_ceil(wg as u64);
         params.extend([
             ocb,
@@ -349,7 +349,7 @@ fn conv_dispatch(
         let ocb = (part_cout as u64).div_ceil(ocn as u64);
         let per_row = s.out_w.div_ceil(px as u64);
         let invocations = s.batch * part_groups as u64 * ocb * s.out_h * per_row;
-        wg = MAX_WORKGROUP;
+        wg = tiling.workgroup(invocations);
         total = invocations.div_ceil(wg as u64);
         params.extend([ocb, per_row, invocations, 0]);
         params.extend(
@@ -572,7 +572,7 @@ impl GpuRunner {
             check(label, bytes)?;
             own.push(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
-                size: align4(bytes),
+                size: align16(bytes),
                 usage: wgpu::BufferUsages::STORAGE,
                 mapped_at_creation: false,
             }));
@@ -704,66 +704,54 @@ impl GpuRunner {
                 OpKind::SqueezeExcite(se) => {
                     let p = weights.se(&op.name)?;
                     let planes = n * se.channels as u64;
-                    let pooled = scratch(&format!("{}.pooled", op.name), planes * 4, &mut own)?;
-                    let hidden = scratch(
-                        &format!("{}.hidden", op.name),
-                        n * se.squeeze as u64 * 4,
+                    let (c, r) = (se.channels, se.squeeze);
+                    let (c4, r4) = (c.div_ceil(4) * 4, r.div_ceil(4) * 4);
+                    // W1 [R, c4] then W2 [C, r4], rows padded with zeros; b1 then b2.
+                    let mut w = vec![0.0f32; r * c4 + c * r4];
+                    for j in 0..r {
+                        w[j * c4..j * c4 + c].copy_from_slice(&p.w1[j * c..(j + 1) * c]);
+                    }
+                    for k in 0..c {
+                        let at = r * c4 + k * r4;
+                        w[at..at + r].copy_from_slice(&p.w2[k * r..(k + 1) * r]);
+                    }
+                    let wb = upload(&format!("{}.weight", op.name), to_store(&w, prec), &mut own)?;
+                    let bias: Vec<f32> = p.b1.iter().chain(&p.b2).copied().collect();
+                    let bb = upload(
+                        &format!("{}.bias", op.name),
+                        to_store(&bias, Precision::F32),
+                        &mut own,
+                    )?;
+                    let work = scratch(
+                        &format!("{}.scratch", op.name),
+                        n * (c4 + r4) as u64 * 4,
                         &mut own,
                     )?;
                     let gate = scratch(&format!("{}.gate", op.name), planes * 4, &mut own)?;
-                    steps.push(StepPlan {
-                        label: format!("{}.pool", op.name),
-                        variant: Variant::simple(Family::Pool, 0),
-                        params: vec![
-                            planes as u32,
-                            (in_shape.height * in_shape.width) as u32,
-                            0,
-                            0,
-                        ],
-                        buffers: vec![BufRef::Value(input_loc), pooled],
-                        workgroups: planes.div_ceil(Family::Pool.workgroup_size() as u64),
-                    });
-                    for (name, w, b, x, y, inf, outf, act) in [
-                        (
-                            "fc1",
-                            &p.w1,
-                            &p.b1,
-                            pooled,
-                            hidden,
-                            se.channels,
-                            se.squeeze,
-                            Activation::Relu,
-                        ),
-                        (
-                            "fc2",
-                            &p.w2,
-                            &p.b2,
-                            hidden,
-                            gate,
-                            se.squeeze,
-                            se.channels,
-                            Activation::Sigmoid,
-                        ),
-                    ] {
-                        let wb = upload(
-                            &format!("{}.{name}.weight", op.name),
-                            to_store(w, prec),
-                            &mut own,
-                        )?;
-                        let bb = upload(
-                            &format!("{}.{name}.bias", op.name),
-                            to_store(b, Precision::F32),
-                            &mut own,
-                        )?;
-                        steps.push(StepPlan {
-                            label: format!("{}.{name}", op.name),
-                            variant: Variant::simple(Family::Linear, act_code(act)),
-                            params: vec![n as u32, inf as u32, outf as u32, 0],
-                            buffers: vec![x, wb, bb, y],
-                            workgroups: (n * outf as u64)
-                                .div_ceil(Family::Linear.workgroup_size() as u64),
-                        });
+                    let hw = (in_shape.height * in_shape.width) as u64;
+                    let params = [
+                        n,
+                        c as u64,
+                        r as u64,
+                        hw,
+                        c4 as u64,
+                        r4 as u64,
+                        (r * c4 / 4) as u64,
+                        (planes * hw).div_ceil(4),
+                    ];
+                    if params.iter().any(|&v| v > u32::MAX as u64) {
+                        return Err(Error::Gpu(format!(
+                            "squeeze-and-excitation `{}` is too large to dispatch",
+                            op.name
+                        )));
                     }
+                    steps.push(StepPlan {
+                        label: op.name.clone(),
+                        variant: Variant::simple(Family::SqueezeExcite, 0),
+                        params: params.map(|v| v as u32).to_vec(),
+                        buffers: vec![BufRef::Value(input_loc), wb, bb, work, gate],
+                        workgroups: n,
+                    });
                     // The output is the input with a pending per-channel scale.
                     loc[out] = Some(input_loc);
                     gate_of[out] = Some(gate);

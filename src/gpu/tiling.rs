@@ -43,6 +43,26 @@ impl Tiling {
     }
 }
 
+/// Workgroups a CPU-backed adapter should get from a dispatch at least, so that its threads
+/// (one workgroup at a time each) finish together.
+const CPU_MIN_WORKGROUPS: u64 = 8;
+
+impl Tiling {
+    /// Invocations per workgroup for a dispatch of `invocations` (the conv kernels): on GPUs
+    /// 64; on CPU-backed adapters the largest of 64, 32, 16, 8 that still gives 8 workgroups,
+    /// since a small dispatch in few large workgroups leaves threads idle at its end (the SIMD
+    /// width is 8 lanes, so 8 is the floor).
+    pub fn workgroup(self, invocations: u64) -> u32 {
+        match self {
+            Tiling::Gpu => 64,
+            Tiling::Cpu => [64u32, 32, 16, 8]
+                .into_iter()
+                .find(|&wg| invocations.div_ceil(wg as u64) >= CPU_MIN_WORKGROUPS)
+                .unwrap_or(8),
+        }
+    }
+}
+
 /// Most input values of a row one direct-conv invocation can hold: `conv.wgsl`'s span array
 /// (`MAX_SV` vec4s, one of them taken by the realignment).
 const MAX_SPAN: usize = 41;
@@ -70,6 +90,16 @@ impl Tiling {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_dispatches_get_small_workgroups_on_cpus() {
+        let wg = |n| Tiling::Cpu.workgroup(n);
+        assert_eq!(
+            [wg(10_000), wg(400), wg(169), wg(100), wg(20)],
+            [64, 32, 16, 8, 8]
+        );
+        assert_eq!(Tiling::Gpu.workgroup(20), 64);
+    }
 
     #[test]
     fn conv_tiles_pad_rows_little() {
