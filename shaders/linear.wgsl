@@ -1,21 +1,23 @@
-// Fully connected layer on f32 vectors: y[n, o] = act(sum_i w[o, i] * x[n, i] + b[o]).
-// Serves the linear head (ACT = identity) and squeeze-and-excitation's two 1x1 convolutions
-// on pooled vectors (ACT = ReLU, then sigmoid). One invocation per output.
+// Fully connected layer on f32 vectors: y[n, o] = act(sum_i w[o, i] * x[n, i] + b[o]), the
+// linear head. One invocation per output; the weight rows are padded with zeros to a multiple
+// of 4 values so that both operands load as vec4 (x realigned by its row's offset).
 
 struct Params {
     batch: u32,
     in_f: u32,
     out_f: u32,
-    _unused: u32,
+    in4: u32,      // vec4s per padded weight row: ceil(in_f / 4)
+    x_vec4s: u32,  // vec4s holding x (reads past it are clamped)
+    _unused0: u32, _unused1: u32, _unused2: u32,
 }
 
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;        // [batch, in_f]
-@group(0) @binding(2) var<storage, read> w: array<store_t>;    // [out_f, in_f]
-@group(0) @binding(3) var<storage, read> b: array<f32>;        // [out_f]
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // [batch, out_f]
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;        // [batch, in_f]
+@group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;    // [out_f, in4 * 4]
+@group(0) @binding(3) var<storage, read> b: array<f32>;              // [out_f]
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;        // [batch, out_f]
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -27,9 +29,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let n = idx / p.out_f;
     let o = idx % p.out_f;
-    var acc = 0.0;
-    for (var i = 0u; i < p.in_f; i++) {
-        acc += f32(w[o * p.in_f + i]) * x[n * p.in_f + i];
+    let xs = n * p.in_f;          // first value of this image's x
+    let r = xs % 4u;
+    let q = xs / 4u;
+    let last = p.x_vec4s - 1u;
+    var acc = vec4<f32>(0.0);
+    var v0 = x[min(q, last)];
+    for (var m = 0u; m < p.in4; m++) {
+        let v1 = x[min(q + m + 1u, last)];
+        // Values past the row (another image's, or clamped reads) meet zero weights; they are
+        // zeroed as well, so that no non-finite value can leak in.
+        let at = vec4<u32>(4u * m) + vec4<u32>(0u, 1u, 2u, 3u);
+        let xv = select(vec4<f32>(0.0), realign(v0, v1, r), at < vec4<u32>(p.in_f));
+        acc = fma(vec4<f32>(w[o * p.in4 + m]), xv, acc);
+        v0 = v1;
     }
-    y[idx] = activate(acc + b[o]);
+    y[idx] = activate(acc.x + acc.y + acc.z + acc.w + b[o]);
 }

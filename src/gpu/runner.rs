@@ -782,7 +782,14 @@ impl GpuRunner {
                 }
                 OpKind::Linear(l) => {
                     let p = weights.linear(&op.name)?;
-                    let w = upload(&l.weight, to_store(&p.weight, prec), &mut own)?;
+                    let (inf, outf) = (l.in_features, l.out_features);
+                    let in4 = inf.div_ceil(4);
+                    let mut padded = vec![0.0f32; outf * in4 * 4];
+                    for o in 0..outf {
+                        padded[o * in4 * 4..o * in4 * 4 + inf]
+                            .copy_from_slice(&p.weight[o * inf..(o + 1) * inf]);
+                    }
+                    let w = upload(&l.weight, to_store(&padded, prec), &mut own)?;
                     let b = upload(
                         &format!("{}.bias", op.name),
                         to_store(&p.bias, Precision::F32),
@@ -791,7 +798,16 @@ impl GpuRunner {
                     steps.push(StepPlan {
                         label: op.name.clone(),
                         variant: Variant::simple(Family::Linear, 0),
-                        params: vec![n as u32, l.in_features as u32, l.out_features as u32, 0],
+                        params: vec![
+                            n as u32,
+                            inf as u32,
+                            outf as u32,
+                            in4 as u32,
+                            (n * inf as u64).div_ceil(4) as u32,
+                            0,
+                            0,
+                            0,
+                        ],
                         buffers: vec![
                             BufRef::Value(input_loc),
                             w,
