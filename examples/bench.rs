@@ -27,7 +27,6 @@ use std::time::Instant;
 use clap::{ArgGroup, Parser, ValueEnum};
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
-use regnet_wgpu::plan::OpKind;
 use regnet_wgpu::{zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
 use serde_json::json;
 
@@ -128,21 +127,13 @@ struct Row {
     wall: Option<Stats>,
 }
 
-/// Multiply-adds of one dispatch, by its label (op names; SE's `.fc1`/`.fc2` dispatches).
+/// Multiply-adds of one dispatch, by its label (an op's name; a split convolution's parts carry
+/// a suffix and count nothing here).
 fn dispatch_macs(plan: &Plan, label: &str) -> u64 {
-    if let Some(op) = plan.ops.iter().find(|o| o.name == label) {
-        return plan.op_macs(op);
-    }
-    for suffix in [".fc1", ".fc2"] {
-        if let Some(name) = label.strip_suffix(suffix) {
-            if let Some(op) = plan.ops.iter().find(|o| o.name == name) {
-                if let OpKind::SqueezeExcite(se) = &op.kind {
-                    return (se.channels * se.squeeze) as u64;
-                }
-            }
-        }
-    }
-    0
+    plan.ops
+        .iter()
+        .find(|o| o.name == label)
+        .map_or(0, |op| plan.op_macs(op))
 }
 
 fn profile_svg(rows: &[(String, f64, f64)], title: &str) -> String {

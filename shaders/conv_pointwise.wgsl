@@ -6,15 +6,14 @@
 // HAS_GATE fuses squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the
 // block's shortcut.
 //
-// A workgroup owns TM output channels of one image and WG tiles of TN pixels, one tile per
-// invocation, kept as TM x TN / 4 vec4 accumulators (the register tile; the runner picks TM and
-// TN per adapter: large tiles on CPU-backed adapters, where each load costs as much as dozens of
-// FMAs, smaller ones on GPUs, where occupancy matters more). Everything read per input channel
-// loads as vec4: the weights, stored transposed `[in_c, oc_pad]` with the output channels padded
-// to a multiple of 4, take TM / 4 loads, the same for every invocation of the workgroup; the TN
-// pixels take TN / 4 loads when planes are a multiple of 4 pixels long (ALIGNED), else one more,
-// realigned by the plane's offset (the same for the whole workgroup). The epilogue reads the
-// residual the same way and stores vec4s when the plane is ALIGNED.
+// One invocation per (image, block of TM output channels, tile of TN pixels), tiles innermost,
+// kept as TM x TN / 4 vec4 accumulators: the register tile, which the runner picks per adapter
+// type (src/gpu/tiling.rs: 16 x 16 on CPU-backed adapters, where a storage load costs as much as
+// dozens of FMAs, smaller on GPUs, where occupancy matters more). Everything read per input
+// channel loads as vec4: the weights, stored transposed `[in_c, oc_pad]` with the output
+// channels padded to a multiple of 4, take TM / 4 loads; the TN pixels take TN / 4 loads when
+// planes are a multiple of 4 pixels long (ALIGNED), else one more, realigned by the plane's
+// offset. The epilogue reads the residual the same way.
 // The bindings are conv.wgsl's, so one bind group layout serves both.
 
 struct Params {

@@ -1,5 +1,5 @@
-// Global average pooling: the mean of each H x W plane. Output is always f32: it feeds
-// squeeze-and-excitation's first 1x1 convolution or the linear head.
+// Global average pooling: the mean of each H x W plane. Output is always f32: it feeds the
+// linear head (squeeze-and-excitation pools inside squeeze_excite.wgsl).
 //
 // One invocation per plane sums it serially: no workgroup barriers (which a CPU-backed adapter
 // pays for by switching between invocations), and the planes of a batch give every adapter

@@ -3,7 +3,8 @@
 //! Shaders are real `.wgsl` files under `shaders/`. The only templating step: each module is
 //! the precision line (`alias store_t = f32;` or `enable f16; alias store_t = f16;`), then
 //! `prelude.wgsl`, then the kernel. Variants (activation, fused residual, fused SE gate,
-//! workgroup size) are pipeline-overridable constants. The modules are compiled without naga's
+//! register tile, workgroup size) are pipeline-overridable constants; the register tiles come
+//! from the adapter type's rules in [`super::tiling`]. The modules are compiled without naga's
 //! runtime bounds checks (see the safety note in [`Kernels::new`]).
 
 use std::collections::HashMap;
