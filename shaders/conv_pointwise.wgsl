@@ -1,8 +1,9 @@
-// 1x1 convolution with stride 1 and one group: a GEMM per image,
+// 1x1 convolution with one group and any stride: a GEMM per image,
 //
-//     y[n, o, p] = act(sum_c w[c, o] * x[n, c, p] * gate[n, c] + bias[o] + residual[n, o, p])
+//     y[n, o, p] = act(sum_c w[c, o] * x[n, c, at(p)] * gate[n, c] + bias[o] + residual[n, o, p])
 //
-// over the flattened pixels p of an NCHW image. BatchNorm is folded into `w` and `bias`;
+// over the flattened output pixels p of an NCHW image, where at(p) is p itself at stride 1 and
+// the input pixel under p otherwise (a projection shortcut's 1x1 stride-2 conv). BatchNorm is folded into `w` and `bias`;
 // HAS_GATE fuses squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the
 // block's shortcut.
 //
@@ -37,7 +38,8 @@ override HAS_GATE: bool = false;
 override WG: u32 = 64u;
 override TM: u32 = 16u;       // output channels per invocation: 4, 8, 12 or 16
 override TN: u32 = 8u;        // pixels per invocation: 4, 8, 12 or 16
-override ALIGNED: bool = true; // planes hold a multiple of 4 pixels
+override ALIGNED: bool = true; // output planes hold a multiple of 4 pixels
+override STRIDE: u32 = 1u;
 
 // The register tile is sized for the largest TM x TN. Every loop over it runs to these constant
 // bounds with `if (o < TM)`-style guards inside: a loop whose trip count equals the length of the
@@ -46,6 +48,7 @@ override ALIGNED: bool = true; // planes hold a multiple of 4 pixels
 // dynamically and move it to memory (4-5x slower on lavapipe).
 const MAX_TM: u32 = 16u;
 const MAX_NV: u32 = 4u;       // vec4s of pixels: TN / 4 <= MAX_NV
+const MAX_PX: u32 = 16u;      // 4 * MAX_NV
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
@@ -75,17 +78,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let last = p.x_vec4s - 1u;
     let nv = TN / 4u;                // vec4s of pixels
 
+    // Strided: the input offset (within a plane) of each pixel of the tile, read value by value.
+    var at: array<u32, MAX_PX>;
+    if (STRIDE > 1u) {
+        for (var k = 0u; k < MAX_PX; k++) {
+            let px = min(p0 + k, hw - 1u);
+            at[k] = (px / p.out_w) * STRIDE * p.in_w + (px % p.out_w) * STRIDE;
+        }
+    }
+    let in_hw = p.in_h * p.in_w;
+
     var acc: array<array<vec4<f32>, MAX_NV>, MAX_TM>;
-    var plane = n * p.in_c * hw;     // first value of input channel c: the same for the workgroup
+    var plane = n * p.in_c * in_hw;  // first value of input channel c
     for (var c = 0u; c < p.in_c; c++) {
         let q = plane / 4u + p0 / 4u;
         var xv: array<vec4<f32>, MAX_NV>;
         for (var j = 0u; j < MAX_NV; j++) {
             if (j < nv) {
-                xv[j] = vec4<f32>(x[min(q + j, last)]);
+                if (STRIDE == 1u) {
+                    xv[j] = vec4<f32>(x[min(q + j, last)]);
+                } else {
+                    xv[j] = vec4<f32>(x_at(plane + at[4u * j]), x_at(plane + at[4u * j + 1u]),
+                                      x_at(plane + at[4u * j + 2u]), x_at(plane + at[4u * j + 3u]));
+                }
             }
         }
-        if (!ALIGNED) {
+        if (STRIDE == 1u && !ALIGNED) {
             // The plane starts `plane % 4` values into a vec4: realign.
             let r = plane % 4u;
             let extra = vec4<f32>(x[min(q + nv, last)]);
@@ -115,7 +133,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 }
             }
         }
-        plane += hw;
+        plane += in_hw;
     }
 
     if (id_raw >= p.invocations) {
@@ -139,6 +157,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
+}
+
+// Input value `i` (all of x is read as vec4s).
+fn x_at(i: u32) -> f32 {
+    return f32(x[min(i / 4u, p.x_vec4s - 1u)][i % 4u]);
 }
 
 // The 4 residual values starting at value `at`.

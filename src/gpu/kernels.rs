@@ -20,7 +20,7 @@ const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 pub enum Family {
     /// `conv.wgsl`: direct convolution, any kernel, stride, padding, groups.
     Conv,
-    /// `conv_pointwise.wgsl`: 1x1 stride-1 convolution as a register-tiled GEMM.
+    /// `conv_pointwise.wgsl`: 1x1 convolution (one group, any stride) as a register-tiled GEMM.
     ConvPointwise,
     /// `pool.wgsl`: global average pooling.
     Pool,
@@ -251,6 +251,7 @@ impl Kernels {
                         } else {
                             constants.push(("TM", v.tile[0] as f64));
                             constants.push(("TN", v.tile[1] as f64));
+                            constants.push(("STRIDE", v.kernel[2] as f64));
                             constants.push(("ALIGNED", v.aligned as u32 as f64));
                         }
                     }

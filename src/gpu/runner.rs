@@ -293,7 +293,7 @@ fn conv_dispatch(
 ) -> Result<(Variant, Vec<u32>, u64)> {
     let hw = s.out_h * s.out_w;
     let cout_g = c.out_channels / c.groups;
-    let pointwise = c.kernel == [1, 1] && c.stride == 1 && c.padding == 0 && c.groups == 1;
+    let pointwise = c.kernel == [1, 1] && c.padding == 0 && c.groups == 1;
     let mut params = vec![
         s.batch,
         c.in_channels as u64,
@@ -322,7 +322,7 @@ fn conv_dispatch(
             part.first_row as u64,
             part.rows as u64,
             (part.rows as u64).div_ceil(4),
-            (s.batch * c.in_channels as u64 * hw).div_ceil(4),
+            (s.batch * c.in_channels as u64 * s.in_h * s.in_w).div_ceil(4),
             (s.batch * c.out_channels as u64 * hw).div_ceil(4),
         ]);
         (family, tile) = (Family::ConvPointwise, [tm, tn]);
