@@ -96,7 +96,7 @@ mod tests {
     fn small_dispatches_get_small_workgroups_on_cpus() {
         let wg = |n| Tiling::Cpu.workgroup(n);
         assert_eq!(
-            [wg(10_000), wg(400), wg(169), wg(100), wg(20)],
+            [wg(10_000), wg(1_500), wg(600), wg(300), wg(20)],
             [64, 32, 16, 8, 8]
         );
         assert_eq!(Tiling::Gpu.workgroup(20), 64);
