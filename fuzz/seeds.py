@@ -130,38 +130,20 @@ def spec(depth, w0, wa, wm, g, b=1.0, se=None, stem=32, classes=1000):
     return s + f",stem={stem},classes={classes}"
 
 
-# src/config/zoo.rs: (name, depth, w0, wa, wm, group_width, se_ratio)
-ZOO = [
-    ("regnet_x_200mf", 13, 24, 36.44, 2.49, 8, None),
-    ("regnet_x_400mf", 22, 24, 24.48, 2.54, 16, None),
-    ("regnet_x_600mf", 16, 48, 36.97, 2.24, 24, None),
-    ("regnet_x_800mf", 16, 56, 35.73, 2.28, 16, None),
-    ("regnet_x_1_6gf", 18, 80, 34.01, 2.25, 24, None),
-    ("regnet_x_3_2gf", 25, 88, 26.31, 2.25, 48, None),
-    ("regnet_x_4_0gf", 23, 96, 38.65, 2.43, 40, None),
-    ("regnet_x_6_4gf", 17, 184, 60.83, 2.07, 56, None),
-    ("regnet_x_8gf", 23, 80, 49.56, 2.88, 120, None),
-    ("regnet_x_12gf", 19, 168, 73.36, 2.37, 112, None),
-    ("regnet_x_16gf", 22, 216, 55.59, 2.1, 128, None),
-    ("regnet_x_32gf", 23, 320, 69.86, 2.0, 168, None),
-    ("regnet_y_200mf", 13, 24, 36.44, 2.49, 8, 0.25),
-    ("regnet_y_400mf", 16, 48, 27.89, 2.09, 8, 0.25),
-    ("regnet_y_600mf", 15, 48, 32.54, 2.32, 16, 0.25),
-    ("regnet_y_800mf", 14, 56, 38.84, 2.4, 16, 0.25),
-    ("regnet_y_1_6gf", 27, 48, 20.71, 2.65, 24, 0.25),
-    ("regnet_y_3_2gf", 21, 80, 42.63, 2.66, 24, 0.25),
-    ("regnet_y_4_0gf", 22, 96, 31.41, 2.24, 64, 0.25),
-    ("regnet_y_6_4gf", 25, 112, 33.22, 2.27, 72, 0.25),
-    ("regnet_y_8gf", 17, 192, 76.82, 2.19, 56, 0.25),
-    ("regnet_y_12gf", 19, 168, 73.36, 2.37, 112, 0.25),
-    ("regnet_y_16gf", 18, 200, 106.23, 2.48, 112, 0.25),
-    ("regnet_y_32gf", 20, 232, 115.89, 2.53, 232, 0.25),
-    ("regnet_y_128gf", 27, 456, 160.83, 2.52, 264, 0.25),
-]
+def zoo():
+    """(name, depth, w0, wa, wm, group_width, se_ratio) of the 25 zoo models, from torchvision's
+    own plans (tests/fixtures/zoo_plans.json), which tests/plans.rs checks src/config/zoo.rs
+    against."""
+    with open(os.path.join(ROOT, "tests", "fixtures", "zoo_plans.json")) as f:
+        plans = json.load(f)
+    for name, entry in plans.items():
+        p = entry["params"]
+        se = p["se_ratio"] or None
+        yield name, p["depth"], p["w_0"], p["w_a"], p["w_m"], p["group_width"], se
 
 
 def spec_parser():
-    for name, d, w0, wa, wm, g, se in ZOO:
+    for name, d, w0, wa, wm, g, se in zoo():
         write("spec_parser", name, size(224, 224) + spec(d, w0, wa, wm, g, se=se).encode())
     # The tiny fixtures' configs (tests/fixtures/manifest.json), at their input sizes.
     tiny = {

@@ -451,6 +451,19 @@ fn temp_safetensors(what: &str, tensors: &[(&str, &Tensor)]) -> TempFile {
     f
 }
 
+/// gpu_infer's error for `--input-tensor` of a file holding `tensors` (tiny_x, CPU backend).
+fn input_tensor_error(what: &str, tensors: &[(&str, &Tensor)]) -> String {
+    let f = temp_safetensors(what, tensors);
+    gpu_infer_error(&[
+        "--regnet",
+        TINY_X_SPEC,
+        "--input-tensor",
+        f.0.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ])
+}
+
 fn random_input(shape: Vec<usize>) -> Tensor {
     let n: usize = shape.iter().product();
     let data = (0..n)
@@ -519,44 +532,16 @@ fn errors_are_clean() {
     let err = gpu_infer_error(&["--regnet", "depth=16,w0=50,wa=27.89,wm=2.09,group_width=8"]);
     assert!(err.contains("w0"), "{err}");
 
-    // An input file without `input`.
+    // An input file without `input`; one with 4 channels; one holding NaN.
     let x = random_input(vec![1, 3, 16, 16]);
-    let no_input = temp_safetensors("no_input", &[("pixels", &x)]);
-    let err = gpu_infer_error(&[
-        "--regnet",
-        TINY_X_SPEC,
-        "--input-tensor",
-        no_input.0.to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+    let err = input_tensor_error("no_input", &[("pixels", &x)]);
     assert!(err.contains("input") && err.contains("pixels"), "{err}");
-
-    // An input with 4 channels.
     let x4 = random_input(vec![1, 4, 16, 16]);
-    let four = temp_safetensors("four_channels", &[("input", &x4)]);
-    let err = gpu_infer_error(&[
-        "--regnet",
-        TINY_X_SPEC,
-        "--input-tensor",
-        four.0.to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+    let err = input_tensor_error("four_channels", &[("input", &x4)]);
     assert!(err.contains("channels") && err.contains('4'), "{err}");
-
-    // An input holding NaN.
     let mut xn = random_input(vec![2, 3, 16, 16]);
     xn.data[1000] = f32::NAN;
-    let nan = temp_safetensors("nan", &[("input", &xn)]);
-    let err = gpu_infer_error(&[
-        "--regnet",
-        TINY_X_SPEC,
-        "--input-tensor",
-        nan.0.to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+    let err = input_tensor_error("nan", &[("input", &xn)]);
     assert!(
         err.contains("NaN") || err.contains("non-finite"),
         "NaN input: {err}"
