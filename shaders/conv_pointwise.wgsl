@@ -139,6 +139,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (id_raw >= p.invocations) {
         return;
     }
+    epilogue(&acc, n, oc0, p0);
+}
+
+// Adds bias and residual to the register tile of output channels oc0.. (within this part) and
+// pixels p0.. of image n, applies the activation and stores what lies in the output.
+fn epilogue(acc: ptr<function, array<array<vec4<f32>, MAX_NV>, MAX_TM>>, n: u32, oc0: u32, p0: u32) {
+    let hw = p.out_h * p.out_w;
     let oc_end = p.oc_begin + p.oc_count;
     for (var o = 0u; o < MAX_TM; o++) {
         let oc = p.oc_begin + oc0 + o;
@@ -147,8 +154,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             let bv = vec4<f32>(bias[oc]);
             for (var j = 0u; j < MAX_NV; j++) {
                 let px = p0 + 4u * j;
-                if (j < nv && px < hw) {
-                    var v = acc[o][j] + bv;
+                if (j < TN / 4u && px < hw) {
+                    var v = (*acc)[o][j] + bv;
                     if (HAS_RESIDUAL) {
                         v += residual4(base + px);
                     }

@@ -175,6 +175,49 @@ fn zoo_model_random_weights_match_the_cpu_backend() {
     assert_eq!(gpu, again);
 }
 
+/// The subgroup GEMM's edge cases, against the CPU backend: group width 5 makes the blocks 105
+/// channels wide, so the last 1x1 conv of each block reads an odd number of channels (the last
+/// round of two has one) into 7 blocks of 16 (7 of 8 lanes busy), on 7x7 planes (realigned
+/// reads) and 14x14 ones, with SE gating, a residual and batch 2.
+#[test]
+fn subgroup_gemm_edges_match_the_cpu_backend() {
+    let params: regnet_wgpu::RegNetParams = "depth=2,w0=104,wa=8,wm=2,group_width=5,se=0.25"
+        .parse()
+        .unwrap();
+    for (n, size) in [(2, 28), (1, 56)] {
+        let plan = Plan::new(&params, size, size).unwrap();
+        let weights = Weights::random(&plan, 3);
+        let x = Tensor::new(
+            vec![n, 3, size, size],
+            (0..n * 3 * size * size)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect(),
+        )
+        .unwrap();
+        let cpu = CpuBackend::new(plan.clone(), weights.clone())
+            .unwrap()
+            .run(&x)
+            .unwrap();
+        for subgroups in [true, false] {
+            let opts = RunnerOptions {
+                batch: n,
+                subgroups,
+                ..Default::default()
+            };
+            let gpu = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts)
+                .unwrap()
+                .run(&x)
+                .unwrap();
+            assert_close(
+                &format!("group width 5, {n}x{size}x{size}, subgroups {subgroups}"),
+                &gpu,
+                &cpu,
+                F32_REL_TOL,
+            );
+        }
+    }
+}
+
 #[test]
 fn wrong_input_shape_is_an_error() {
     let fx = Fixture::load(&fixtures_dir(), "tiny_x");
@@ -229,12 +272,20 @@ fn split_convolutions_match_torchvision() {
     }
 }
 
-/// Both tile rule sets (the CPU-backed adapters' and the GPUs') compute the same thing: each,
-/// forced on this adapter, matches torchvision on every tiny fixture (odd planes, clipped and
-/// depthwise groups, batches).
+/// Both tile rule sets (the CPU-backed adapters' and the GPUs'), with and without the subgroup
+/// GEMM, compute the same thing: each, forced on this adapter, matches torchvision on every tiny
+/// fixture (odd planes, clipped and depthwise groups, batches).
 #[test]
 fn every_tiling_matches_torchvision() {
-    for tiling in [Tiling::Cpu, Tiling::Gpu] {
+    eprintln!(
+        "subgroup GEMM available: {}",
+        ctx(Precision::F32).has_subgroups()
+    );
+    for (tiling, subgroups) in [
+        (Tiling::Cpu, true),
+        (Tiling::Cpu, false),
+        (Tiling::Gpu, true),
+    ] {
         for name in TINY {
             let fx = Fixture::load(&fixtures_dir(), name);
             let plan = fx.plan();
@@ -242,12 +293,13 @@ fn every_tiling_matches_torchvision() {
             let opts = RunnerOptions {
                 batch: fx.input().shape[0],
                 tiling: Some(tiling),
+                subgroups,
                 ..Default::default()
             };
             let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
             let logits = runner.run(fx.input()).unwrap();
             assert_close(
-                &format!("{name} with {tiling:?} tiles"),
+                &format!("{name} with {tiling:?} tiles, subgroups {subgroups}"),
                 &logits,
                 &fx.io["logits"],
                 F32_REL_TOL,

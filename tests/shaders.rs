@@ -36,8 +36,12 @@ fn preprocess_shader_parses_and_validates() {
 #[test]
 fn every_shader_parses_and_validates() {
     for precision in [Precision::F32, Precision::F16] {
-        for family in Family::ALL {
-            let src = family.source(precision);
+        for (family, src) in Family::ALL.iter().flat_map(|&f| {
+            [
+                (f, f.source(precision)),
+                (f, f.source_with_subgroups(precision)),
+            ]
+        }) {
             let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
                 panic!(
                     "{} ({precision:?}) does not parse:\n{}",
@@ -65,7 +69,12 @@ fn every_wgsl_file_is_used() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name == "prelude.wgsl" || name == preprocess::SHADER_FILE {
+        // The prelude opens every module; the subgroup GEMM entry point is appended to
+        // conv_pointwise.wgsl's (Family::source_with_subgroups).
+        if name == "prelude.wgsl"
+            || name == preprocess::SHADER_FILE
+            || name == "conv_pointwise_subgroup.wgsl"
+        {
             continue;
         }
         assert!(

@@ -41,7 +41,8 @@ pub struct GpuContext {
 
 impl GpuContext {
     /// Creates the library's own device on the best adapter (Vulkan, Metal, DX12 or WebGPU),
-    /// with every limit the adapter offers and `shader-f16` when `precision` is f16.
+    /// with every limit the adapter offers, `shader-f16` when `precision` is f16, and the
+    /// `timestamp-query` and `subgroups` features when the adapter has them.
     pub async fn new_async(precision: Precision) -> Result<Self> {
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
@@ -68,6 +69,9 @@ impl GpuContext {
         }
         if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        if adapter.features().contains(wgpu::Features::SUBGROUP) {
+            features |= wgpu::Features::SUBGROUP;
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -120,6 +124,16 @@ impl GpuContext {
             "{} ({:?}, {:?})",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+
+    /// Whether the device runs subgroups of exactly
+    /// [`SUBGROUP_SIZE`](super::kernels::SUBGROUP_SIZE) invocations with the `subgroups`
+    /// feature enabled (lavapipe on 256-bit SIMD does): the 1x1 GEMM's subgroup entry point
+    /// needs both.
+    pub fn has_subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == super::kernels::SUBGROUP_SIZE
+            && self.info.subgroup_max_size == super::kernels::SUBGROUP_SIZE
     }
 
     /// Whether the device has `shader-f16` enabled.

@@ -2,7 +2,8 @@
 //!
 //! Shaders are real `.wgsl` files under `shaders/`. The only templating step: each module is
 //! the precision line (`alias store_t = f32;` or `enable f16; alias store_t = f16;`), then
-//! `prelude.wgsl`, then the kernel. Variants (activation, fused residual, fused SE gate,
+//! `prelude.wgsl`, then the kernel; on devices with 8-invocation subgroups the 1x1 GEMM's
+//! module also gets `conv_pointwise_subgroup.wgsl`, a second entry point of the same kernel. Variants (activation, fused residual, fused SE gate,
 //! register tile, workgroup size) are pipeline-overridable constants; the register tiles come
 //! from the adapter type's rules in [`super::tiling`]. The modules are compiled without naga's
 //! runtime bounds checks (see the safety note in [`Kernels::new`]).
@@ -14,6 +15,10 @@ use super::Precision;
 use crate::plan::Activation;
 
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
+const SUBGROUP_POINTWISE: &str = include_str!("../../shaders/conv_pointwise_subgroup.wgsl");
+
+/// The subgroup size `conv_pointwise_subgroup.wgsl` is written for.
+pub const SUBGROUP_SIZE: u32 = 8;
 
 /// A kernel family: one `.wgsl` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,6 +75,17 @@ impl Family {
         format!("{line}{PRELUDE}\n{}", self.body())
     }
 
+    /// [`Family::source`] with, for the 1x1 GEMM, the subgroup entry point appended (it needs
+    /// the device's `subgroups` feature).
+    pub fn source_with_subgroups(self, precision: Precision) -> String {
+        let mut src = self.source(precision);
+        if self == Family::ConvPointwise {
+            src.push('\n');
+            src.push_str(SUBGROUP_POINTWISE);
+        }
+        src
+    }
+
     /// The storage bindings after the uniform at binding 0: (binding, read-only).
     fn storage_bindings(self) -> &'static [(u32, bool)] {
         match self {
@@ -115,6 +131,8 @@ pub struct Variant {
     pub tile: [u32; 2],
     /// Pointwise: planes are a multiple of 4 pixels (`ALIGNED`).
     pub aligned: bool,
+    /// Pointwise: the subgroup entry point (`main_subgroup`) rather than `main`.
+    pub subgroup: bool,
     /// Invocations per workgroup (`WG`); 0 means the family's default.
     pub wg: u32,
 }
@@ -130,6 +148,7 @@ impl Variant {
             kernel: [0; 3],
             tile: [0; 2],
             aligned: false,
+            subgroup: false,
             wg: 0,
         }
     }
@@ -153,12 +172,18 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles every family's module for `precision`.
-    pub fn new(device: &wgpu::Device, precision: Precision) -> Self {
+    /// Compiles every family's module for `precision`; `subgroups`: the device has
+    /// [`SUBGROUP_SIZE`]-invocation subgroups (and the `subgroups` feature), so the 1x1 GEMM gets
+    /// its subgroup entry point.
+    pub fn new(device: &wgpu::Device, precision: Precision, subgroups: bool) -> Self {
         let mut modules = HashMap::new();
         let mut layouts = HashMap::new();
         for f in Family::ALL {
-            let src = f.source(precision);
+            let src = if subgroups {
+                f.source_with_subgroups(precision)
+            } else {
+                f.source(precision)
+            };
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(f.file()),
                 source: wgpu::ShaderSource::Wgsl(src.into()),
@@ -266,7 +291,7 @@ impl Kernels {
                         label: Some(v.family.file()),
                         layout: Some(&self.layouts[&v.family].1),
                         module: &self.modules[&v.family],
-                        entry_point: Some("main"),
+                        entry_point: Some(if v.subgroup { "main_subgroup" } else { "main" }),
                         compilation_options: wgpu::PipelineCompilationOptions {
                             constants: &constants,
                             zero_initialize_workgroup_memory: false,

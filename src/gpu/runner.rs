@@ -6,7 +6,7 @@ use std::sync::{mpsc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{act_code, Family, Kernels, Variant};
+use super::kernels::{act_code, Family, Kernels, Variant, SUBGROUP_SIZE};
 use super::tiling::Tiling;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
@@ -30,6 +30,10 @@ pub struct RunnerOptions {
     /// The kernels' register tiles; `None`: the rules of the adapter's type
     /// ([`Tiling::for_adapter`]).
     pub tiling: Option<Tiling>,
+    /// Use subgroup operations where the device has them and the tile rules call for them
+    /// ([`GpuContext::has_subgroups`], [`Tiling::pointwise_subgroup`]); default true. Turning
+    /// them off changes speed, never results.
+    pub subgroups: bool,
 }
 
 impl Default for RunnerOptions {
@@ -40,6 +44,7 @@ impl Default for RunnerOptions {
             taps: Vec::new(),
             max_binding_bytes: None,
             tiling: None,
+            subgroups: true,
         }
     }
 }
@@ -289,6 +294,7 @@ fn conv_dispatch(
     s: &ConvShape,
     part: &ConvPart,
     tiling: Tiling,
+    subgroups: bool,
     name: &str,
 ) -> Result<(Variant, Vec<u32>, u64)> {
     let hw = s.out_h * s.out_w;
@@ -306,12 +312,20 @@ fn conv_dispatch(
         c.padding as u64,
     ];
     let (family, tile, wg, total);
+    let mut subgroup = false;
     if pointwise {
-        // One invocation per (image, block of TM output channels, tile of TN pixels).
+        // One invocation per (image, block of TM output channels, tile of TN pixels); with the
+        // subgroup entry point, 8 lanes per (image, tile, 8 channel blocks).
         let [tm, tn] = tiling.pointwise();
         let ocb = (part.rows as u64).div_ceil(tm as u64);
         let tiles = hw.div_ceil(tn as u64);
-        let invocations = s.batch * ocb * tiles;
+        subgroup = subgroups && c.stride == 1 && tiling.pointwise_subgroup(ocb);
+        let invocations = if subgroup {
+            let lanes = SUBGROUP_SIZE as u64;
+            s.batch * tiles * ocb.div_ceil(lanes) * lanes
+        } else {
+            s.batch * ocb * tiles
+        };
         wg = tiling.workgroup(invocations);
         total = invocations.div_ceil(wg as u64);
         params.extend([
@@ -379,6 +393,7 @@ fn conv_dispatch(
         kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
         tile,
         aligned: hw.is_multiple_of(4),
+        subgroup,
         wg,
     };
     Ok((
@@ -536,6 +551,7 @@ impl GpuRunner {
         let tiling = opts
             .tiling
             .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
+        let subgroups = opts.subgroups && ctx.has_subgroups();
         // Weight buffers above this are split (RunnerOptions::max_binding_bytes may lower it).
         let max_binding = limits
             .max_storage_buffer_binding_size
@@ -679,7 +695,7 @@ impl GpuRunner {
                             &mut own,
                         )?;
                         let (variant, params, workgroups) =
-                            conv_dispatch(c, &shape, &part, tiling, &op.name)?;
+                            conv_dispatch(c, &shape, &part, tiling, subgroups, &op.name)?;
                         steps.push(StepPlan {
                             label,
                             variant: Variant {
@@ -907,7 +923,7 @@ impl GpuRunner {
             usage: wgpu::BufferUsages::UNIFORM,
         });
 
-        let kernels = Kernels::new(device, prec);
+        let kernels = Kernels::new(device, prec, subgroups);
         let bufs = Buffers {
             input,
             logits,
