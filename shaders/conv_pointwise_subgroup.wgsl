@@ -3,17 +3,17 @@
 // layout and epilogue, with the input loads shared across a subgroup.
 //
 // On a CPU-backed adapter each invocation is a SIMD lane and a storage load is a loop over the
-// lanes, so loads, not FMAs, bound the GEMM. Here the 8 lanes of a subgroup work on the same
-// tile of pixels for 8 different blocks of TM output channels: each lane loads 1/8 of the tile's
-// inputs for two input channels and `subgroupBroadcast` hands them to all (a register shuffle),
-// instead of every lane loading all of them. Stride 1 only (strided GEMMs use `main`).
-//
-// Subgroup s = (image, tile, chunk of 8 channel blocks), chunks innermost; lane l takes channel
-// block chunk * 8 + l. Lanes and subgroups past the end compute clamped copies and store nothing.
-// `invocations` is 8 x the number of subgroups.
+// lanes, so loads, not FMAs, bound the GEMM. Here invocations are (image, tile, channel block)
+// triples with the channel block innermost, so the 8 lanes of a subgroup work on at most two
+// pixel tiles (the runner uses this entry point when there are at least 7 channel blocks). Per
+// round of two input channels the subgroup needs the inputs of both tiles; each lane loads a
+// share of them and `subgroupBroadcast` (a register shuffle) hands every vec4 to all lanes,
+// which keep those of their own tile: about one input load per lane per round instead of 8-10.
+// Stride 1 only (strided GEMMs use `main`). `invocations` is batch * tiles * oc_blocks rounded
+// up to a multiple of 8; lanes past the end compute clamped copies and store nothing.
 
 const SG: u32 = 8u;           // the subgroup size this entry point is written for
-const MAX_XK: u32 = 10u;      // vec4s of input per round of 2 channels: 2 * (TN / 4 + 1)
+const MAX_XK: u32 = 24u;      // vec4s per round: 2 tiles x 2 channels x (TN / 4 + 1), 8 per load
 
 @compute @workgroup_size(WG)
 fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
@@ -21,52 +21,61 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(subgroup_invocation_id) lane: u32) {
     let id_raw = linear_index(wid, nwg, lid, WG);
-    let chunks = (p.oc_blocks + SG - 1u) / SG;
-    let sub = min(id_raw / SG, p.invocations / SG - 1u);
-    let chunk = sub % chunks;
-    let tile = (sub / chunks) % p.tiles;
-    let n = sub / (chunks * p.tiles);
-    let ocb_raw = chunk * SG + lane;
-    let ocb = min(ocb_raw, p.oc_blocks - 1u);
+    let pairs = p.batch * p.tiles * p.oc_blocks;
+    let id = min(id_raw, pairs - 1u);
+    let ocb = id % p.oc_blocks;
+    let nt = id / p.oc_blocks;              // n * tiles + tile: this lane's tile, globally
+    // The subgroup's first tile; this lane's tile is it or the next one.
+    let nt0 = min(id_raw - lane, pairs - 1u) / p.oc_blocks;
+    let second = nt != nt0;
 
     let hw = p.out_h * p.out_w;
-    let p0 = tile * TN;
-    let oc0 = ocb * TM;
-    let last = p.x_vec4s - 1u;
     let nv = TN / 4u;
     // vec4s of one channel's tile: one more when planes are not a multiple of 4 (realigned).
     let nvl = select(nv + 1u, nv, ALIGNED);
+    let per_tile = 2u * nvl;                // vec4s of one tile per round
+    let last = p.x_vec4s - 1u;
+    let oc0 = ocb * TM;
+
+    // First value of channel c's tile, for each of the two tiles (clamped to the last tile).
+    var base: array<u32, 2>;
+    for (var s = 0u; s < 2u; s++) {
+        let t = min(nt0 + s, p.batch * p.tiles - 1u);
+        base[s] = (t / p.tiles) * p.in_c * hw + (t % p.tiles) * TN;
+    }
 
     var acc: array<array<vec4<f32>, MAX_NV>, MAX_TM>;
-    var plane = n * p.in_c * hw;
     for (var c = 0u; c < p.in_c; c += 2u) {
-        // This lane's share: vec4 k = lane (and k = lane + 8) of the round's 2 * nvl, i.e. vec4
-        // k % nvl of channel c + k / nvl; zero past the last channel, scaled by the SE gate.
-        var ld: array<vec4<f32>, 2>;
-        for (var r = 0u; r < 2u; r++) {
-          if (SG * r < 2u * nvl) {
-            let k = lane + SG * r;
-            let h = min(k / nvl, 1u);
-            let v = min(k - h * nvl, nvl - 1u);
-            let q = (plane + h * hw) / 4u + p0 / 4u + v;
-            var val = vec4<f32>(x[min(q, last)]);
-            if (HAS_GATE) {
-                val *= gate[n * p.in_c + min(c + h, p.in_c - 1u)];
+        // This lane's share: vec4 k = lane + 8 r of the round's 2 * per_tile, i.e. vec4
+        // k % nvl of channel c + (k / nvl) % 2 of tile k / per_tile; zero past the last
+        // channel, scaled by the SE gate.
+        var ld: array<vec4<f32>, 3>;
+        for (var r = 0u; r < 3u; r++) {
+            if (SG * r < 2u * per_tile) {
+                let k = min(lane + SG * r, 2u * per_tile - 1u);
+                let s = k / per_tile;
+                let h = (k / nvl) % 2u;
+                let v = k % nvl;
+                let img = min(nt0 + s, p.batch * p.tiles - 1u) / p.tiles;
+                let q = (base[s] + (c + h) * hw) / 4u + v;
+                var val = vec4<f32>(x[min(q, last)]);
+                if (HAS_GATE) {
+                    val *= gate[img * p.in_c + min(c + h, p.in_c - 1u)];
+                }
+                ld[r] = select(vec4<f32>(0.0), val, c + h < p.in_c);
             }
-            ld[r] = select(vec4<f32>(0.0), val, c + h < p.in_c);
-          }
         }
         var xk: array<vec4<f32>, MAX_XK>;
-        xk[0] = subgroupBroadcast(ld[0], 0u);
-        xk[1] = subgroupBroadcast(ld[0], 1u);
-        xk[2] = subgroupBroadcast(ld[0], 2u);
-        xk[3] = subgroupBroadcast(ld[0], 3u);
-        xk[4] = subgroupBroadcast(ld[0], 4u);
-        xk[5] = subgroupBroadcast(ld[0], 5u);
-        xk[6] = subgroupBroadcast(ld[0], 6u);
-        xk[7] = subgroupBroadcast(ld[0], 7u);
-        xk[8] = subgroupBroadcast(ld[1], 0u);
-        xk[9] = subgroupBroadcast(ld[1], 1u);
+        for (var r = 0u; r < 3u; r++) {
+            xk[8u * r + 0u] = subgroupBroadcast(ld[r], 0u);
+            xk[8u * r + 1u] = subgroupBroadcast(ld[r], 1u);
+            xk[8u * r + 2u] = subgroupBroadcast(ld[r], 2u);
+            xk[8u * r + 3u] = subgroupBroadcast(ld[r], 3u);
+            xk[8u * r + 4u] = subgroupBroadcast(ld[r], 4u);
+            xk[8u * r + 5u] = subgroupBroadcast(ld[r], 5u);
+            xk[8u * r + 6u] = subgroupBroadcast(ld[r], 6u);
+            xk[8u * r + 7u] = subgroupBroadcast(ld[r], 7u);
+        }
 
         // The two channels in turn. The loop reads `wrows`, whose length is its trip count, on
         // every path, so it is always unrolled and xk's indices below become constants (else xk
@@ -78,11 +87,21 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
             var xv: array<vec4<f32>, MAX_NV>;
             for (var j = 0u; j < MAX_NV; j++) {
                 if (j < nv) {
+                    // This lane's tile's vec4s: the first tile's at k, the second's at
+                    // per_tile + k.
                     let k = h * nvl + j;
+                    var u = xk[k];
+                    var u1 = xk[k + 1u];
+                    if (second) {
+                        u = xk[per_tile + k];
+                        u1 = xk[per_tile + k + 1u];
+                    }
                     if (ALIGNED) {
-                        xv[j] = xk[k];
+                        xv[j] = u;
                     } else {
-                        xv[j] = realign(xk[k], xk[k + 1u], (plane + h * hw) % 4u);
+                        // Each tile starts `(its base) % 4` values into a vec4.
+                        let b = select(base[0], base[1], second) + (c + h) * hw;
+                        xv[j] = realign(u, u1, b % 4u);
                     }
                 }
             }
@@ -101,11 +120,10 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                 }
             }
         }
-        plane += 2u * hw;
     }
 
-    if (id_raw >= p.invocations || ocb_raw >= p.oc_blocks) {
+    if (id_raw >= pairs) {
         return;
     }
-    epilogue(&acc, n, oc0, p0);
+    epilogue(&acc, nt / p.tiles, oc0, (nt % p.tiles) * TN);
 }

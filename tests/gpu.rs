@@ -177,8 +177,8 @@ fn zoo_model_random_weights_match_the_cpu_backend() {
 
 /// The subgroup GEMM's edge cases, against the CPU backend: group width 5 makes the blocks 105
 /// channels wide, so the last 1x1 conv of each block reads an odd number of channels (the last
-/// round of two has one) into 7 blocks of 16 (7 of 8 lanes busy), on 7x7 planes (realigned
-/// reads) and 14x14 ones, with SE gating, a residual and batch 2.
+/// round of two has one) into 7 blocks of 16 (subgroups span two tiles, and at batch 2 two
+/// images), on 7x7 planes (realigned reads) and 14x14 ones, with SE gating and a residual.
 #[test]
 fn subgroup_gemm_edges_match_the_cpu_backend() {
     let params: regnet_wgpu::RegNetParams = "depth=2,w0=104,wa=8,wm=2,group_width=5,se=0.25"

@@ -314,15 +314,15 @@ fn conv_dispatch(
     let (family, tile, wg, total);
     let mut subgroup = false;
     if pointwise {
-        // One invocation per (image, block of TM output channels, tile of TN pixels); with the
-        // subgroup entry point, 8 lanes per (image, tile, 8 channel blocks).
+        // One invocation per (image, block of TM output channels, tile of TN pixels); the
+        // subgroup entry point has the blocks innermost and rounds up to whole subgroups.
         let [tm, tn] = tiling.pointwise();
         let ocb = (part.rows as u64).div_ceil(tm as u64);
         let tiles = hw.div_ceil(tn as u64);
         subgroup = subgroups && c.stride == 1 && tiling.pointwise_subgroup(ocb);
         let invocations = if subgroup {
             let lanes = SUBGROUP_SIZE as u64;
-            s.batch * tiles * ocb.div_ceil(lanes) * lanes
+            (s.batch * tiles * ocb).div_ceil(lanes) * lanes
         } else {
             s.batch * ocb * tiles
         };

@@ -45,14 +45,12 @@ impl Tiling {
 
 impl Tiling {
     /// Whether a 1x1 GEMM with `blocks` blocks of output channels runs the subgroup entry point
-    /// (`conv_pointwise_subgroup.wgsl`: the 8 lanes of a subgroup take 8 channel blocks of one
-    /// pixel tile and share its input loads) on a device that has it: on CPU-backed adapters,
-    /// when the blocks fill at least 85% of the lanes (on lavapipe it was ~25% faster than `main`
-    /// on RegNetY-400MF's 104- and 440-channel 1x1 convs, slower at 13 blocks in 16 lanes);
-    /// never on GPUs (untested there).
+    /// (`conv_pointwise_subgroup.wgsl`: the 8 lanes of a subgroup take consecutive (tile, block)
+    /// pairs and share the tiles' input loads) on a device that has it: on CPU-backed adapters,
+    /// when there are at least 7 blocks, so that a subgroup spans at most two tiles. Never on
+    /// GPUs (untested there).
     pub fn pointwise_subgroup(self, blocks: u64) -> bool {
-        let lanes = blocks.div_ceil(8) * 8;
-        self == Tiling::Cpu && blocks * 100 >= lanes * 85
+        self == Tiling::Cpu && blocks >= 7
     }
 }
 
@@ -116,11 +114,11 @@ mod tests {
     }
 
     #[test]
-    fn subgroup_gemm_when_channel_blocks_fill_the_lanes() {
+    fn subgroup_gemm_from_7_channel_blocks() {
         let sg = |b| Tiling::Cpu.pointwise_subgroup(b);
         assert_eq!(
-            [sg(3), sg(7), sg(8), sg(13), sg(28)],
-            [false, true, true, false, true]
+            [sg(3), sg(6), sg(7), sg(13), sg(28)],
+            [false, false, true, true, true]
         );
         assert!(!Tiling::Gpu.pointwise_subgroup(28));
     }
