@@ -80,13 +80,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let oc0 = g * cout_g + p.oc_skip + ocb * OCN;
     let oc_last = g * cout_g + p.oc_skip + p.part_cout - 1u;  // later channels: clamped, never stored
     let ox0 = pxb * PX;
-    let span = (PX - 1u) * STRIDE + KW;
     let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
     let w_group = (g - p.g_begin) * cin_g;   // this group's first input channel among the part's weights
     let vb = (ocb * OCN) / 4u;               // first vec4 of this invocation's channels (OCN is 4 or 8)
-    let last = i32(p.x_vec4s) - 1;
 
-    var acc: array<array<vec4<f32>, MAX_PV>, MAX_OC>;
+    var acc: Acc;
     for (var c = 0u; c < cin_g; c++) {
         let ic = g * cin_g + c;
         var scale = 1.0;
@@ -95,52 +93,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
         for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy * STRIDE + ky) - i32(p.pad);
-            let row_ok = iy >= 0 && iy < i32(p.in_h);
-            // The span [ix0, ix0 + span) of input row iy, as vec4s from the one holding its first
-            // value (`a` may be negative at the very start of the buffer: those vec4 reads are
-            // clamped, and every value outside the row is zeroed below anyway).
-            let a = i32(plane) + clamp(iy, 0, i32(p.in_h) - 1) * i32(p.in_w) + ix0;
-            let rr = u32(a & 3);
-            let q = (a - i32(rr)) / 4;
-            var v: array<vec4<f32>, MAX_SV>;
-            for (var m = 0u; m < MAX_SV; m++) {
-                if (m <= (rr + span - 1u) / 4u) {
-                    v[m] = vec4<f32>(x[u32(clamp(q + i32(m), 0, last))]);
-                }
-            }
-            // xs[i] = input value ix0 + i of the row (zero outside the image), times the gate.
-            var xs: array<vec4<f32>, MAX_SV>;
-            for (var m = 0u; m < MAX_SV; m++) {
-                if (4u * m < span) {
-                    let u = realign(v[m], v[min(m + 1u, MAX_SV - 1u)], rr);
-                    let ix = vec4<i32>(ix0 + i32(4u * m)) + vec4<i32>(0, 1, 2, 3);
-                    let ok = vec4<bool>(row_ok) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.in_w)));
-                    xs[m] = select(vec4<f32>(0.0), u, ok) * scale;
-                }
-            }
+            var xs = row_span(plane, i32(oy * STRIDE + ky) - i32(p.pad), ix0, scale);
             for (var kx = 0u; kx < KW; kx++) {
-                // The inputs of pixel 4 * j + e for this tap: span value kx + (4 * j + e) * STRIDE.
-                var xv: array<vec4<f32>, MAX_PV>;
-                for (var j = 0u; j < MAX_PV; j++) {
-                    if (j < PX / 4u) {
-                        let i0 = kx + 4u * j * STRIDE;
-                        xv[j] = vec4<f32>(span_at(&xs, i0), span_at(&xs, i0 + STRIDE),
-                                          span_at(&xs, i0 + 2u * STRIDE), span_at(&xs, i0 + 3u * STRIDE));
-                    }
-                }
+                var xv = tap_inputs(&xs, kx);
                 let tap = ((w_group + c) * KH + ky) * KW + kx;
                 for (var t = 0u; t < MAX_OC / 4u; t++) {
                     if (t < (OCN + 3u) / 4u) {
                         let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
-                        for (var i = 0u; i < 4u; i++) {
-                            let wv = vec4<f32>(w4[i]);
-                            for (var j = 0u; j < MAX_PV; j++) {
-                                if (j < PX / 4u) {
-                                    acc[4u * t + i][j] = fma(wv, xv[j], acc[4u * t + i][j]);
-                                }
-                            }
-                        }
+                        tap_fma(&acc, w4, t, &xv);
                     }
                 }
             }
@@ -150,6 +110,71 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (id_raw >= p.invocations) {
         return;
     }
+    epilogue(&acc, n, oc0, oc_last, oy, ox0);
+}
+
+// The register tile: OCN channels x PX pixels (as vec4s).
+alias Acc = array<array<vec4<f32>, MAX_PV>, MAX_OC>;
+alias Span = array<vec4<f32>, MAX_SV>;
+
+// The span [ix0, ix0 + span) of input row iy of the plane starting at value `plane`, as vec4s:
+// value i of the span at [i / 4][i % 4], zero outside the image, times `scale` (the SE gate).
+fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
+    let span = (PX - 1u) * STRIDE + KW;
+    let last = i32(p.x_vec4s) - 1;
+    let row_ok = iy >= 0 && iy < i32(p.in_h);
+    // Loaded from the vec4 holding the span's first value (`a` may be negative at the very
+    // start of the buffer: those reads are clamped, and every value outside the row is zeroed).
+    let a = i32(plane) + clamp(iy, 0, i32(p.in_h) - 1) * i32(p.in_w) + ix0;
+    let sh = u32(a & 3);
+    let q = (a - i32(sh)) / 4;
+    var v: Span;
+    for (var m = 0u; m < MAX_SV; m++) {
+        if (m <= (sh + span - 1u) / 4u) {
+            v[m] = vec4<f32>(x[u32(clamp(q + i32(m), 0, last))]);
+        }
+    }
+    var xs: Span;
+    for (var m = 0u; m < MAX_SV; m++) {
+        if (4u * m < span) {
+            let u = realign(v[m], v[min(m + 1u, MAX_SV - 1u)], sh);
+            let ix = vec4<i32>(ix0 + i32(4u * m)) + vec4<i32>(0, 1, 2, 3);
+            let ok = vec4<bool>(row_ok) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.in_w)));
+            xs[m] = select(vec4<f32>(0.0), u, ok) * scale;
+        }
+    }
+    return xs;
+}
+
+// The inputs of kernel column kx for the tile's pixels: pixel 4 * j + e reads span value
+// kx + (4 * j + e) * STRIDE.
+fn tap_inputs(xs: ptr<function, Span>, kx: u32) -> array<vec4<f32>, MAX_PV> {
+    var xv: array<vec4<f32>, MAX_PV>;
+    for (var j = 0u; j < MAX_PV; j++) {
+        if (j < PX / 4u) {
+            let i0 = kx + 4u * j * STRIDE;
+            xv[j] = vec4<f32>(span_at(xs, i0), span_at(xs, i0 + STRIDE),
+                              span_at(xs, i0 + 2u * STRIDE), span_at(xs, i0 + 3u * STRIDE));
+        }
+    }
+    return xv;
+}
+
+// acc[4 t + i] += w4[i] * xv for one input tap and vec4 t of the output channels.
+fn tap_fma(acc: ptr<function, Acc>, w4: vec4<f32>, t: u32, xv: ptr<function, array<vec4<f32>, MAX_PV>>) {
+    for (var i = 0u; i < 4u; i++) {
+        let wv = vec4<f32>(w4[i]);
+        for (var j = 0u; j < MAX_PV; j++) {
+            if (j < PX / 4u) {
+                (*acc)[4u * t + i][j] = fma(wv, (*xv)[j], (*acc)[4u * t + i][j]);
+            }
+        }
+    }
+}
+
+// Adds bias and residual to the tile of channels oc0..=oc_last (at most OCN) and pixels ox0.. of
+// row oy of image n, applies the activation and stores what lies in the output.
+fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, oc_last: u32, oy: u32, ox0: u32) {
     for (var o = 0u; o < MAX_OC; o++) {
         let oc = oc0 + o;
         if (o < OCN && oc <= oc_last) {
@@ -160,7 +185,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                     let ox = ox0 + 4u * j + e;
                     if (j < PX / 4u && ox < p.out_w) {
                         let oi = base + ox;
-                        var val = acc[o][j][e] + b;
+                        var val = (*acc)[o][j][e] + b;
                         if (HAS_RESIDUAL) {
                             val += f32(residual[oi]);
                         }
@@ -173,6 +198,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // Value i of the span held as vec4s.
-fn span_at(xs: ptr<function, array<vec4<f32>, MAX_SV>>, i: u32) -> f32 {
+fn span_at(xs: ptr<function, Span>, i: u32) -> f32 {
     return (*xs)[i / 4u][i % 4u];
 }
