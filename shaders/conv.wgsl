@@ -21,8 +21,8 @@ struct Params {
     pad: u32,
     oc_blocks: u32,   // ceil(part_cout / OCN)
     tiles_x: u32,     // PX-pixel tiles per output row: ceil(out_w / PX)
-    invocations: u32, // batch * part_groups * oc_blocks * out_h * tiles_x
-    _unused2: u32,
+    invocations: u32, // batch * part_groups * oc_blocks * out_h * tiles_x (main_subgroup: * tiles_pad)
+    tiles_pad: u32,   // main_subgroup: out_h * tiles_x rounded up to a multiple of 8
     // A conv too large for one weight buffer is split into dispatches ("parts"), each with its
     // own weight rows: ranges of whole groups, or channel ranges of a single group.
     g_begin: u32,     // first group of this part

@@ -2,8 +2,9 @@
 //!
 //! Shaders are real `.wgsl` files under `shaders/`. The only templating step: each module is
 //! the precision line (`alias store_t = f32;` or `enable f16; alias store_t = f16;`), then
-//! `prelude.wgsl`, then the kernel; on devices with 8-invocation subgroups the 1x1 GEMM's
-//! module also gets `conv_pointwise_subgroup.wgsl`, a second entry point of the same kernel. Variants (activation, fused residual, fused SE gate,
+//! `prelude.wgsl`, then the kernel; on devices with 8-invocation subgroups the convolutions'
+//! modules also get `conv_pointwise_subgroup.wgsl` / `conv_subgroup.wgsl`, a second entry point
+//! of the same kernel. Variants (activation, fused residual, fused SE gate,
 //! register tile, workgroup size) are pipeline-overridable constants; the register tiles come
 //! from the adapter type's rules in [`super::tiling`]. The modules are compiled without naga's
 //! runtime bounds checks (see the safety note in [`Kernels::new`]).
@@ -16,6 +17,7 @@ use crate::plan::Activation;
 
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 const SUBGROUP_POINTWISE: &str = include_str!("../../shaders/conv_pointwise_subgroup.wgsl");
+const SUBGROUP_CONV: &str = include_str!("../../shaders/conv_subgroup.wgsl");
 
 /// The subgroup size `conv_pointwise_subgroup.wgsl` is written for.
 pub const SUBGROUP_SIZE: u32 = 8;
@@ -75,14 +77,17 @@ impl Family {
         format!("{line}{PRELUDE}\n{}", self.body())
     }
 
-    /// [`Family::source`] with, for the 1x1 GEMM, the subgroup entry point appended (it needs
-    /// the device's `subgroups` feature).
+    /// [`Family::source`] with, for the two convolution families, their subgroup entry point
+    /// appended (it needs the device's `subgroups` feature).
     pub fn source_with_subgroups(self, precision: Precision) -> String {
         let mut src = self.source(precision);
-        if self == Family::ConvPointwise {
-            src.push('\n');
-            src.push_str(SUBGROUP_POINTWISE);
-        }
+        let entry = match self {
+            Family::ConvPointwise => SUBGROUP_POINTWISE,
+            Family::Conv => SUBGROUP_CONV,
+            _ => return src,
+        };
+        src.push('\n');
+        src.push_str(entry);
         src
     }
 
@@ -131,7 +136,7 @@ pub struct Variant {
     pub tile: [u32; 2],
     /// Pointwise: planes are a multiple of 4 pixels (`ALIGNED`).
     pub aligned: bool,
-    /// Pointwise: the subgroup entry point (`main_subgroup`) rather than `main`.
+    /// Conv families: the subgroup entry point (`main_subgroup`) rather than `main`.
     pub subgroup: bool,
     /// Invocations per workgroup (`WG`); 0 means the family's default.
     pub wg: u32,

@@ -312,7 +312,7 @@ fn conv_dispatch(
         c.padding as u64,
     ];
     let (family, tile, wg, total);
-    let mut subgroup = false;
+    let subgroup;
     if pointwise {
         // One invocation per (image, block of TM output channels, tile of TN pixels); the
         // subgroup entry point has the blocks innermost and rounds up to whole subgroups.
@@ -362,10 +362,16 @@ fn conv_dispatch(
         };
         let ocb = (part_cout as u64).div_ceil(ocn as u64);
         let per_row = s.out_w.div_ceil(px as u64);
-        let invocations = s.batch * part_groups as u64 * ocb * s.out_h * per_row;
+        let tiles = s.out_h * per_row;
+        // The subgroup entry point pads each (image, group, block)'s tiles to whole subgroups.
+        subgroup = subgroups && tiling.conv_subgroup(c.kernel, ocn, tiles);
+        let lanes = SUBGROUP_SIZE as u64;
+        let tiles_pad = tiles.div_ceil(lanes) * lanes;
+        let per_combo = if subgroup { tiles_pad } else { tiles };
+        let invocations = s.batch * part_groups as u64 * ocb * per_combo;
         wg = tiling.workgroup(invocations);
         total = invocations.div_ceil(wg as u64);
-        params.extend([ocb, per_row, invocations, 0]);
+        params.extend([ocb, per_row, invocations, tiles_pad]);
         params.extend(
             [
                 g_begin,

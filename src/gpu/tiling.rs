@@ -52,6 +52,16 @@ impl Tiling {
     pub fn pointwise_subgroup(self, blocks: u64) -> bool {
         self == Tiling::Cpu && blocks >= 7
     }
+
+    /// Whether a direct convolution runs the subgroup entry point (`conv_subgroup.wgsl`: the 8
+    /// lanes of a subgroup share one channel block's weight loads) on a device that has it: on
+    /// CPU-backed adapters, for kernels of at most 3x3 whose weights per input channel fit the
+    /// kernel's 24 vec4s, when a channel block has at least 7 tiles of pixels (each block's
+    /// tiles are padded to a multiple of 8). Never on GPUs (untested there).
+    pub fn conv_subgroup(self, kernel: [usize; 2], ocn: u32, tiles: u64) -> bool {
+        let weights = kernel[0] * kernel[1] * (ocn as usize).div_ceil(4);
+        self == Tiling::Cpu && kernel[0] <= 3 && kernel[1] <= 3 && weights <= 24 && tiles >= 7
+    }
 }
 
 /// Workgroups a CPU-backed adapter should get from a dispatch at least, so that its threads
@@ -121,6 +131,14 @@ mod tests {
             [false, false, true, true, true]
         );
         assert!(!Tiling::Gpu.pointwise_subgroup(28));
+    }
+
+    #[test]
+    fn subgroup_conv_for_small_kernels_with_enough_tiles() {
+        assert!(Tiling::Cpu.conv_subgroup([3, 3], 8, 7));
+        assert!(!Tiling::Cpu.conv_subgroup([3, 3], 8, 6));
+        assert!(!Tiling::Cpu.conv_subgroup([7, 7], 8, 100));
+        assert!(!Tiling::Gpu.conv_subgroup([3, 3], 8, 100));
     }
 
     #[test]

@@ -1,0 +1,110 @@
+// A second entry point of conv.wgsl, appended to it when the device has subgroups of exactly 8
+// invocations (lavapipe on 256-bit SIMD): the same direct convolution, parameters, bindings,
+// weight layout and epilogue, with the weight loads shared across a subgroup.
+//
+// The grouped 3x3 convolutions are bound by their weight loads on a CPU-backed adapter (a
+// storage load is a loop over the SIMD lanes): per input channel every invocation loads all its
+// KH x KW x OCN weights, the same for all invocations of a (group, channel block). Here each
+// (image, group, channel block) gets its tiles rounded up to a multiple of 8, so that a subgroup
+// never mixes two of them; per input channel each lane loads 1/8 of the weights and
+// `subgroupBroadcast` (a register shuffle) hands them to all. For kernels of at most 3x3 whose
+// weights per input channel fit MAX_WK vec4s (the runner checks).
+
+const SG: u32 = 8u;
+const MAX_WK: u32 = 24u;     // vec4s of weights per input channel: KH * KW * ceil(OCN / 4)
+const MAX_K: u32 = 3u;       // KH, KW <= MAX_K
+
+@compute @workgroup_size(WG)
+fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32,
+                 @builtin(subgroup_invocation_id) lane: u32) {
+    // id = (((n * part_groups + g_local) * oc_blocks + ocb) * tiles_pad + tile, tiles
+    // (oy * tiles_x + pxb) innermost and padded to a multiple of 8 per combination.
+    let id_raw = linear_index(wid, nwg, lid, WG);
+    let id = min(id_raw, p.invocations - 1u);
+    let tiles = p.out_h * p.tiles_x;
+    let tile_raw = id % p.tiles_pad;
+    let tile = min(tile_raw, tiles - 1u);
+    let pxb = tile % p.tiles_x;
+    let oy = tile / p.tiles_x;
+    var r = id / p.tiles_pad;
+    let ocb = r % p.oc_blocks; r = r / p.oc_blocks;
+    let g = p.g_begin + r % p.part_groups;
+    let n = r / p.part_groups;
+
+    let cin_g = p.in_c / p.groups;
+    let cout_g = p.out_c / p.groups;
+    let oc0 = g * cout_g + p.oc_skip + ocb * OCN;
+    let oc_last = g * cout_g + p.oc_skip + p.part_cout - 1u;
+    let ox0 = pxb * PX;
+    let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
+    let w_group = (g - p.g_begin) * cin_g;
+    let vb = (ocb * OCN) / 4u;
+    let ocn4 = (OCN + 3u) / 4u;
+    let nw = KH * KW * ocn4;
+
+    // Loops that index these arrays (of length their trip count) are always unrolled, so the
+    // indices into wk below become constants.
+    var kys: array<u32, MAX_K>;
+    var kxs: array<u32, MAX_K>;
+    for (var k = 0u; k < MAX_K; k++) {
+        kys[k] = k;
+        kxs[k] = k;
+    }
+
+    var acc: Acc;
+    for (var c = 0u; c < cin_g; c++) {
+        // This lane's share of the channel's weights: vec4 k = lane + 8 s (tap k / ocn4, vec4
+        // k % ocn4 of the block's channels).
+        let taps = (w_group + c) * KH * KW;
+        var ld: array<vec4<f32>, 3>;
+        for (var s = 0u; s < 3u; s++) {
+            if (SG * s < nw) {
+                let k = min(lane + SG * s, nw - 1u);
+                let at = (taps + k / ocn4) * p.oc_pad4 + min(vb + k % ocn4, p.oc_pad4 - 1u);
+                ld[s] = vec4<f32>(w[at]);
+            }
+        }
+        var wk: array<vec4<f32>, MAX_WK>;
+        for (var s = 0u; s < 3u; s++) {
+            wk[8u * s + 0u] = subgroupBroadcast(ld[s], 0u);
+            wk[8u * s + 1u] = subgroupBroadcast(ld[s], 1u);
+            wk[8u * s + 2u] = subgroupBroadcast(ld[s], 2u);
+            wk[8u * s + 3u] = subgroupBroadcast(ld[s], 3u);
+            wk[8u * s + 4u] = subgroupBroadcast(ld[s], 4u);
+            wk[8u * s + 5u] = subgroupBroadcast(ld[s], 5u);
+            wk[8u * s + 6u] = subgroupBroadcast(ld[s], 6u);
+            wk[8u * s + 7u] = subgroupBroadcast(ld[s], 7u);
+        }
+
+        let ic = g * cin_g + c;
+        var scale = 1.0;
+        if (HAS_GATE) {
+            scale = gate[n * p.in_c + ic];
+        }
+        let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
+        for (var j = 0u; j < MAX_K; j++) {
+            let ky = kys[j];
+            if (ky < KH) {
+                var xs = row_span(plane, i32(oy * STRIDE + ky) - i32(p.pad), ix0, scale);
+                for (var i = 0u; i < MAX_K; i++) {
+                    let kx = kxs[i];
+                    if (kx < KW) {
+                        var xv = tap_inputs(&xs, kx);
+                        for (var t = 0u; t < MAX_OC / 4u; t++) {
+                            if (t < ocn4) {
+                                tap_fma(&acc, wk[(ky * KW + kx) * ocn4 + t], t, &xv);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if (id_raw >= p.invocations || tile_raw >= tiles) {
+        return;
+    }
+    epilogue(&acc, n, oc0, oc_last, oy, ox0);
+}
