@@ -2,7 +2,7 @@
 //! the GPU path and the "vs CPU" baseline of the benchmarks.
 //!
 //! Layout is NCHW, BatchNorm folded into the convolutions. Each convolution runs one of three
-//! kernels chosen by its shape (see [`conv`]): a direct, register-blocked kernel for narrow
+//! kernels chosen by its shape (see the `conv` module): a direct, register-blocked kernel for narrow
 //! groups and short reductions (grouped 3x3 convs, depthwise convs, the stem), a GEMM on the
 //! input itself for 1x1 convs, and im2col + GEMM for the rest. Bias, residual and activation
 //! are applied while each block of output is still in cache.
