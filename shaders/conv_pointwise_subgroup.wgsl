@@ -9,8 +9,9 @@
 // round of two input channels the subgroup needs the inputs of both tiles; each lane loads a
 // share of them and `subgroupBroadcast` (a register shuffle) hands every vec4 to all lanes,
 // which keep those of their own tile: about one input load per lane per round instead of 8-10.
-// Stride 1 only (strided GEMMs use `main`). `invocations` is batch * tiles * oc_blocks rounded
-// up to a multiple of 8; lanes past the end compute clamped copies and store nothing.
+// At a stride above 1 (a projection shortcut) the lanes gather their share of the strided
+// pixels value by value. `invocations` is batch * tiles * oc_blocks rounded up to a multiple of
+// 8; lanes past the end compute clamped copies and store nothing.
 
 const SG: u32 = 8u;           // the subgroup size this entry point is written for
 const MAX_XK: u32 = 24u;      // vec4s per round: 2 tiles x 2 channels x (TN / 4 + 1), 8 per load
@@ -31,8 +32,11 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
 
     let hw = p.out_h * p.out_w;
     let nv = TN / 4u;
-    // vec4s of one channel's tile: one more when planes are not a multiple of 4 (realigned).
-    let nvl = select(nv + 1u, nv, ALIGNED);
+    // Input vec4s of one channel's tile: one more when planes are not a multiple of 4 (stride 1
+    // reads are realigned); strided tiles are gathered value by value into exact vec4s.
+    let exact = ALIGNED || STRIDE > 1u;
+    let nvl = select(nv + 1u, nv, exact);
+    let in_hw = p.in_h * p.in_w;
     let per_tile = 2u * nvl;                // vec4s of one tile per round
     let last = p.x_vec4s - 1u;
     let oc0 = ocb * TM;
@@ -57,8 +61,18 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                 let h = (k / nvl) % 2u;
                 let v = k % nvl;
                 let img = min(nt0 + s, p.batch * p.tiles - 1u) / p.tiles;
-                let q = (base[s] + (c + h) * hw) / 4u + v;
-                var val = vec4<f32>(x[min(q, last)]);
+                var val: vec4<f32>;
+                if (STRIDE == 1u) {
+                    val = vec4<f32>(x[min((base[s] + (c + h) * hw) / 4u + v, last)]);
+                } else {
+                    // Output pixels 4 v.. of the tile, each read under its input pixel.
+                    let t = min(nt0 + s, p.batch * p.tiles - 1u) % p.tiles;
+                    let plane = (img * p.in_c + c + h) * in_hw;
+                    for (var e = 0u; e < 4u; e++) {
+                        let px = min(t * TN + 4u * v + e, hw - 1u);
+                        val[e] = x_at(plane + (px / p.out_w) * STRIDE * p.in_w + (px % p.out_w) * STRIDE);
+                    }
+                }
                 if (HAS_GATE) {
                     val *= gate[img * p.in_c + min(c + h, p.in_c - 1u)];
                 }
@@ -96,7 +110,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                         u = xk[per_tile + k];
                         u1 = xk[per_tile + k + 1u];
                     }
-                    if (ALIGNED) {
+                    if (exact) {
                         xv[j] = u;
                     } else {
                         // Each tile starts `(its base) % 4` values into a vec4.

@@ -319,7 +319,7 @@ fn conv_dispatch(
         let [tm, tn] = tiling.pointwise();
         let ocb = (part.rows as u64).div_ceil(tm as u64);
         let tiles = hw.div_ceil(tn as u64);
-        subgroup = subgroups && c.stride == 1 && tiling.pointwise_subgroup(ocb);
+        subgroup = subgroups && tiling.pointwise_subgroup(ocb);
         let invocations = if subgroup {
             let lanes = SUBGROUP_SIZE as u64;
             (s.batch * tiles * ocb).div_ceil(lanes) * lanes
