@@ -88,11 +88,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let in_hw = p.in_h * p.in_w;
 
-    var acc: array<array<vec4<f32>, MAX_NV>, MAX_TM>;
+    var acc: Acc;
     var plane = n * p.in_c * in_hw;  // first value of input channel c
     for (var c = 0u; c < p.in_c; c++) {
         let q = plane / 4u + p0 / 4u;
-        var xv: array<vec4<f32>, MAX_NV>;
+        var xv: Pixels;
         for (var j = 0u; j < MAX_NV; j++) {
             if (j < nv) {
                 if (STRIDE == 1u) {
@@ -119,20 +119,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 xv[j] *= s;
             }
         }
-        let wrow = c * p.oc_pad4;
-        for (var t = 0u; t < MAX_TM / 4u; t++) {
-            if (t < TM / 4u) {
-                let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
-                for (var i = 0u; i < 4u; i++) {
-                    let wv = vec4<f32>(w4[i]);
-                    for (var j = 0u; j < MAX_NV; j++) {
-                        if (j < nv) {
-                            acc[4u * t + i][j] = fma(wv, xv[j], acc[4u * t + i][j]);
-                        }
-                    }
-                }
-            }
-        }
+        channel_fma(&acc, c * p.oc_pad4, oc0, &xv);
         plane += in_hw;
     }
 
@@ -142,9 +129,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     epilogue(&acc, n, oc0, p0);
 }
 
+// The register tile and one input channel's pixels.
+alias Acc = array<array<vec4<f32>, MAX_NV>, MAX_TM>;
+alias Pixels = array<vec4<f32>, MAX_NV>;
+
+// acc += w[row, oc0..oc0 + TM] (outer product) xv: one input channel's contribution, its
+// weights loaded as TM / 4 vec4s from the weight row starting at vec4 `wrow`.
+fn channel_fma(acc: ptr<function, Acc>, wrow: u32, oc0: u32, xv: ptr<function, Pixels>) {
+    for (var t = 0u; t < MAX_TM / 4u; t++) {
+        if (t < TM / 4u) {
+            let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
+            for (var i = 0u; i < 4u; i++) {
+                let wv = vec4<f32>(w4[i]);
+                for (var j = 0u; j < MAX_NV; j++) {
+                    if (j < TN / 4u) {
+                        (*acc)[4u * t + i][j] = fma(wv, (*xv)[j], (*acc)[4u * t + i][j]);
+                    }
+                }
+            }
+        }
+    }
+}
+
 // Adds bias and residual to the register tile of output channels oc0.. (within this part) and
 // pixels p0.. of image n, applies the activation and stores what lies in the output.
-fn epilogue(acc: ptr<function, array<array<vec4<f32>, MAX_NV>, MAX_TM>>, n: u32, oc0: u32, p0: u32) {
+fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
     let hw = p.out_h * p.out_w;
     let oc_end = p.oc_begin + p.oc_count;
     for (var o = 0u; o < MAX_TM; o++) {

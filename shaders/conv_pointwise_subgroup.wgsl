@@ -13,7 +13,6 @@
 // pixels value by value. `invocations` is batch * tiles * oc_blocks rounded up to a multiple of
 // 8; lanes past the end compute clamped copies and store nothing.
 
-const SG: u32 = 8u;           // the subgroup size this entry point is written for
 const MAX_XK: u32 = 24u;      // vec4s per round: 2 tiles x 2 channels x (TN / 4 + 1), 8 per load
 
 @compute @workgroup_size(WG)
@@ -48,7 +47,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         base[s] = (t / p.tiles) * p.in_c * hw + (t % p.tiles) * TN;
     }
 
-    var acc: array<array<vec4<f32>, MAX_NV>, MAX_TM>;
+    var acc: Acc;
     for (var c = 0u; c < p.in_c; c += 2u) {
         // This lane's share: vec4 k = lane + 8 r of the round's 2 * per_tile, i.e. vec4
         // k % nvl of channel c + (k / nvl) % 2 of tile k / per_tile; zero past the last
@@ -81,14 +80,10 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         }
         var xk: array<vec4<f32>, MAX_XK>;
         for (var r = 0u; r < 3u; r++) {
-            xk[8u * r + 0u] = subgroupBroadcast(ld[r], 0u);
-            xk[8u * r + 1u] = subgroupBroadcast(ld[r], 1u);
-            xk[8u * r + 2u] = subgroupBroadcast(ld[r], 2u);
-            xk[8u * r + 3u] = subgroupBroadcast(ld[r], 3u);
-            xk[8u * r + 4u] = subgroupBroadcast(ld[r], 4u);
-            xk[8u * r + 5u] = subgroupBroadcast(ld[r], 5u);
-            xk[8u * r + 6u] = subgroupBroadcast(ld[r], 6u);
-            xk[8u * r + 7u] = subgroupBroadcast(ld[r], 7u);
+            let b = broadcast8(ld[r]);
+            for (var l = 0u; l < SG; l++) {
+                xk[SG * r + l] = b[l];
+            }
         }
 
         // The two channels in turn. The loop reads `wrows`, whose length is its trip count, on
@@ -98,7 +93,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         wrows[0] = min(c, p.in_c - 1u) * p.oc_pad4;
         wrows[1] = min(c + 1u, p.in_c - 1u) * p.oc_pad4;
         for (var h = 0u; h < 2u; h++) {
-            var xv: array<vec4<f32>, MAX_NV>;
+            var xv: Pixels;
             for (var j = 0u; j < MAX_NV; j++) {
                 if (j < nv) {
                     // This lane's tile's vec4s: the first tile's at k, the second's at
@@ -119,20 +114,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                     }
                 }
             }
-            let wrow = wrows[h];
-            for (var t = 0u; t < MAX_TM / 4u; t++) {
-                if (t < TM / 4u) {
-                    let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
-                    for (var i = 0u; i < 4u; i++) {
-                        let wv = vec4<f32>(w4[i]);
-                        for (var j = 0u; j < MAX_NV; j++) {
-                            if (j < nv) {
-                                acc[4u * t + i][j] = fma(wv, xv[j], acc[4u * t + i][j]);
-                            }
-                        }
-                    }
-                }
-            }
+            channel_fma(&acc, wrows[h], oc0, &xv);
         }
     }
 

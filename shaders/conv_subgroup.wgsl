@@ -10,7 +10,6 @@
 // `subgroupBroadcast` (a register shuffle) hands them to all. For kernels of at most 3x3 whose
 // weights per input channel fit MAX_WK vec4s (the runner checks).
 
-const SG: u32 = 8u;
 const MAX_WK: u32 = 24u;     // vec4s of weights per input channel: KH * KW * ceil(OCN / 4)
 const MAX_K: u32 = 3u;       // KH, KW <= MAX_K
 
@@ -68,14 +67,10 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         }
         var wk: array<vec4<f32>, MAX_WK>;
         for (var s = 0u; s < 3u; s++) {
-            wk[8u * s + 0u] = subgroupBroadcast(ld[s], 0u);
-            wk[8u * s + 1u] = subgroupBroadcast(ld[s], 1u);
-            wk[8u * s + 2u] = subgroupBroadcast(ld[s], 2u);
-            wk[8u * s + 3u] = subgroupBroadcast(ld[s], 3u);
-            wk[8u * s + 4u] = subgroupBroadcast(ld[s], 4u);
-            wk[8u * s + 5u] = subgroupBroadcast(ld[s], 5u);
-            wk[8u * s + 6u] = subgroupBroadcast(ld[s], 6u);
-            wk[8u * s + 7u] = subgroupBroadcast(ld[s], 7u);
+            let b = broadcast8(ld[s]);
+            for (var l = 0u; l < SG; l++) {
+                wk[SG * s + l] = b[l];
+            }
         }
 
         let ic = g * cin_g + c;

@@ -3,8 +3,8 @@
 //! Shaders are real `.wgsl` files under `shaders/`. The only templating step: each module is
 //! the precision line (`alias store_t = f32;` or `enable f16; alias store_t = f16;`), then
 //! `prelude.wgsl`, then the kernel; on devices with 8-invocation subgroups the convolutions'
-//! modules also get `conv_pointwise_subgroup.wgsl` / `conv_subgroup.wgsl`, a second entry point
-//! of the same kernel. Variants (activation, fused residual, fused SE gate,
+//! modules also get `subgroup.wgsl` and `conv_pointwise_subgroup.wgsl` / `conv_subgroup.wgsl`, a
+//! second entry point of the same kernel. Variants (activation, fused residual, fused SE gate,
 //! register tile, workgroup size) are pipeline-overridable constants; the register tiles come
 //! from the adapter type's rules in [`super::tiling`]. The modules are compiled without naga's
 //! runtime bounds checks (see the safety note in [`Kernels::new`]).
@@ -18,6 +18,7 @@ use crate::plan::Activation;
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 const SUBGROUP_POINTWISE: &str = include_str!("../../shaders/conv_pointwise_subgroup.wgsl");
 const SUBGROUP_CONV: &str = include_str!("../../shaders/conv_subgroup.wgsl");
+const SUBGROUP_SHARED: &str = include_str!("../../shaders/subgroup.wgsl");
 
 /// The subgroup size `conv_pointwise_subgroup.wgsl` is written for.
 pub const SUBGROUP_SIZE: u32 = 8;
@@ -86,6 +87,8 @@ impl Family {
             Family::Conv => SUBGROUP_CONV,
             _ => return src,
         };
+        src.push('\n');
+        src.push_str(SUBGROUP_SHARED);
         src.push('\n');
         src.push_str(entry);
         src
