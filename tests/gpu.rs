@@ -116,6 +116,22 @@ fn f16_matches_torchvision_within_5e3() {
     }
 }
 
+/// A deterministic input batch in [-1, 1).
+fn test_input(n: usize, h: usize, w: usize) -> Tensor {
+    let data = (0..n * 3 * h * w)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    Tensor::new(vec![n, 3, h, w], data).unwrap()
+}
+
+/// The CPU backend's logits (itself checked against torchvision in tests/cpu.rs).
+fn cpu_logits(plan: &Plan, weights: &Weights, x: &Tensor) -> Tensor {
+    CpuBackend::new(plan.clone(), weights.clone())
+        .unwrap()
+        .run(x)
+        .unwrap()
+}
+
 /// Shapes the fixtures do not cover: batch 1 and 3, sizes down to 1x1, odd and non-square,
 /// against the CPU backend (itself checked against torchvision in tests/cpu.rs).
 #[test]
@@ -124,17 +140,8 @@ fn odd_shapes_match_the_cpu_backend() {
     for (n, h, w) in [(1, 1, 1), (3, 2, 5), (1, 7, 3), (2, 33, 17), (1, 64, 48)] {
         let plan = Plan::new(&fx.params, h, w).unwrap();
         let weights = fx.load_weights(&plan);
-        let x = Tensor::new(
-            vec![n, 3, h, w],
-            (0..n * 3 * h * w)
-                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-                .collect(),
-        )
-        .unwrap();
-        let cpu = CpuBackend::new(plan.clone(), weights.clone())
-            .unwrap()
-            .run(&x)
-            .unwrap();
+        let x = test_input(n, h, w);
+        let cpu = cpu_logits(&plan, &weights, &x);
         let opts = RunnerOptions {
             batch: n,
             ..Default::default()
@@ -187,17 +194,8 @@ fn subgroup_gemm_edges_match_the_cpu_backend() {
     for (n, size) in [(2, 28), (1, 56)] {
         let plan = Plan::new(&params, size, size).unwrap();
         let weights = Weights::random(&plan, 3);
-        let x = Tensor::new(
-            vec![n, 3, size, size],
-            (0..n * 3 * size * size)
-                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-                .collect(),
-        )
-        .unwrap();
-        let cpu = CpuBackend::new(plan.clone(), weights.clone())
-            .unwrap()
-            .run(&x)
-            .unwrap();
+        let x = test_input(n, size, size);
+        let cpu = cpu_logits(&plan, &weights, &x);
         for subgroups in [true, false] {
             let opts = RunnerOptions {
                 batch: n,
