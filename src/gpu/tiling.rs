@@ -7,9 +7,20 @@
 //! register tiles would lower. The runner therefore picks the tiles by these documented rules,
 //! per adapter type ([`Tiling::for_adapter`]) and layer shape; [`RunnerOptions::tiling`]
 //! overrides the choice (the tests run both rule sets on every adapter: results are the same,
-//! only speed differs).
+//! only speed differs). On devices whose subgroups are exactly 8 invocations (lavapipe), the
+//! rules also say when the convolutions use their subgroup entry points, which share loads
+//! across the lanes of a subgroup ([`RunnerOptions::subgroups`] turns them off).
 //!
 //! [`RunnerOptions::tiling`]: super::RunnerOptions::tiling
+//! [`RunnerOptions::subgroups`]: super::RunnerOptions::subgroups
+
+/// Workgroups a CPU-backed adapter should get from a dispatch at least, so that its threads
+/// (one workgroup at a time each) finish nearly together.
+const CPU_MIN_WORKGROUPS: u64 = 32;
+
+/// Most input values of a row one direct-conv invocation can hold: `conv.wgsl`'s span array
+/// (`MAX_SV` vec4s, one of them taken by the realignment).
+const MAX_SPAN: usize = 41;
 
 /// The tile rules of one adapter type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,9 +52,7 @@ impl Tiling {
             Tiling::Gpu => [8, 4],
         }
     }
-}
 
-impl Tiling {
     /// Whether a 1x1 GEMM with `blocks` blocks of output channels runs the subgroup entry point
     /// (`conv_pointwise_subgroup.wgsl`: the 8 lanes of a subgroup take consecutive (tile, block)
     /// pairs and share the tiles' input loads) on a device that has it: on CPU-backed adapters,
@@ -62,13 +71,7 @@ impl Tiling {
         let weights = kernel[0] * kernel[1] * (ocn as usize).div_ceil(4);
         self == Tiling::Cpu && kernel[0] <= 3 && kernel[1] <= 3 && weights <= 24 && tiles >= 7
     }
-}
 
-/// Workgroups a CPU-backed adapter should get from a dispatch at least, so that its threads
-/// (one workgroup at a time each) finish nearly together.
-const CPU_MIN_WORKGROUPS: u64 = 32;
-
-impl Tiling {
     /// Invocations per workgroup for a dispatch of `invocations` (the conv kernels): on GPUs
     /// 64; on CPU-backed adapters the largest of 64, 32, 16, 8 that still gives 32 workgroups,
     /// since a small dispatch in few large workgroups leaves threads idle at its end (the SIMD
@@ -83,13 +86,7 @@ impl Tiling {
                 .unwrap_or(8),
         }
     }
-}
 
-/// Most input values of a row one direct-conv invocation can hold: `conv.wgsl`'s span array
-/// (`MAX_SV` vec4s, one of them taken by the realignment).
-const MAX_SPAN: usize = 41;
-
-impl Tiling {
     /// The direct conv's register tile `[OCN, PX]` for a group of `cout_g` output channels, a
     /// kernel `kw` wide, a stride and `out_w`-pixel output rows: 4 or 8 channels (weights load
     /// as vec4), and PX pixels of a row whose input span `(PX - 1) * stride + kw` fits the
