@@ -75,14 +75,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let g = p.g_begin + r % p.part_groups;
     let n = r / p.part_groups;
 
-    let cin_g = p.in_c / p.groups;
-    let cout_g = p.out_c / p.groups;
-    let oc0 = g * cout_g + p.oc_skip + ocb * OCN;
-    let oc_last = g * cout_g + p.oc_skip + p.part_cout - 1u;  // later channels: clamped, never stored
-    let ox0 = pxb * PX;
-    let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
-    let w_group = (g - p.g_begin) * cin_g;   // this group's first input channel among the part's weights
-    let vb = (ocb * OCN) / 4u;               // first vec4 of this invocation's channels (OCN is 4 or 8)
+    let tl = tile_at(g, ocb, pxb);
+    let cin_g = tl.cin_g;
+    let oc0 = tl.oc0;
+    let ox0 = tl.ox0;
+    let ix0 = tl.ix0;
+    let w_group = tl.w_group;
+    let vb = tl.vb;
 
     var acc: Acc;
     for (var c = 0u; c < cin_g; c++) {
@@ -110,7 +109,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (id_raw >= p.invocations) {
         return;
     }
-    epilogue(&acc, n, oc0, oc_last, oy, ox0);
+    epilogue(&acc, n, oc0, tl.oc_last, oy, ox0);
+}
+
+// Where an invocation's tile lies, from its group, channel block and row tile (both entry points).
+struct Tile {
+    cin_g: u32,    // input channels per group
+    oc0: u32,      // first output channel
+    oc_last: u32,  // last output channel of the part's group (later ones: clamped, never stored)
+    ox0: u32,      // first output pixel of the row
+    ix0: i32,      // first input pixel of the row span (may be negative: padding)
+    w_group: u32,  // this group's first input channel among the part's weights
+    vb: u32,       // first vec4 of the tile's channels in a weight row (OCN is 4 or 8)
+}
+
+fn tile_at(g: u32, ocb: u32, pxb: u32) -> Tile {
+    let cin_g = p.in_c / p.groups;
+    let cout_g = p.out_c / p.groups;
+    let ox0 = pxb * PX;
+    return Tile(
+        cin_g,
+        g * cout_g + p.oc_skip + ocb * OCN,
+        g * cout_g + p.oc_skip + p.part_cout - 1u,
+        ox0,
+        i32(ox0 * STRIDE) - i32(p.pad),
+        (g - p.g_begin) * cin_g,
+        (ocb * OCN) / 4u,
+    );
 }
 
 // The register tile: OCN channels x PX pixels (as vec4s).

@@ -32,14 +32,13 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     let g = p.g_begin + r % p.part_groups;
     let n = r / p.part_groups;
 
-    let cin_g = p.in_c / p.groups;
-    let cout_g = p.out_c / p.groups;
-    let oc0 = g * cout_g + p.oc_skip + ocb * OCN;
-    let oc_last = g * cout_g + p.oc_skip + p.part_cout - 1u;
-    let ox0 = pxb * PX;
-    let ix0 = i32(ox0 * STRIDE) - i32(p.pad);
-    let w_group = (g - p.g_begin) * cin_g;
-    let vb = (ocb * OCN) / 4u;
+    let tl = tile_at(g, ocb, pxb);
+    let cin_g = tl.cin_g;
+    let oc0 = tl.oc0;
+    let ox0 = tl.ox0;
+    let ix0 = tl.ix0;
+    let w_group = tl.w_group;
+    let vb = tl.vb;
     let ocn4 = (OCN + 3u) / 4u;
     let nw = KH * KW * ocn4;
 
@@ -101,5 +100,5 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     if (id_raw >= p.invocations || tile_raw >= tiles) {
         return;
     }
-    epilogue(&acc, n, oc0, oc_last, oy, ox0);
+    epilogue(&acc, n, oc0, tl.oc_last, oy, ox0);
 }
