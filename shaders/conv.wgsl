@@ -31,7 +31,7 @@ struct Params {
     oc_skip: u32,     // channels of the group before this part (0 unless split inside a group)
     oc_pad4: u32,     // vec4s of weights per (group, c, ky, kx): ceil(part_cout / 4)
     x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
-    _unused1: u32,
+    status_tag: u32,  // written to `status` when a value cannot be stored (prelude.wgsl)
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -60,13 +60,18 @@ const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + (PX - 1) * STRIDE + KW) 
 @group(0) @binding(4) var<storage, read> residual: array<store_t>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
 @group(0) @binding(6) var<storage, read_write> y: array<store_t>;
+@group(0) @binding(7) var<storage, read_write> status: atomic<u32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     // id = (((n * part_groups + g_local) * oc_blocks + ocb) * out_h + oy) * tiles_x + pxb.
-    // Invocations past the end compute a clamped copy of the last tile and store nothing.
+    // Invocations past the end compute a clamped copy of the last tile and store nothing;
+    // workgroups wholly past the end return at once.
+    if (workgroup_index(wid, nwg) * WG >= p.invocations) {
+        return;
+    }
     let id_raw = linear_index(wid, nwg, lid, WG);
     var r = min(id_raw, p.invocations - 1u);
     let pxb = r % p.tiles_x; r = r / p.tiles_x;
@@ -214,7 +219,11 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, oc_last: u32, oy: u32, ox
                         if (HAS_RESIDUAL) {
                             val += f32(residual[oi]);
                         }
-                        y[oi] = store_t(activate(val));
+                        let v = activate(val);
+                        if (!storable(val, v)) {
+                            atomicMax(&status, p.status_tag);
+                        }
+                        y[oi] = store_t(v);
                     }
                 }
             }

@@ -19,18 +19,16 @@
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
-    out_c: u32, out_h: u32, out_w: u32, groups: u32,
-    pad: u32,
+    out_c: u32, out_h: u32, out_w: u32,
     oc_blocks: u32,   // ceil(oc_count / TM)
     tiles: u32,       // TN-pixel tiles per plane: ceil(out_h * out_w / TN)
-    invocations: u32, // batch * oc_blocks * tiles
-    _unused3: u32,
+    invocations: u32, // batch * oc_blocks * tiles (main_subgroup: rounded up to 8)
     oc_begin: u32,    // first output channel of this dispatch (a conv too large for one weight
     oc_count: u32,    // buffer is split into dispatches over ranges of output channels)
     oc_pad4: u32,     // vec4s per row of the transposed weights: ceil(oc_count / 4)
     x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
     r_vec4s: u32,     // vec4s holding the residual value (likewise)
-    _unused0: u32, _unused1: u32,
+    status_tag: u32,  // written to `status` when a value cannot be stored (prelude.wgsl)
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -57,6 +55,7 @@ const MAX_PX: u32 = 16u;      // 4 * MAX_NV
 @group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
 @group(0) @binding(6) var<storage, read_write> y: array<store_t>;
+@group(0) @binding(7) var<storage, read_write> status: atomic<u32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -65,7 +64,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // One invocation per (image, channel block, tile), tiles innermost: every lane of a
     // workgroup has work however small the plane (on a CPU-backed adapter a workgroup is one
     // SIMD loop, so idle lanes cost as much as busy ones). Invocations past the end compute a
-    // clamped copy of the last tile and store nothing.
+    // clamped copy of the last tile and store nothing; workgroups wholly past the end return
+    // at once.
+    if (workgroup_index(wid, nwg) * WG >= p.invocations) {
+        return;
+    }
     let id_raw = linear_index(wid, nwg, lid, WG);
     let id = min(id_raw, p.invocations - 1u);
     let tile = id % p.tiles;
@@ -168,7 +171,16 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
                     if (HAS_RESIDUAL) {
                         v += residual4(base + px);
                     }
-                    store4(base + px, hw - px, activate4(v));
+                    let a = activate4(v);
+                    if (!(storable(v.x, a.x) && storable(v.y, a.y) && storable(v.z, a.z) && storable(v.w, a.w))) {
+                        // Lanes past the plane's end hold clamped copies: only stored ones count.
+                        for (var e = 0u; e < 4u; e++) {
+                            if (e < hw - px && !storable(v[e], a[e])) {
+                                atomicMax(&status, p.status_tag);
+                            }
+                        }
+                    }
+                    store4(base + px, hw - px, a);
                 }
             }
         }

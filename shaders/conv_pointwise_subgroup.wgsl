@@ -20,6 +20,9 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(subgroup_invocation_id) lane: u32) {
+    if (workgroup_index(wid, nwg) * WG >= p.invocations) {
+        return;
+    }
     let id_raw = linear_index(wid, nwg, lid, WG);
     let pairs = p.batch * p.tiles * p.oc_blocks;
     let id = min(id_raw, pairs - 1u);

@@ -20,6 +20,9 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(subgroup_invocation_id) lane: u32) {
     // id = (((n * part_groups + g_local) * oc_blocks + ocb) * tiles_pad + tile, tiles
     // (oy * tiles_x + pxb) innermost and padded to a multiple of 8 per combination.
+    if (workgroup_index(wid, nwg) * WG >= p.invocations) {
+        return;
+    }
     let id_raw = linear_index(wid, nwg, lid, WG);
     let id = min(id_raw, p.invocations - 1u);
     let tiles = p.out_h * p.tiles_x;

@@ -8,7 +8,8 @@ struct Params {
     out_f: u32,
     in4: u32,      // vec4s per padded weight row: ceil(in_f / 4)
     x_vec4s: u32,  // vec4s holding x (reads past it are clamped)
-    _unused0: u32, _unused1: u32, _unused2: u32,
+    status_tag: u32, // written to `status` when a logit is not finite (prelude.wgsl)
+    _pad0: u32, _pad1: u32,
 }
 
 override WG: u32 = 64u;
@@ -18,6 +19,7 @@ override WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;    // [out_f, in4 * 4]
 @group(0) @binding(3) var<storage, read> b: array<f32>;              // [out_f]
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;        // [batch, out_f]
+@group(0) @binding(5) var<storage, read_write> status: atomic<u32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
@@ -44,5 +46,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         acc = fma(vec4<f32>(w[o * p.in4 + m]), xv, acc);
         v0 = v1;
     }
-    y[idx] = activate(acc.x + acc.y + acc.z + acc.w + b[o]);
+    let pre = acc.x + acc.y + acc.z + acc.w + b[o];
+    let v = activate(pre);
+    if ((bitcast<u32>(pre) & 0x7fffffffu) >= 0x7f800000u || (bitcast<u32>(v) & 0x7fffffffu) >= 0x7f800000u) {
+        atomicMax(&status, p.status_tag);
+    }
+    y[idx] = v;
 }

@@ -8,8 +8,8 @@
 struct Params {
     planes: u32,   // batch * channels
     hw: u32,       // height * width
-    _unused0: u32,
-    _unused1: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override WG: u32 = 64u;

@@ -3,8 +3,12 @@
 //     <precision line>  +  prelude.wgsl  +  <kernel>.wgsl
 //
 // where the precision line is `alias store_t = f32;` (f32 runners) or
-// `enable f16; alias store_t = f16;` (f16 runners). Activations and weights are stored
-// as `store_t`; arithmetic and accumulation are always f32.
+// `enable f16; alias store_t = f16;` (f16 runners), each with its STORE_LIMIT (see storable()).
+// Activations and weights are stored as `store_t`; arithmetic and accumulation are always f32.
+//
+// Kernels that store values bind a status word; one that meets a value it cannot store writes
+// its dispatch's `status_tag` there (atomicMax: the earliest dispatch wins) and the runner
+// returns an error naming the op instead of the results.
 
 // Activation applied at the end of a kernel: 0 identity, 1 ReLU, 2 sigmoid.
 override ACT: u32 = 0u;
@@ -21,10 +25,25 @@ fn activate4(v: vec4<f32>) -> vec4<f32> {
     return vec4<f32>(activate(v.x), activate(v.y), activate(v.z), activate(v.w));
 }
 
-// Workgroups are dispatched as a 2-D grid (x up to the device's per-dimension limit);
-// this is the linear index of an invocation in a 1-D workgroup of `wg` invocations.
+// Workgroups are dispatched as a 2-D grid (x up to the device's per-dimension limit, balanced
+// so that fewer than `nwg.y` workgroups lie past the end); this is the linear index of a
+// workgroup, and of an invocation in a 1-D workgroup of `wg` invocations.
+fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
 fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, wg: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * wg + lid;
+    return workgroup_index(wid, nwg) * wg + lid;
+}
+
+// Whether a result can be stored: its value before the activation `pre` is finite (else a ReLU
+// could flush a NaN into a plausible 0) and the value `v` stored fits store_t (|v| < 65520 for
+// f16, which rounds to 65504 or less; finite for f32). Bit tests rather than comparisons with
+// infinity, which WGSL lets compilers assume never happens. STORE_LIMIT comes with the precision
+// line: the f32 bit pattern of the smallest magnitude store_t cannot hold.
+fn storable(pre: f32, v: f32) -> bool {
+    return (bitcast<u32>(pre) & 0x7fffffffu) < 0x7f800000u
+        && (bitcast<u32>(v) & 0x7fffffffu) < STORE_LIMIT;
 }
 
 // The 4 values starting `r` (0..3) values into `u`, continuing into `v`: a vec4 read at an

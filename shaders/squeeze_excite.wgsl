@@ -8,8 +8,10 @@
 //
 // Three dispatches (pool, fc1, fc2) did the same work before; on a CPU-backed adapter each
 // dispatch costs about 0.1 ms whatever its size, and these are tiny. Vectors and weight rows are
-// padded with zeros to multiples of 4 values (`c4` and `r4`), so everything after the squeeze
-// loads as aligned vec4s.
+// padded with zeros to multiples of 4 values (`c4` and `r4`), so the weights load as aligned
+// vec4s. The scratch is scalar storage: each invocation writes whole f32 values of its own
+// (WGSL's memory model lets a write to one component of a vector in storage touch the whole
+// vector, a race between invocations writing neighbouring components).
 
 struct Params {
     batch: u32,
@@ -28,7 +30,7 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;         // [batch, C, hw]
 @group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;         // W1 [R, c4], then W2 [C, r4]
 @group(0) @binding(3) var<storage, read> b: array<f32>;                   // b1 [R], then b2 [C]
-@group(0) @binding(4) var<storage, read_write> scratch: array<vec4<f32>>; // [batch]: pooled [c4], hidden [r4]
+@group(0) @binding(4) var<storage, read_write> scratch: array<f32>;       // [batch]: pooled [c4], hidden [r4]
 @group(0) @binding(5) var<storage, read_write> gate: array<f32>;          // [batch, C]
 
 @compute @workgroup_size(WG)
@@ -37,8 +39,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // Every invocation reaches both barriers: no early return (the dispatch has `batch`
     // workgroups exactly).
     let n = wid.x;
-    let pooled = n * (p.c4 + p.r4) / 4u;   // first vec4 of this image's scratch
-    let hidden = pooled + p.c4 / 4u;
+    let pooled = n * (p.c4 + p.r4);   // first value of this image's scratch
+    let hidden = pooled + p.c4;
 
     // The squeeze: a plane [s, s + hw) summed as the vec4s that hold it, values outside masked.
     for (var c = lid; c < p.c4; c += WG) {
@@ -55,7 +57,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             }
             sum = (acc.x + acc.y + acc.z + acc.w) / f32(p.hw);
         }
-        scratch[pooled + c / 4u][c % 4u] = sum;  // the padding gets zeros
+        scratch[pooled + c] = sum;  // the padding gets zeros
     }
     storageBarrier();
 
@@ -64,7 +66,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         if (j < p.squeeze) {
             h = max(b[j] + dot_row(j * p.c4 / 4u, pooled, p.c4 / 4u), 0.0);
         }
-        scratch[hidden + j / 4u][j % 4u] = h;
+        scratch[hidden + j] = h;
     }
     storageBarrier();
 
@@ -74,11 +76,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// The dot product of `len` vec4s of `w` from `wq` with `len` vec4s of `scratch` from `sq`.
+// The dot product of `len` vec4s of `w` from `wq` with `4 len` values of `scratch` from `sq`.
 fn dot_row(wq: u32, sq: u32, len: u32) -> f32 {
     var acc = vec4<f32>(0.0);
     for (var m = 0u; m < len; m++) {
-        acc = fma(vec4<f32>(w[wq + m]), scratch[sq + m], acc);
+        let s = sq + 4u * m;
+        let v = vec4<f32>(scratch[s], scratch[s + 1u], scratch[s + 2u], scratch[s + 3u]);
+        acc = fma(vec4<f32>(w[wq + m]), v, acc);
     }
     return acc.x + acc.y + acc.z + acc.w;
 }

@@ -98,7 +98,64 @@ pub enum Error {
         /// What the decoder said.
         reason: String,
     },
-    /// The GPU path failed: no adapter, a device limit, a lost device.
+    /// No GPU adapter, or the adapter refused a device.
+    #[error("gpu: {0}")]
+    NoAdapter(String),
+    /// The device lacks a feature this needs (e.g. `shader-f16` for f16 storage).
+    #[error(
+        "gpu: the device on `{adapter}` lacks the `{feature}` feature, which {needed_for} needs"
+    )]
+    UnsupportedFeature {
+        /// The feature's WebGPU name.
+        feature: &'static str,
+        /// The adapter's name.
+        adapter: String,
+        /// What needs it.
+        needed_for: String,
+    },
+    /// A device limit is below what is needed.
+    #[error("gpu: {what} needs `{limit}` of at least {needed}; the device has {have}{advice}")]
+    DeviceLimit {
+        /// What needs it (a buffer, a dispatch, the runner).
+        what: String,
+        /// The limit's name in `wgpu::Limits`.
+        limit: &'static str,
+        /// The device's value.
+        have: u64,
+        /// The value needed.
+        needed: u64,
+        /// What to do about it (starts with `; ` when present).
+        advice: String,
+    },
+    /// The device ran out of memory.
+    #[error("gpu: out of device memory {0}")]
+    OutOfMemory(String),
+    /// The device was lost (driver reset, GPU removed, host destroyed it).
+    #[error("gpu: device lost: {0}")]
+    DeviceLost(String),
+    /// The plan holds something the GPU runner cannot lower.
+    #[error("gpu: unsupported plan: {0}")]
+    InvalidPlan(String),
+    /// An element count or index would overflow the kernels' 32-bit index arithmetic.
+    #[error("gpu: {what} is {count}, over the {max} the kernels' 32-bit index arithmetic can address; use a smaller batch or input")]
+    IndexOverflow {
+        /// What overflows.
+        what: String,
+        /// Its value.
+        count: u64,
+        /// The largest value the kernels handle.
+        max: u64,
+    },
+    /// A value that the storage precision cannot hold (an f16 overflow, a non-finite result):
+    /// the result would be wrong, so none is returned.
+    #[error("{precision} storage cannot hold {what}; run in f32 (or scale the input)")]
+    PrecisionOverflow {
+        /// `f16` or `f32`.
+        precision: &'static str,
+        /// Which value: a weight tensor, the input, or the output of an op.
+        what: String,
+    },
+    /// Any other failure of the GPU path (a wgpu validation error).
     #[error("gpu: {0}")]
     Gpu(String),
 }

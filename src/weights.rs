@@ -316,6 +316,14 @@ impl Weights {
         }
     }
 
+    /// The folded convolution named `name`, to change (pruning, perturbation experiments).
+    pub fn conv_mut(&mut self, name: &str) -> Result<&mut ConvParams> {
+        match self.ops.get_mut(name) {
+            Some(OpParams::Conv(c)) => Ok(c),
+            _ => Err(Error::Input(format!("no convolution named `{name}`"))),
+        }
+    }
+
     /// The squeeze-and-excitation named `name`.
     pub fn se(&self, name: &str) -> Result<&SeParams> {
         match self.get(name)? {

@@ -36,8 +36,7 @@ fn tiny_fixtures_match_torchvision() {
 
 #[test]
 fn zoo_fixtures_match_torchvision() {
-    let Some(dir) = external_fixtures() else {
-        eprintln!("REGNET_FIXTURES not set: zoo fixtures skipped");
+    let Some(dir) = external_fixtures_for("cpu zoo fixtures") else {
         return;
     };
     for name in ZOO {

@@ -220,7 +220,9 @@ fn check_fixture(dir: &Path, name: &str) -> Vec<(&'static str, f64)> {
         {
             // An adapter without shader-f16 must refuse f16 cleanly; its accuracy needs one.
             assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
-            eprintln!("{name}: adapter lacks shader-f16: f16 accuracy not checked");
+            common::skip(&format!(
+                "gpu_infer {name} f16 accuracy: the adapter lacks shader-f16"
+            ));
             continue;
         }
         assert!(
@@ -313,7 +315,8 @@ fn every_fixture_is_tested() {
 }
 
 fn check_zoo(name: &str) {
-    let Some(dir) = common::external_fixtures() else {
+    let Some(dir) = common::external_fixtures_for(&format!("gpu_infer on zoo fixture {name}"))
+    else {
         return;
     };
     check_fixture(&dir, name);

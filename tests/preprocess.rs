@@ -4,6 +4,8 @@
 //! output of `RegNet_Y_400MF_Weights.IMAGENET1K_V1.transforms()` applied to
 //! `PIL.Image.open(path).convert("RGB")`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -34,7 +36,10 @@ fn shared_image(file: &str) -> Option<PathBuf> {
     if p.exists() {
         Some(p)
     } else {
-        eprintln!("skipping {file}: {} not found", p.display());
+        common::skip(&format!(
+            "preprocessing of {file}: {} not found",
+            p.display()
+        ));
         None
     }
 }

@@ -873,7 +873,8 @@ fn random_weights_are_deterministic() {
 #[test]
 fn converted_checkpoints_load() {
     let Some(list) = std::env::var_os("REGNET_CONVERTED") else {
-        eprintln!("REGNET_CONVERTED not set: converted checkpoint check skipped");
+        // Optional (real checkpoints converted by the user), so not a CI failure.
+        println!("REGNET_CONVERTED not set: converted checkpoint check skipped");
         return;
     };
     for path in std::env::split_paths(&list) {

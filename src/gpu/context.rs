@@ -1,5 +1,7 @@
 //! The adapter, device and queue the runners work on.
 
+use std::sync::{Arc, OnceLock};
+
 use crate::error::{Error, Result};
 
 /// Storage and arithmetic precision of a runner.
@@ -37,6 +39,8 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     /// The adapter's description (name, backend, device type).
     pub info: wgpu::AdapterInfo,
+    /// Whether the device lays its subgroups as the subgroup kernels assume (probed once).
+    subgroup_layout: Arc<OnceLock<bool>>,
 }
 
 impl GpuContext {
@@ -55,15 +59,16 @@ impl GpuContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Gpu(format!("{NO_ADAPTER_HELP} ({e})")))?;
+            .map_err(|e| Error::NoAdapter(format!("{NO_ADAPTER_HELP} ({e})")))?;
         let info = adapter.get_info();
         let mut features = wgpu::Features::empty();
         if precision == Precision::F16 {
             if !adapter.features().contains(wgpu::Features::SHADER_F16) {
-                return Err(Error::Gpu(format!(
-                    "adapter `{}` lacks the `shader-f16` feature that --precision f16 needs; use f32",
-                    info.name
-                )));
+                return Err(Error::UnsupportedFeature {
+                    feature: "shader-f16",
+                    adapter: info.name.clone(),
+                    needed_for: "f16 storage (--precision f16; use f32)".into(),
+                });
             }
             features |= wgpu::Features::SHADER_F16;
         }
@@ -81,17 +86,15 @@ impl GpuContext {
                 ..Default::default()
             })
             .await
-            .map_err(|e| Error::Gpu(format!("adapter `{}` refused a device: {e}", info.name)))?;
+            .map_err(|e| {
+                Error::NoAdapter(format!("adapter `{}` refused a device: {e}", info.name))
+            })?;
         // Errors are caught by error scopes around each operation; anything that escapes them
         // (e.g. a device lost between calls) is reported rather than aborting the host process.
         device.on_uncaptured_error(std::sync::Arc::new(|e| {
             eprintln!("regnet-wgpu: uncaptured wgpu error: {e}");
         }));
-        Ok(GpuContext {
-            device,
-            queue,
-            info,
-        })
+        Ok(GpuContext::from_device(device, queue, info))
     }
 
     /// Blocking [`GpuContext::new_async`].
@@ -115,6 +118,7 @@ impl GpuContext {
             device,
             queue,
             info,
+            subgroup_layout: Arc::new(OnceLock::new()),
         }
     }
 
@@ -126,18 +130,90 @@ impl GpuContext {
         )
     }
 
-    /// Whether the device runs subgroups of exactly
-    /// [`SUBGROUP_SIZE`](super::kernels::SUBGROUP_SIZE) invocations with the `subgroups`
-    /// feature enabled (lavapipe on 256-bit SIMD does): the 1x1 GEMM's subgroup entry point
-    /// needs both.
+    /// Whether the device runs the subgroup entry points: the `subgroups` feature is enabled,
+    /// subgroups are exactly [`SUBGROUP_SIZE`](super::kernels::SUBGROUP_SIZE) invocations
+    /// (lavapipe on 256-bit SIMD), and a probe kernel (`shaders/subgroup_probe.wgsl`, run once
+    /// per context) found each subgroup to be 8 consecutive, active invocations of a workgroup
+    /// with lanes in order, which the kernels assume and WGSL does not promise.
     pub fn has_subgroups(&self) -> bool {
         self.device.features().contains(wgpu::Features::SUBGROUP)
             && self.info.subgroup_min_size == super::kernels::SUBGROUP_SIZE
             && self.info.subgroup_max_size == super::kernels::SUBGROUP_SIZE
+            && *self
+                .subgroup_layout
+                .get_or_init(|| probe_subgroup_layout(self))
     }
 
     /// Whether the device has `shader-f16` enabled.
     pub fn has_f16(&self) -> bool {
         self.device.features().contains(wgpu::Features::SHADER_F16)
     }
+}
+
+/// Workgroup sizes the runner dispatches (see [`super::tiling::Tiling::workgroup`]).
+const PROBED_WORKGROUPS: [u32; 4] = [8, 16, 32, 64];
+
+/// Runs `shaders/subgroup_probe.wgsl` for every workgroup size the runner uses; true when every
+/// invocation found its subgroup laid out as the subgroup kernels assume. False on any error.
+fn probe_subgroup_layout(ctx: &GpuContext) -> bool {
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let ok = run_subgroup_probe(ctx);
+    let err = super::readback::ready_now(scope.pop()).flatten();
+    ok.is_some_and(|v| v.iter().all(|&x| x == 1)) && err.is_none()
+}
+
+fn run_subgroup_probe(ctx: &GpuContext) -> Option<Vec<u32>> {
+    let (device, queue) = (&ctx.device, &ctx.queue);
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("subgroup_probe.wgsl"),
+        source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/subgroup_probe.wgsl").into()),
+    });
+    let slot = 64 * 4; // bytes per workgroup size: 64 u32 (a valid storage offset alignment)
+    let size = slot * PROBED_WORKGROUPS.len() as u64;
+    let out = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("subgroup probe"),
+        size,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut enc = device.create_command_encoder(&Default::default());
+    for (k, wg) in PROBED_WORKGROUPS.iter().enumerate() {
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("subgroup probe"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("WG", *wg as f64)],
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("subgroup probe"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &out,
+                    offset: k as u64 * slot,
+                    size: wgpu::BufferSize::new(*wg as u64 * 4),
+                }),
+            }],
+        });
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind, &[]);
+        pass.dispatch_workgroups(1, 1, 1);
+    }
+    queue.submit([enc.finish()]);
+    let bytes = super::readback::read_buffer_blocking(ctx, &out, 0, size).ok()?;
+    let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+    Some(
+        PROBED_WORKGROUPS
+            .iter()
+            .enumerate()
+            .flat_map(|(k, wg)| words[k * 64..k * 64 + *wg as usize].to_vec())
+            .collect(),
+    )
 }

@@ -6,8 +6,8 @@
 //! modules also get `subgroup.wgsl` and `conv_pointwise_subgroup.wgsl` / `conv_subgroup.wgsl`, a
 //! second entry point of the same kernel. Variants (activation, fused residual, fused SE gate,
 //! register tile, workgroup size) are pipeline-overridable constants; the register tiles come
-//! from the adapter type's rules in [`super::tiling`]. The modules are compiled without naga's
-//! runtime bounds checks (see the safety note in [`Kernels::new`]).
+//! from the adapter type's rules in [`super::tiling`]. The modules are compiled with wgpu's
+//! runtime checks unless the runner is given [`ShaderChecks::unchecked`].
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,8 +20,76 @@ const SUBGROUP_POINTWISE: &str = include_str!("../../shaders/conv_pointwise_subg
 const SUBGROUP_CONV: &str = include_str!("../../shaders/conv_subgroup.wgsl");
 const SUBGROUP_SHARED: &str = include_str!("../../shaders/subgroup.wgsl");
 
-/// The subgroup size `conv_pointwise_subgroup.wgsl` is written for.
+/// The subgroup size the subgroup entry points are written for (`SG` in `shaders/subgroup.wgsl`;
+/// `tests/shaders.rs` checks that the two agree).
 pub const SUBGROUP_SIZE: u32 = 8;
+
+/// Whether the kernels are compiled with wgpu's runtime checks ([`wgpu::ShaderRuntimeChecks`]):
+/// bounds checks on every buffer access, and loops bounded against infinite iteration.
+///
+/// Checked is the default. The kernels compute every index in bounds by construction (the
+/// runner sizes each buffer from the same parameters, and refuses plans whose indices would
+/// overflow), and the tests compare checked and unchecked results on every fixture; unchecked
+/// runs faster (BENCHMARKS.md says how much, and which check costs what), but an index out of
+/// bounds is then undefined behaviour on Metal and DX12. Hence the `unsafe` constructors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShaderChecks {
+    bounds_checks: bool,
+    force_loop_bounding: bool,
+}
+
+impl Default for ShaderChecks {
+    fn default() -> Self {
+        Self::checked()
+    }
+}
+
+impl ShaderChecks {
+    /// Every runtime check (the default).
+    pub const fn checked() -> Self {
+        ShaderChecks {
+            bounds_checks: true,
+            force_loop_bounding: true,
+        }
+    }
+
+    /// No runtime checks.
+    ///
+    /// # Safety
+    /// The kernels then read and write buffers without bounds checks, which is undefined
+    /// behaviour on some backends if an index is ever out of bounds. regnet-wgpu sizes every
+    /// buffer it binds and checks a host's buffers, so this holds unless a host binds buffers
+    /// smaller than the runner says ([`GpuRunner::input_buffer_size`](super::GpuRunner::input_buffer_size)).
+    pub const unsafe fn unchecked() -> Self {
+        ShaderChecks {
+            bounds_checks: false,
+            force_loop_bounding: false,
+        }
+    }
+
+    /// Only one of the checks, to measure what each costs.
+    ///
+    /// # Safety
+    /// As [`ShaderChecks::unchecked`] for the checks turned off.
+    pub const unsafe fn with(bounds_checks: bool, force_loop_bounding: bool) -> Self {
+        ShaderChecks {
+            bounds_checks,
+            force_loop_bounding,
+        }
+    }
+
+    /// Whether these are all the checks.
+    pub fn is_checked(self) -> bool {
+        self == Self::checked()
+    }
+
+    fn runtime_checks(self) -> wgpu::ShaderRuntimeChecks {
+        let mut c = wgpu::ShaderRuntimeChecks::checked();
+        c.bounds_checks = self.bounds_checks;
+        c.force_loop_bounding = self.force_loop_bounding;
+        c
+    }
+}
 
 /// A kernel family: one `.wgsl` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,9 +139,13 @@ impl Family {
 
     /// The complete WGSL source of this family at `precision` (precision line + prelude + kernel).
     pub fn source(self, precision: Precision) -> String {
+        // STORE_LIMIT: the f32 bit pattern of the smallest magnitude store_t cannot hold
+        // (infinity for f32; 65520 for f16, which rounds to infinity).
         let line = match precision {
-            Precision::F32 => "alias store_t = f32;\n",
-            Precision::F16 => "enable f16;\nalias store_t = f16;\n",
+            Precision::F32 => "alias store_t = f32;\nconst STORE_LIMIT: u32 = 0x7f800000u;\n",
+            Precision::F16 => {
+                "enable f16;\nalias store_t = f16;\nconst STORE_LIMIT: u32 = 0x477ff000u;\n"
+            }
         };
         format!("{line}{PRELUDE}\n{}", self.body())
     }
@@ -94,10 +166,23 @@ impl Family {
         src
     }
 
-    /// The storage bindings after the uniform at binding 0: (binding, read-only).
-    fn storage_bindings(self) -> &'static [(u32, bool)] {
+    /// The fields of the family's `Params` struct (name, byte offset), from its Rust twin in
+    /// [`super::params`].
+    pub fn params_fields(self) -> &'static [(&'static str, usize)] {
+        use super::params::*;
         match self {
-            // x, w, bias, residual, gate, y
+            Family::Conv => ConvParams::FIELDS,
+            Family::ConvPointwise => PointwiseParams::FIELDS,
+            Family::Pool => PoolParams::FIELDS,
+            Family::Linear => LinearParams::FIELDS,
+            Family::SqueezeExcite => SqueezeExciteParams::FIELDS,
+        }
+    }
+
+    /// The storage bindings after the uniform at binding 0: (binding, read-only).
+    pub fn storage_bindings(self) -> &'static [(u32, bool)] {
+        match self {
+            // x, w, bias, residual, gate, y, status
             Family::Conv | Family::ConvPointwise => &[
                 (1, true),
                 (2, true),
@@ -105,11 +190,12 @@ impl Family {
                 (4, true),
                 (5, true),
                 (6, false),
+                (7, false),
             ],
             // x, y
             Family::Pool => &[(1, true), (2, false)],
-            // x, w, b, y
-            Family::Linear => &[(1, true), (2, true), (3, true), (4, false)],
+            // x, w, b, y, status
+            Family::Linear => &[(1, true), (2, true), (3, true), (4, false), (5, false)],
             // x, w (W1 then W2), b (b1 then b2), scratch, gate
             Family::SqueezeExcite => &[(1, true), (2, true), (3, true), (4, false), (5, false)],
         }
@@ -172,6 +258,7 @@ pub fn act_code(a: Activation) -> u32 {
 }
 
 /// Shader modules, bind group layouts and a pipeline cache for one device and precision.
+#[derive(Debug)]
 pub struct Kernels {
     device: wgpu::Device,
     modules: HashMap<Family, wgpu::ShaderModule>,
@@ -180,10 +267,15 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Compiles every family's module for `precision`; `subgroups`: the device has
-    /// [`SUBGROUP_SIZE`]-invocation subgroups (and the `subgroups` feature), so the 1x1 GEMM gets
-    /// its subgroup entry point.
-    pub fn new(device: &wgpu::Device, precision: Precision, subgroups: bool) -> Self {
+    /// Compiles every family's module for `precision`; `subgroups`: the device runs the
+    /// subgroup entry points ([`GpuContext::has_subgroups`](super::GpuContext::has_subgroups)),
+    /// so the convolutions' modules get them.
+    pub fn new(
+        device: &wgpu::Device,
+        precision: Precision,
+        subgroups: bool,
+        checks: ShaderChecks,
+    ) -> Self {
         let mut modules = HashMap::new();
         let mut layouts = HashMap::new();
         for f in Family::ALL {
@@ -196,19 +288,12 @@ impl Kernels {
                 label: Some(f.file()),
                 source: wgpu::ShaderSource::Wgsl(src.into()),
             };
-            let module = if std::env::var_os("REGNET_WGPU_CHECKED_SHADERS").is_some() {
+            let module = if checks.is_checked() {
                 device.create_shader_module(desc)
             } else {
-                // SAFETY: every index these kernels compute is in bounds by construction: loads
-                // clamp their pixel, channel and row indices, stores are guarded by the output's
-                // extent, and the runner sizes every buffer it binds from the same parameters
-                // (a host's input buffer is checked to be large enough). Without naga's bounds
-                // checks the kernels run about 1.6x faster on lavapipe. Set
-                // REGNET_WGPU_CHECKED_SHADERS=1 to compile them with the checks, for debugging.
-                unsafe {
-                    device
-                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
-                }
+                // SAFETY: the caller chose unchecked shaders through an `unsafe` constructor of
+                // ShaderChecks, whose contract this is.
+                unsafe { device.create_shader_module_trusted(desc, checks.runtime_checks()) }
             };
             modules.insert(f, module);
             let mut entries = vec![wgpu::BindGroupLayoutEntry {

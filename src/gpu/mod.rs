@@ -2,8 +2,13 @@
 //!
 //! - [`context`]: the adapter, device and queue (the library's own, or a host application's).
 //! - [`kernels`]: one Rust dispatcher per shader family and the pipeline cache.
-//! - [`runner`]: a [`Plan`](crate::Plan) and [`Weights`](crate::Weights) compiled once into
-//!   buffers, bind groups and a dispatch list; then one submission per inference.
+//! - [`params`]: each kernel family's parameters as a typed struct (the WGSL `Params` twin).
+//! - [`lower`]: each op kind to its dispatches, and its weights to its kernel's layout.
+//! - [`memory`]: where each value lives (activation buffers reused by liveness).
+//! - [`model`]: a [`Plan`](crate::Plan)'s [`Weights`](crate::Weights) uploaded once per device
+//!   ([`GpuModel`]), shared by runners of any batch and input size.
+//! - [`runner`]: a plan lowered onto a model and its own buffers, bind groups and dispatch
+//!   list; then one submission per inference.
 //! - [`preprocess`]: torchvision's evaluation transform as a compute pass from a host's
 //!   `wgpu::Texture` to a runner's input.
 //! - [`readback`]: logits off the GPU through futures, without blocking.
@@ -15,12 +20,18 @@
 
 pub mod context;
 pub mod kernels;
+pub mod lower;
+pub mod memory;
+pub mod model;
+pub mod params;
 pub mod preprocess;
 pub mod readback;
 pub mod runner;
 pub mod tiling;
 
 pub use context::{GpuContext, Precision};
+pub use kernels::ShaderChecks;
+pub use model::GpuModel;
 pub use preprocess::{GpuPreprocess, PreprocessBinding, PreprocessOptions, Rounding};
 pub use readback::{read_logits, read_logits_blocking, LogitsReadback};
 pub use runner::{GpuRunner, RunnerOptions};

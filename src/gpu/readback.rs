@@ -161,19 +161,23 @@ pub(crate) fn ready_now<F: Future>(f: F) -> Option<F::Output> {
 pub struct LogitsReadback {
     device: wgpu::Device,
     source: wgpu::Buffer,
+    status: wgpu::Buffer,
+    decoder: super::runner::StatusDecoder,
     staging: wgpu::Buffer,
     shape: [usize; 2],
 }
 
 impl LogitsReadback {
-    /// A staging buffer sized for `runner`'s logits (`[N, classes]` f32).
+    /// A staging buffer sized for `runner`'s logits (`[N, classes]` f32) and its status word.
     pub fn new(runner: &GpuRunner) -> Self {
         let shape = [runner.input_shape()[0], runner.classes()];
         let bytes = (shape[0] * shape[1] * 4) as u64;
         LogitsReadback {
             device: runner.context().device.clone(),
             source: runner.logits_buffer().clone(),
-            staging: staging(&runner.context().device, "logits readback", bytes),
+            status: runner.status_buffer().clone(),
+            decoder: runner.status_decoder(),
+            staging: staging(&runner.context().device, "logits readback", bytes + 4),
             shape,
         }
     }
@@ -183,7 +187,7 @@ impl LogitsReadback {
         self.shape
     }
 
-    /// The `MAP_READ | COPY_DST` buffer the logits are copied into.
+    /// The `MAP_READ | COPY_DST` buffer the logits are copied into (then the status word).
     pub fn staging_buffer(&self) -> &wgpu::Buffer {
         &self.staging
     }
@@ -191,10 +195,14 @@ impl LogitsReadback {
     /// Records the copy of the runner's logits into the staging buffer. Record it after
     /// [`GpuRunner::encode`] (same encoder, or any later submission).
     pub fn encode_copy(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.copy_buffer_to_buffer(&self.source, 0, &self.staging, 0, self.staging.size());
+        let bytes = (self.shape[0] * self.shape[1] * 4) as u64;
+        encoder.copy_buffer_to_buffer(&self.source, 0, &self.staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(&self.status, 0, &self.staging, bytes, 4);
     }
 
-    /// The logits, once the submission holding [`encode_copy`](Self::encode_copy) has run.
+    /// The logits, once the submission holding [`encode_copy`](Self::encode_copy) has run; an
+    /// [`Error::PrecisionOverflow`] naming the op when the inference met a value its precision
+    /// cannot hold (the logits would be wrong).
     /// Await it after submitting; see the [module docs](self) for who polls the device.
     pub async fn read(&self) -> Result<Tensor> {
         MapFuture::read(&self.device, &self.staging).await?;
@@ -211,8 +219,18 @@ impl LogitsReadback {
 
     fn finish(&self) -> Result<Tensor> {
         let n = self.shape[0] * self.shape[1];
-        let bytes = take_mapped(&self.staging, (n * 4) as u64)?;
-        Tensor::new(self.shape.to_vec(), bytemuck::pod_collect_to_vec(&bytes))
+        let bytes = take_mapped(&self.staging, (n * 4 + 4) as u64)?;
+        let status = u32::from_le_bytes([
+            bytes[4 * n],
+            bytes[4 * n + 1],
+            bytes[4 * n + 2],
+            bytes[4 * n + 3],
+        ]);
+        self.decoder.check(status)?;
+        Tensor::new(
+            self.shape.to_vec(),
+            bytemuck::pod_collect_to_vec(&bytes[..4 * n]),
+        )
     }
 }
 

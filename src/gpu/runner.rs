@@ -1,16 +1,23 @@
-//! The graph runner: a plan and its weights compiled once into pipelines, buffers and bind
-//! groups for one (model, batch, height, width, precision); then every inference is one queue
-//! submission that dispatches op by op and reads back only the logits (and any taps asked for).
+//! The graph runner: a plan lowered once ([`super::lower`]) onto a model's weights
+//! ([`GpuModel`]) and this runner's activation buffers ([`super::memory`]), as pipelines and bind
+//! groups for one (batch, height, width); then every inference is one queue submission that
+//! dispatches op by op and reads back only the logits (and any taps asked for).
 
-use std::sync::{mpsc, Mutex};
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{act_code, Family, Kernels, Variant, SUBGROUP_SIZE};
+use super::kernels::ShaderChecks;
+use super::lower::{
+    grid, lower_plan, squeeze_excite_scratch_len, status_dispatch, Binding, Dispatch, LowerOptions,
+};
+use super::memory::{plan_memory, Loc};
+use super::model::{max_binding, scoped, to_store, GpuModel};
 use super::tiling::Tiling;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
-use crate::plan::{Conv2d, OpKind, Plan, ValueId};
+use crate::plan::{OpKind, Plan, ValueId};
 use crate::tensor::{check_image_batch, Tensor};
 use crate::weights::Weights;
 
@@ -19,21 +26,23 @@ use crate::weights::Weights;
 pub struct RunnerOptions {
     /// Images per inference.
     pub batch: usize,
-    /// Storage precision.
+    /// Storage precision (a model-level option: see [`GpuModel`]).
     pub precision: Precision,
     /// Intermediate values to read back with the logits (`stem`, `block1`, ...).
     pub taps: Vec<String>,
-    /// Split convolutions whose weights exceed this many bytes (in any case the device's
+    /// Split convolutions whose packed weights exceed this many bytes (in any case the device's
     /// storage binding limit applies); `None`: the device's limit. Lowering it exercises the
-    /// splitting that the largest models need on small adapters.
+    /// splitting that the largest models need on small adapters. A model-level option.
     pub max_binding_bytes: Option<u64>,
     /// The kernels' register tiles; `None`: the rules of the adapter's type
     /// ([`Tiling::for_adapter`]).
     pub tiling: Option<Tiling>,
     /// Use subgroup operations where the device has them and the tile rules call for them
     /// ([`GpuContext::has_subgroups`], [`Tiling::pointwise_subgroup`]); default true. Turning
-    /// them off changes speed, never results.
+    /// them off changes speed, never results. A model-level option.
     pub subgroups: bool,
+    /// wgpu's runtime checks in the kernels (default: checked). A model-level option.
+    pub shader_checks: ShaderChecks,
 }
 
 impl Default for RunnerOptions {
@@ -45,93 +54,54 @@ impl Default for RunnerOptions {
             max_binding_bytes: None,
             tiling: None,
             subgroups: true,
+            shader_checks: ShaderChecks::checked(),
         }
     }
 }
 
-/// Where a value lives.
-#[derive(Clone, Copy, Debug)]
-enum Loc {
-    /// The input buffer.
-    Input,
-    /// A pooled activation buffer (slot index).
-    Slot(usize),
-    /// The logits buffer.
-    Logits,
-}
-
-/// A buffer a bind group refers to, resolved once all buffers exist.
-#[derive(Clone, Copy, Debug)]
-enum BufRef {
-    Value(Loc),
-    Own(usize),
-    Dummy,
-}
-
-struct StepPlan {
-    label: String,
-    variant: Variant,
-    params: Vec<u32>,
-    buffers: Vec<BufRef>,
-    workgroups: u64,
-}
-
 struct Step {
-    label: String,
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     grid: (u32, u32),
 }
 
-/// Every buffer a bind group may refer to.
+/// The runner's own buffers (the weights are the model's).
 struct Buffers {
     input: wgpu::Buffer,
     logits: wgpu::Buffer,
+    status: wgpu::Buffer,
     slots: Vec<wgpu::Buffer>,
-    own: Vec<wgpu::Buffer>,
+    /// Per squeeze-and-excitation op: its scratch and its gate.
+    scratch: HashMap<usize, wgpu::Buffer>,
+    gates: HashMap<usize, wgpu::Buffer>,
     dummy: wgpu::Buffer,
     uniforms: wgpu::Buffer,
     uniform_stride: u64,
 }
 
-impl Buffers {
-    fn resolve(&self, r: &BufRef) -> &wgpu::Buffer {
-        match r {
-            BufRef::Value(Loc::Input) => &self.input,
-            BufRef::Value(Loc::Logits) => &self.logits,
-            BufRef::Value(Loc::Slot(s)) => &self.slots[*s],
-            BufRef::Own(i) => &self.own[*i],
-            BufRef::Dummy => &self.dummy,
-        }
-    }
+/// Reports values the kernels could not store, naming the dispatch ([`super::lower::status_tag`]).
+#[derive(Clone, Debug)]
+pub(crate) struct StatusDecoder {
+    labels: Arc<Vec<String>>,
+    precision: Precision,
+}
 
-    /// The bind group of step `k`: its parameters in the uniform buffer, then its buffers.
-    fn bind_group(
-        &self,
-        device: &wgpu::Device,
-        kernels: &Kernels,
-        k: usize,
-        s: &StepPlan,
-    ) -> wgpu::BindGroup {
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.uniforms,
-                offset: k as u64 * self.uniform_stride,
-                size: wgpu::BufferSize::new((s.params.len() * 4) as u64),
+impl StatusDecoder {
+    /// `Ok` for a zero status word, else the error naming the first op that overflowed.
+    pub(crate) fn check(&self, status: u32) -> Result<()> {
+        match status_dispatch(status, self.labels.len()) {
+            None => Ok(()),
+            Some(k) => Err(Error::PrecisionOverflow {
+                precision: match self.precision {
+                    Precision::F32 => "f32",
+                    Precision::F16 => "f16",
+                },
+                what: format!(
+                    "the output of `{}` (a value past its range, or not finite)",
+                    self.labels.get(k).map_or("?", |l| l.as_str())
+                ),
             }),
-        }];
-        for (j, r) in s.buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: j as u32 + 1,
-                resource: self.resolve(r).as_entire_binding(),
-            });
         }
-        device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&s.label),
-            layout: kernels.bind_group_layout(s.variant.family),
-            entries: &entries,
-        })
     }
 }
 
@@ -143,7 +113,7 @@ struct TapOut {
     staging: wgpu::Buffer,
 }
 
-/// A compiled RegNet on a wgpu device.
+/// A compiled network on a wgpu device.
 ///
 /// ```no_run
 /// use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
@@ -157,7 +127,7 @@ struct TapOut {
 /// # Ok::<(), regnet_wgpu::Error>(())
 /// ```
 pub struct GpuRunner {
-    ctx: GpuContext,
+    model: GpuModel,
     batch: usize,
     precision: Precision,
     input_shape: Vec<usize>,
@@ -165,27 +135,43 @@ pub struct GpuRunner {
     classes: usize,
     bufs: Buffers,
     readback: wgpu::Buffer,
-    kernels: Kernels,
-    plans: Vec<StepPlan>,
+    dispatches: Vec<Dispatch>,
     steps: Vec<Step>,
     taps: Vec<TapOut>,
+    status: StatusDecoder,
+    loc: Vec<Loc>,
     peak_activation_bytes: u64,
-    weight_bytes: u64,
-    pipelines: usize,
     lock: Mutex<()>,
 }
 
-fn to_store(data: &[f32], precision: Precision) -> Vec<u8> {
-    let mut bytes: Vec<u8> = match precision {
-        Precision::F32 => bytemuck::cast_slice(data).to_vec(),
-        Precision::F16 => data
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-    };
-    // Storage bindings must be a non-zero multiple of 4 bytes.
-    bytes.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
-    bytes
+/// Bytes between two dispatches' parameters in the uniform buffer.
+fn uniform_stride(dispatches: &[Dispatch], limits: &wgpu::Limits) -> u64 {
+    let align = limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+    let largest = dispatches
+        .iter()
+        .map(|d| d.params.bytes().len())
+        .max()
+        .unwrap_or(16);
+    largest.next_multiple_of(align) as u64
+}
+
+/// One uniform buffer holds every dispatch's parameters at aligned offsets.
+fn uniform_buffer(
+    device: &wgpu::Device,
+    dispatches: &[Dispatch],
+    limits: &wgpu::Limits,
+) -> wgpu::Buffer {
+    let stride = uniform_stride(dispatches, limits) as usize;
+    let mut bytes = vec![0u8; dispatches.len().max(1) * stride];
+    for (k, d) in dispatches.iter().enumerate() {
+        let b = d.params.bytes();
+        bytes[k * stride..k * stride + b.len()].copy_from_slice(b);
+    }
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("dispatch parameters"),
+        contents: &bytes,
+        usage: wgpu::BufferUsages::UNIFORM,
+    })
 }
 
 fn from_store(bytes: &[u8], n: usize, precision: Precision) -> Vec<f32> {
@@ -207,400 +193,76 @@ fn align16(n: u64) -> u64 {
     n.div_ceil(16).max(1) * 16
 }
 
-/// The largest workgroup any kernel dispatches.
-const MAX_WORKGROUP: u32 = 64;
-
-/// The spatial shape of a convolution for a batch.
-struct ConvShape {
-    batch: u64,
-    in_h: u64,
-    in_w: u64,
-    out_h: u64,
-    out_w: u64,
+fn storage_buffer(
+    device: &wgpu::Device,
+    label: &str,
+    size: u64,
+    extra: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: align16(size),
+        usage: wgpu::BufferUsages::STORAGE | extra,
+        mapped_at_creation: false,
+    })
 }
 
-/// A range of a convolution's output channels dispatched with its own weight buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ConvPart {
-    first_row: usize,
-    rows: usize,
-}
-
-/// Splits a convolution whose weights exceed `max_binding` bytes into parts that each fit:
-/// ranges of whole groups, or (a single group) ranges of output channels. One part when it fits.
-fn split_conv(c: &Conv2d, row_bytes: u64, max_binding: u64) -> Vec<ConvPart> {
-    let cout_g = c.out_channels / c.groups;
-    let rows_fit = (max_binding / row_bytes.max(1)).max(1) as usize;
-    // A part is whole groups when a group fits, else a channel range of one group.
-    let step = if cout_g <= rows_fit {
-        (rows_fit / cout_g) * cout_g
-    } else {
-        rows_fit
-    };
-    let mut parts = Vec::new();
-    let mut first = 0;
-    while first < c.out_channels {
-        // Never let a part straddle a group boundary when splitting inside groups.
-        let group_end = if cout_g <= rows_fit {
-            c.out_channels
-        } else {
-            (first / cout_g + 1) * cout_g
-        };
-        let rows = step.min(group_end - first);
-        parts.push(ConvPart {
-            first_row: first,
-            rows,
-        });
-        first += rows;
-    }
-    parts
-}
-
-/// A part's weights in the layout its kernel loads as vec4, output channels innermost and
-/// padded with zeros to a multiple of 4: pointwise `[in, oc_pad]`; direct
-/// `[part groups, in / groups, kh, kw, oc_pad]` (the part's groups as in `conv_dispatch`).
-fn pack_conv_weights(c: &Conv2d, w: &[f32], part: &ConvPart) -> Vec<f32> {
-    let cout_g = c.out_channels / c.groups;
-    let per_oc = (c.in_channels / c.groups) * c.kernel[0] * c.kernel[1];
-    // (first channel of each group in the part, channels per group in the part)
-    let (groups, part_cout): (Vec<usize>, usize) = if part.rows >= cout_g {
-        (
-            (0..part.rows / cout_g)
-                .map(|k| part.first_row + k * cout_g)
-                .collect(),
-            cout_g,
-        )
-    } else {
-        (vec![part.first_row], part.rows)
-    };
-    let oc_pad = part_cout.div_ceil(4) * 4;
-    let mut out = vec![0.0; groups.len() * per_oc * oc_pad];
-    for (gl, &first) in groups.iter().enumerate() {
-        for j in 0..part_cout {
-            let row = &w[(first + j) * per_oc..(first + j + 1) * per_oc];
-            for (k, &v) in row.iter().enumerate() {
-                // k = (c * kh + ky) * kw + kx: one input tap
-                out[(gl * per_oc + k) * oc_pad + j] = v;
+impl Buffers {
+    fn resolve<'a>(&'a self, model: &'a GpuModel, loc: &[Loc], b: &Binding) -> &'a wgpu::Buffer {
+        match *b {
+            Binding::Value(v) => self.at(loc[v]),
+            Binding::Weight { op, part } => {
+                &model.op_buffers(op).expect("op with weights").weights[part]
             }
+            Binding::Bias(op) => &model.op_buffers(op).expect("op with weights").bias,
+            Binding::Scratch(op) => &self.scratch[&op],
+            Binding::Gate(op) => &self.gates[&op],
+            Binding::Status => &self.status,
+            Binding::Unused => &self.dummy,
         }
     }
-    out
-}
 
-/// The pipeline variant (kernel family, shape constants, tile, workgroup size), the
-/// parameters and the workgroup count of one part of a convolution.
-fn conv_dispatch(
-    c: &Conv2d,
-    s: &ConvShape,
-    part: &ConvPart,
-    tiling: Tiling,
-    subgroups: bool,
-    name: &str,
-) -> Result<(Variant, Vec<u32>, u64)> {
-    let hw = s.out_h * s.out_w;
-    let cout_g = c.out_channels / c.groups;
-    let pointwise = c.kernel == [1, 1] && c.padding == 0 && c.groups == 1;
-    let mut params = vec![
-        s.batch,
-        c.in_channels as u64,
-        s.in_h,
-        s.in_w,
-        c.out_channels as u64,
-        s.out_h,
-        s.out_w,
-        c.groups as u64,
-        c.padding as u64,
-    ];
-    let (family, tile, wg, total);
-    let subgroup;
-    if pointwise {
-        // One invocation per (image, block of TM output channels, tile of TN pixels); the
-        // subgroup entry point has the blocks innermost and rounds up to whole subgroups.
-        let [tm, tn] = tiling.pointwise();
-        let ocb = (part.rows as u64).div_ceil(tm as u64);
-        let tiles = hw.div_ceil(tn as u64);
-        subgroup = subgroups && tiling.pointwise_subgroup(ocb);
-        let invocations = if subgroup {
-            let lanes = SUBGROUP_SIZE as u64;
-            (s.batch * tiles * ocb).div_ceil(lanes) * lanes
-        } else {
-            s.batch * ocb * tiles
-        };
-        wg = tiling.workgroup(invocations);
-        total = invocations.div_ceil(wg as u64);
-        params.extend([
-            ocb,
-            tiles,
-            invocations,
-            0,
-            part.first_row as u64,
-            part.rows as u64,
-            (part.rows as u64).div_ceil(4),
-            (s.batch * c.in_channels as u64 * s.in_h * s.in_w).div_ceil(4),
-            (s.batch * c.out_channels as u64 * hw).div_ceil(4),
-        ]);
-        (family, tile) = (Family::ConvPointwise, [tm, tn]);
-    } else {
-        // One invocation per (image, group, block of OCN channels, row tile of PX pixels).
-        let [ocn, px] = tiling
-            .conv(cout_g, c.kernel[1], c.stride, s.out_w)
-            .ok_or_else(|| {
-                Error::Gpu(format!(
-                "conv `{name}`: kernel {:?} with stride {} is wider than the conv kernel supports",
-                c.kernel, c.stride
-            ))
-            })?;
-        let (g_begin, part_groups, part_cout, oc_skip) = if part.rows >= cout_g {
-            (part.first_row / cout_g, part.rows / cout_g, cout_g, 0)
-        } else {
-            (
-                part.first_row / cout_g,
-                1,
-                part.rows,
-                part.first_row % cout_g,
-            )
-        };
-        let ocb = (part_cout as u64).div_ceil(ocn as u64);
-        let per_row = s.out_w.div_ceil(px as u64);
-        let tiles = s.out_h * per_row;
-        // The subgroup entry point pads each (image, group, block)'s tiles to whole subgroups.
-        subgroup = subgroups && tiling.conv_subgroup(c.kernel, ocn, tiles);
-        let lanes = SUBGROUP_SIZE as u64;
-        let tiles_pad = tiles.div_ceil(lanes) * lanes;
-        let per_combo = if subgroup { tiles_pad } else { tiles };
-        let invocations = s.batch * part_groups as u64 * ocb * per_combo;
-        wg = tiling.workgroup(invocations);
-        total = invocations.div_ceil(wg as u64);
-        params.extend([ocb, per_row, invocations, tiles_pad]);
-        params.extend(
-            [
-                g_begin,
-                part_groups,
-                part_cout,
-                oc_skip,
-                part_cout.div_ceil(4),
-            ]
-            .map(|v| v as u64),
-        );
-        params.push((s.batch * c.in_channels as u64 * s.in_h * s.in_w).div_ceil(4));
-        (family, tile) = (Family::Conv, [ocn, px]);
-    }
-    if total * wg as u64 > u32::MAX as u64 || params.iter().any(|&v| v > u32::MAX as u64) {
-        return Err(Error::Gpu(format!(
-            "conv `{name}` is too large to dispatch ({total} workgroups)"
-        )));
-    }
-    params.resize(20, 0);
-    let variant = Variant {
-        family,
-        act: 0,
-        residual: false,
-        gate: false,
-        kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
-        tile,
-        aligned: hw.is_multiple_of(4),
-        subgroup,
-        wg,
-    };
-    Ok((
-        variant,
-        params.into_iter().map(|v| v as u32).collect(),
-        total,
-    ))
-}
-
-/// Activation buffers reused by liveness: a value takes the best-fitting free slot (growing the
-/// largest free one when none fits) and gives it back once its last reader has run.
-#[derive(Default)]
-struct SlotPlanner {
-    sizes: Vec<u64>,
-    free: Vec<usize>,
-    refs: Vec<usize>,
-}
-
-impl SlotPlanner {
-    fn take(&mut self, bytes: u64) -> usize {
-        let fit = self
-            .free
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| self.sizes[s] >= bytes)
-            .min_by_key(|(_, &s)| self.sizes[s])
-            .map(|(i, _)| i);
-        let slot = match fit {
-            Some(i) => self.free.swap_remove(i),
-            None => match self
-                .free
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, &s)| self.sizes[s])
-                .map(|(i, _)| i)
-            {
-                Some(i) => {
-                    let s = self.free.swap_remove(i);
-                    self.sizes[s] = bytes;
-                    s
-                }
-                None => {
-                    self.sizes.push(bytes);
-                    self.refs.push(0);
-                    self.sizes.len() - 1
-                }
-            },
-        };
-        self.refs[slot] = 1;
-        slot
-    }
-
-    fn retain(&mut self, slot: usize) {
-        self.refs[slot] += 1;
-    }
-
-    fn release(&mut self, slot: usize) {
-        self.refs[slot] -= 1;
-        if self.refs[slot] == 0 {
-            self.free.push(slot);
+    fn at(&self, loc: Loc) -> &wgpu::Buffer {
+        match loc {
+            Loc::Input => &self.input,
+            Loc::Logits => &self.logits,
+            Loc::Slot(s) => &self.slots[s],
         }
     }
 }
 
 impl GpuRunner {
-    /// Compiles `plan` with `weights` for `opts.batch` images at `opts.precision`.
+    /// Uploads `weights` and compiles `plan` for `opts.batch` images at `opts.precision`: a
+    /// [`GpuModel`] of its own, then [`GpuRunner::with_model`].
     pub fn new(
         ctx: &GpuContext,
         plan: &Plan,
         weights: &Weights,
         opts: RunnerOptions,
     ) -> Result<Self> {
-        let device = &ctx.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let built = Self::build(ctx, plan, weights, opts);
-        // Error scopes resolve at once on native; no executor in the core path (WebGPU
-        // reports what is still pending to the device's error handler).
-        let oom_err = super::readback::ready_now(oom.pop()).flatten();
-        let val_err = super::readback::ready_now(scope.pop()).flatten();
-        let runner = built?;
-        if let Some(e) = oom_err {
-            return Err(Error::Gpu(format!(
-                "out of device memory while building the runner: {e}"
-            )));
-        }
-        if let Some(e) = val_err {
-            return Err(Error::Gpu(format!("building the runner failed: {e}")));
-        }
-        Ok(runner)
+        let model = GpuModel::new(ctx, plan, weights, &opts)?;
+        Self::with_model(&model, plan, opts)
     }
 
-    fn build(
-        ctx: &GpuContext,
-        plan: &Plan,
-        weights: &Weights,
-        opts: RunnerOptions,
-    ) -> Result<Self> {
+    /// A runner on a model's weights, for `plan` (the model's ops at any input size) and
+    /// `opts.batch` images; nothing is uploaded again. The model-level fields of `opts`
+    /// (`precision`, `max_binding_bytes`, `subgroups`, `shader_checks`) must be the model's.
+    pub fn with_model(model: &GpuModel, plan: &Plan, opts: RunnerOptions) -> Result<Self> {
+        model.check_compatible(plan, &opts)?;
+        scoped(&model.context().device, "building the runner", || {
+            Self::build(model, plan, opts)
+        })
+    }
+
+    fn build(model: &GpuModel, plan: &Plan, opts: RunnerOptions) -> Result<Self> {
+        let ctx = model.context();
         let device = &ctx.device;
         let limits = device.limits();
-        let prec = opts.precision;
+        let prec = model.precision();
         if opts.batch == 0 {
             return Err(Error::Input("batch must be at least 1".into()));
         }
-        if prec == Precision::F16 && !ctx.has_f16() {
-            return Err(Error::Gpu(format!(
-                "device on `{}` does not have the `shader-f16` feature enabled; f16 needs it",
-                ctx.info.name
-            )));
-        }
-        // A host's device: the runner requests nothing; it checks and names every shortfall.
-        let need = [
-            ("max_bind_groups", limits.max_bind_groups, 1),
-            (
-                "max_storage_buffers_per_shader_stage",
-                limits.max_storage_buffers_per_shader_stage,
-                6,
-            ),
-            (
-                "max_uniform_buffers_per_shader_stage",
-                limits.max_uniform_buffers_per_shader_stage,
-                1,
-            ),
-            (
-                "max_compute_invocations_per_workgroup",
-                limits.max_compute_invocations_per_workgroup,
-                MAX_WORKGROUP,
-            ),
-            (
-                "max_compute_workgroup_size_x",
-                limits.max_compute_workgroup_size_x,
-                MAX_WORKGROUP,
-            ),
-            (
-                "max_compute_workgroup_storage_size",
-                limits.max_compute_workgroup_storage_size,
-                256,
-            ),
-        ];
-        let missing: Vec<String> = need
-            .iter()
-            .filter(|(_, have, want)| have < want)
-            .map(|(name, have, want)| format!("{name} is {have}, needs {want}"))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::Gpu(format!(
-                "the device on `{}` lacks what the runner needs: {}; request these limits when \
-                 creating the device (regnet-wgpu requests nothing of a host's device)",
-                ctx.info.name,
-                missing.join(", ")
-            )));
-        }
         let n = opts.batch as u64;
-        let esize = prec.bytes();
-        let tiling = opts
-            .tiling
-            .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
-        let subgroups = opts.subgroups && ctx.has_subgroups();
-        // Weight buffers above this are split (RunnerOptions::max_binding_bytes may lower it).
-        let max_binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size)
-            .min(opts.max_binding_bytes.unwrap_or(u64::MAX));
-        let check = |what: &str, bytes: u64| -> Result<()> {
-            let max = limits
-                .max_storage_buffer_binding_size
-                .min(limits.max_buffer_size);
-            if bytes > max {
-                Err(Error::Gpu(format!(
-                    "{what} needs a {bytes}-byte buffer, over the device's limit of {max} bytes \
-                     (max_storage_buffer_binding_size {}, max_buffer_size {}); use a smaller batch or input",
-                    limits.max_storage_buffer_binding_size, limits.max_buffer_size
-                )))
-            } else {
-                Ok(())
-            }
-        };
-
-        let mut own: Vec<wgpu::Buffer> = Vec::new();
-        let upload = |label: &str, bytes: Vec<u8>, own: &mut Vec<wgpu::Buffer>| -> Result<BufRef> {
-            check(label, bytes.len() as u64)?;
-            own.push(
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: &bytes,
-                    usage: wgpu::BufferUsages::STORAGE,
-                }),
-            );
-            Ok(BufRef::Own(own.len() - 1))
-        };
-        let scratch = |label: &str, bytes: u64, own: &mut Vec<wgpu::Buffer>| -> Result<BufRef> {
-            check(label, bytes)?;
-            own.push(device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: align16(bytes),
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            }));
-            Ok(BufRef::Own(own.len() - 1))
-        };
-
         let keep: Vec<(String, ValueId)> = opts
             .taps
             .iter()
@@ -610,362 +272,116 @@ impl GpuRunner {
                     .ok_or_else(|| Error::Input(format!("no tap named `{t}` in this plan")))
             })
             .collect::<Result<_>>()?;
-        let kept = |v: ValueId| keep.iter().any(|(_, k)| *k == v);
-        let last_use = plan.last_use();
+        let kept: Vec<ValueId> = keep.iter().map(|(_, v)| *v).collect();
 
-        let mut slots = SlotPlanner::default();
-        let mut loc: Vec<Option<Loc>> = vec![None; plan.values.len()];
-        let mut gate_of: Vec<Option<BufRef>> = vec![None; plan.values.len()];
-        loc[0] = Some(Loc::Input);
-        let mut steps: Vec<StepPlan> = Vec::new();
-        let mut peak = 0u64;
-
-        let value_bytes = |v: ValueId, elem: u64| n * plan.values[v].numel() as u64 * elem;
-        let get = |loc: &Vec<Option<Loc>>, v: ValueId| -> Loc {
-            loc[v].expect("value computed before use")
+        let lower = LowerOptions {
+            batch: n,
+            tiling: opts
+                .tiling
+                .unwrap_or_else(|| Tiling::for_adapter(&ctx.info)),
+            subgroups: model.subgroups(),
         };
-
-        for (i, op) in plan.ops.iter().enumerate() {
-            let out = op.output;
-            let in_shape = plan.values[op.input];
-            let out_shape = plan.values[out];
-            let f32_out = matches!(op.kind, OpKind::GlobalAvgPool | OpKind::Linear(_));
-            // Where the output goes (an SE's output aliases its input's buffer).
-            if !matches!(op.kind, OpKind::SqueezeExcite(_)) {
-                let bytes = value_bytes(out, if f32_out { 4 } else { esize });
-                check(&format!("value `{}` of op `{}`", out, op.name), bytes)?;
-                loc[out] = Some(if out == plan.output {
-                    Loc::Logits
-                } else {
-                    Loc::Slot(slots.take(bytes))
-                });
-            }
-            let input_loc = get(&loc, op.input);
-            let input_gate = gate_of[op.input];
-            if input_gate.is_some() && !matches!(op.kind, OpKind::Conv2d(_)) {
-                return Err(Error::Gpu(format!(
-                    "unsupported plan: op `{}` reads a squeeze-and-excitation output; only convolutions can",
-                    op.name
-                )));
-            }
-            match &op.kind {
-                OpKind::Conv2d(c) => {
-                    if plan.ops.iter().any(|o| {
-                        o.output == op.input
-                            && matches!(o.kind, OpKind::GlobalAvgPool | OpKind::Linear(_))
-                    }) {
-                        return Err(Error::Gpu(format!(
-                            "unsupported plan: conv `{}` reads an f32 vector",
-                            op.name
-                        )));
-                    }
-                    let residual = match c.residual {
-                        Some(r) if gate_of[r].is_some() => {
-                            return Err(Error::Gpu(format!(
-                                "unsupported plan: residual of `{}` is gated",
-                                op.name
-                            )));
-                        }
-                        Some(r) => BufRef::Value(get(&loc, r)),
-                        None => BufRef::Dummy,
-                    };
-                    let p = weights.conv(&op.name)?;
-                    let b = upload(
-                        &format!("{}.bias", op.name),
-                        to_store(&p.bias, Precision::F32),
-                        &mut own,
-                    )?;
-                    let shape = ConvShape {
-                        batch: n,
-                        in_h: in_shape.height as u64,
-                        in_w: in_shape.width as u64,
-                        out_h: out_shape.height as u64,
-                        out_w: out_shape.width as u64,
-                    };
-                    let row_bytes = (p.weight.len() / c.out_channels) as u64 * esize;
-                    for part in split_conv(c, row_bytes, max_binding) {
-                        let label = if part.rows == c.out_channels {
-                            op.name.clone()
-                        } else {
-                            format!(
-                                "{} (channels {}..{})",
-                                op.name,
-                                part.first_row,
-                                part.first_row + part.rows
-                            )
-                        };
-                        let packed = pack_conv_weights(c, &p.weight, &part);
-                        let w = upload(
-                            &format!("{label} weight"),
-                            to_store(&packed, prec),
-                            &mut own,
-                        )?;
-                        let (variant, params, workgroups) =
-                            conv_dispatch(c, &shape, &part, tiling, subgroups, &op.name)?;
-                        steps.push(StepPlan {
-                            label,
-                            variant: Variant {
-                                act: act_code(c.activation),
-                                residual: c.residual.is_some(),
-                                gate: input_gate.is_some(),
-                                ..variant
-                            },
-                            params,
-                            buffers: vec![
-                                BufRef::Value(input_loc),
-                                w,
-                                b,
-                                residual,
-                                input_gate.unwrap_or(BufRef::Dummy),
-                                BufRef::Value(get(&loc, out)),
-                            ],
-                            workgroups,
-                        });
-                    }
-                }
-                OpKind::SqueezeExcite(se) => {
-                    let p = weights.se(&op.name)?;
-                    let planes = n * se.channels as u64;
-                    let (c, r) = (se.channels, se.squeeze);
-                    let (c4, r4) = (c.div_ceil(4) * 4, r.div_ceil(4) * 4);
-                    // W1 [R, c4] then W2 [C, r4], rows padded with zeros; b1 then b2.
-                    let mut w = vec![0.0f32; r * c4 + c * r4];
-                    for j in 0..r {
-                        w[j * c4..j * c4 + c].copy_from_slice(&p.w1[j * c..(j + 1) * c]);
-                    }
-                    for k in 0..c {
-                        let at = r * c4 + k * r4;
-                        w[at..at + r].copy_from_slice(&p.w2[k * r..(k + 1) * r]);
-                    }
-                    let wb = upload(&format!("{}.weight", op.name), to_store(&w, prec), &mut own)?;
-                    let bias: Vec<f32> = p.b1.iter().chain(&p.b2).copied().collect();
-                    let bb = upload(
-                        &format!("{}.bias", op.name),
-                        to_store(&bias, Precision::F32),
-                        &mut own,
-                    )?;
-                    let work = scratch(
-                        &format!("{}.scratch", op.name),
-                        n * (c4 + r4) as u64 * 4,
-                        &mut own,
-                    )?;
-                    let gate = scratch(&format!("{}.gate", op.name), planes * 4, &mut own)?;
-                    let hw = (in_shape.height * in_shape.width) as u64;
-                    let params = [
-                        n,
-                        c as u64,
-                        r as u64,
-                        hw,
-                        c4 as u64,
-                        r4 as u64,
-                        (r * c4 / 4) as u64,
-                        (planes * hw).div_ceil(4),
-                    ];
-                    if params.iter().any(|&v| v > u32::MAX as u64) {
-                        return Err(Error::Gpu(format!(
-                            "squeeze-and-excitation `{}` is too large to dispatch",
-                            op.name
-                        )));
-                    }
-                    steps.push(StepPlan {
-                        label: op.name.clone(),
-                        variant: Variant::simple(Family::SqueezeExcite, 0),
-                        params: params.map(|v| v as u32).to_vec(),
-                        buffers: vec![BufRef::Value(input_loc), wb, bb, work, gate],
-                        workgroups: n,
-                    });
-                    // The output is the input with a pending per-channel scale.
-                    loc[out] = Some(input_loc);
-                    gate_of[out] = Some(gate);
-                    if let Loc::Slot(s) = input_loc {
-                        slots.retain(s);
-                    }
-                    if kept(out) {
-                        return Err(Error::Gpu(format!(
-                            "unsupported plan: tap on SE output `{}`",
-                            op.name
-                        )));
-                    }
-                }
-                OpKind::GlobalAvgPool => {
-                    let planes = n * in_shape.channels as u64;
-                    steps.push(StepPlan {
-                        label: op.name.clone(),
-                        variant: Variant::simple(Family::Pool, 0),
-                        params: vec![
-                            planes as u32,
-                            (in_shape.height * in_shape.width) as u32,
-                            0,
-                            0,
-                        ],
-                        buffers: vec![BufRef::Value(input_loc), BufRef::Value(get(&loc, out))],
-                        workgroups: planes.div_ceil(Family::Pool.workgroup_size() as u64),
-                    });
-                }
-                OpKind::Linear(l) => {
-                    let p = weights.linear(&op.name)?;
-                    let (inf, outf) = (l.in_features, l.out_features);
-                    let in4 = inf.div_ceil(4);
-                    let mut padded = vec![0.0f32; outf * in4 * 4];
-                    for o in 0..outf {
-                        padded[o * in4 * 4..o * in4 * 4 + inf]
-                            .copy_from_slice(&p.weight[o * inf..(o + 1) * inf]);
-                    }
-                    let w = upload(&l.weight, to_store(&padded, prec), &mut own)?;
-                    let b = upload(
-                        &format!("{}.bias", op.name),
-                        to_store(&p.bias, Precision::F32),
-                        &mut own,
-                    )?;
-                    steps.push(StepPlan {
-                        label: op.name.clone(),
-                        variant: Variant::simple(Family::Linear, 0),
-                        params: vec![
-                            n as u32,
-                            inf as u32,
-                            outf as u32,
-                            in4 as u32,
-                            (n * inf as u64).div_ceil(4) as u32,
-                            0,
-                            0,
-                            0,
-                        ],
-                        buffers: vec![
-                            BufRef::Value(input_loc),
-                            w,
-                            b,
-                            BufRef::Value(get(&loc, out)),
-                        ],
-                        workgroups: (n * l.out_features as u64)
-                            .div_ceil(Family::Linear.workgroup_size() as u64),
-                    });
-                }
-            }
-            let live: u64 = slots
-                .sizes
-                .iter()
-                .zip(&slots.refs)
-                .filter(|(_, &r)| r > 0)
-                .map(|(s, _)| *s)
-                .sum();
-            peak = peak.max(live);
-            // Release what no later op reads.
-            let mut dead: Vec<ValueId> = vec![op.input];
-            if let OpKind::Conv2d(c) = &op.kind {
-                dead.extend(c.residual);
-            }
-            if last_use[out].is_none() {
-                dead.push(out);
-            }
-            dead.sort_unstable();
-            dead.dedup();
-            for v in dead {
-                let unused_after = last_use[v].is_none_or(|l| l <= i);
-                if unused_after && !kept(v) && v != plan.output {
-                    if let Some(Loc::Slot(s)) = loc[v] {
-                        slots.release(s);
-                    }
-                }
-            }
+        let parts = |i: usize| {
+            model
+                .op_buffers(i)
+                .map(|b| b.parts.clone())
+                .unwrap_or_default()
+        };
+        let dispatches = lower_plan(plan, &parts, &lower)?;
+        let max_buffer = max_binding(&limits);
+        let memory = plan_memory(plan, n, prec.bytes(), &kept, max_buffer)?;
+        let input_bytes = n * plan.values[0].numel() as u64 * prec.bytes();
+        if input_bytes > max_buffer {
+            return Err(Error::DeviceLimit {
+                what: format!("the input batch ({input_bytes} bytes)"),
+                limit: "max_storage_buffer_binding_size",
+                have: max_buffer,
+                needed: input_bytes,
+                advice: "; use a smaller batch or input".into(),
+            });
         }
 
-        // Create the buffers.
-        let input_bytes = n * plan.values[0].numel() as u64 * esize;
-        check("the input batch", input_bytes)?;
-        let input = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("input"),
-            size: align16(input_bytes),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let usage = wgpu::BufferUsages::COPY_SRC;
         let classes = plan.values[plan.output].channels;
         let logits_bytes = n * classes as u64 * 4;
-        let logits = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("logits"),
-            size: align4(logits_bytes),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        let mut scratch = HashMap::new();
+        let mut gates = HashMap::new();
+        for (i, op) in plan.ops.iter().enumerate() {
+            if let OpKind::SqueezeExcite(se) = &op.kind {
+                let len = n * squeeze_excite_scratch_len(se) * 4;
+                scratch.insert(
+                    i,
+                    storage_buffer(device, &format!("{}.scratch", op.name), len, usage),
+                );
+                gates.insert(
+                    i,
+                    storage_buffer(
+                        device,
+                        &format!("{}.gate", op.name),
+                        n * se.channels as u64 * 4,
+                        usage,
+                    ),
+                );
+            }
+        }
+        let bufs = Buffers {
+            input: storage_buffer(
+                device,
+                "input",
+                input_bytes,
+                usage | wgpu::BufferUsages::COPY_DST,
+            ),
+            logits: storage_buffer(device, "logits", logits_bytes, usage),
+            status: storage_buffer(device, "status", 4, usage | wgpu::BufferUsages::COPY_DST),
+            slots: memory
+                .slot_sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| storage_buffer(device, &format!("activations {i}"), s, usage))
+                .collect(),
+            scratch,
+            gates,
+            dummy: storage_buffer(device, "unused binding", 16, wgpu::BufferUsages::empty()),
+            uniforms: uniform_buffer(device, &dispatches, &limits),
+            uniform_stride: uniform_stride(&dispatches, &limits),
+        };
+        // The logits, then the status word.
         let readback = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("logits readback"),
-            size: align4(logits_bytes),
+            size: align4(logits_bytes) + 4,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let slot_bufs: Vec<wgpu::Buffer> = slots
-            .sizes
+
+        let kernels = model.kernels();
+        let max_dim = limits.max_compute_workgroups_per_dimension;
+        let steps = dispatches
             .iter()
             .enumerate()
-            .map(|(i, &s)| {
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("activations {i}")),
-                    size: align16(s),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
+            .map(|(k, d)| {
+                let grid = grid(d.workgroups, max_dim).ok_or_else(|| Error::DeviceLimit {
+                    what: format!("op `{}` ({} workgroups)", d.label, d.workgroups),
+                    limit: "max_compute_workgroups_per_dimension",
+                    have: max_dim as u64,
+                    needed: d.workgroups.div_ceil(max_dim as u64),
+                    advice: "; use a smaller batch or input".into(),
+                })?;
+                Ok(Step {
+                    pipeline: kernels.pipeline(d.variant),
+                    bind_group: Self::bind_group(model, &bufs, &memory.loc, k, d),
+                    grid,
                 })
             })
-            .collect();
-        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("unused binding"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
-
-        // One uniform buffer holds every step's parameters at aligned offsets.
-        let align = limits.min_uniform_buffer_offset_alignment.max(16) as usize;
-        let largest = steps.iter().map(|s| s.params.len() * 4).max().unwrap_or(16);
-        let stride = largest.div_ceil(align) * align;
-        let mut uniform_bytes = vec![0u8; steps.len() * stride];
-        for (k, s) in steps.iter().enumerate() {
-            let b: &[u8] = bytemuck::cast_slice(&s.params);
-            uniform_bytes[k * stride..k * stride + b.len()].copy_from_slice(b);
-        }
-        let uniforms = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("step parameters"),
-            contents: &uniform_bytes,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-
-        let kernels = Kernels::new(device, prec, subgroups);
-        let bufs = Buffers {
-            input,
-            logits,
-            slots: slot_bufs,
-            own,
-            dummy,
-            uniforms,
-            uniform_stride: stride as u64,
-        };
-        let max_dim = limits.max_compute_workgroups_per_dimension as u64;
-        let mut built = Vec::with_capacity(steps.len());
-        for (k, s) in steps.iter().enumerate() {
-            let x = s.workgroups.clamp(1, max_dim);
-            let y = s.workgroups.div_ceil(x);
-            if y > max_dim {
-                return Err(Error::Gpu(format!(
-                    "op `{}` needs {} workgroups, over the device's {}x{} grid",
-                    s.label, s.workgroups, max_dim, max_dim
-                )));
-            }
-            built.push(Step {
-                label: s.label.clone(),
-                pipeline: kernels.pipeline(s.variant),
-                bind_group: bufs.bind_group(device, &kernels, k, s),
-                grid: (x as u32, y as u32),
-            });
-        }
+            .collect::<Result<Vec<_>>>()?;
 
         let taps = keep
             .iter()
             .map(|(name, v)| {
                 let s = plan.values[*v];
-                let bytes = value_bytes(*v, esize);
+                let bytes = n * s.numel() as u64 * prec.bytes();
                 TapOut {
                     name: name.clone(),
-                    loc: loc[*v].expect("tap computed"),
+                    loc: memory.loc[*v],
                     shape: vec![opts.batch, s.channels, s.height, s.width],
                     bytes,
                     staging: device.create_buffer(&wgpu::BufferDescriptor {
@@ -979,23 +395,57 @@ impl GpuRunner {
             .collect();
 
         Ok(GpuRunner {
-            ctx: ctx.clone(),
+            model: model.clone(),
             batch: opts.batch,
             precision: prec,
             input_shape: vec![opts.batch, 3, plan.values[0].height, plan.values[0].width],
             input_bytes,
             classes,
             readback,
-            peak_activation_bytes: peak,
-            weight_bytes: bufs.own.iter().map(|b| b.size()).sum(),
-            pipelines: kernels.pipeline_count(),
+            status: StatusDecoder {
+                labels: Arc::new(dispatches.iter().map(|d| d.label.clone()).collect()),
+                precision: prec,
+            },
+            peak_activation_bytes: memory.peak_bytes,
             bufs,
-            kernels,
-            plans: steps,
-            steps: built,
+            dispatches,
+            steps,
             taps,
+            loc: memory.loc,
             lock: Mutex::new(()),
         })
+    }
+
+    /// The bind group of dispatch `k`: its parameters in the uniform buffer, then its buffers.
+    fn bind_group(
+        model: &GpuModel,
+        bufs: &Buffers,
+        loc: &[Loc],
+        k: usize,
+        d: &Dispatch,
+    ) -> wgpu::BindGroup {
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &bufs.uniforms,
+                offset: k as u64 * bufs.uniform_stride,
+                size: wgpu::BufferSize::new(d.params.bytes().len() as u64),
+            }),
+        }];
+        for (j, b) in d.bindings.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: j as u32 + 1,
+                resource: bufs.resolve(model, loc, b).as_entire_binding(),
+            });
+        }
+        model
+            .context()
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&d.label),
+                layout: model.kernels().bind_group_layout(d.variant.family),
+                entries: &entries,
+            })
     }
 
     /// The input shape `[N, 3, H, W]` this runner was built for.
@@ -1023,9 +473,23 @@ impl GpuRunner {
         self.bufs.slots.iter().map(|b| b.size()).sum()
     }
 
-    /// Bytes of weight, bias and scratch buffers.
+    /// Bytes of the model's weight and bias buffers (shared with the model's other runners).
     pub fn weight_bytes(&self) -> u64 {
-        self.weight_bytes
+        self.model.weight_bytes()
+    }
+
+    /// The model whose weights this runner reads.
+    pub fn model(&self) -> &GpuModel {
+        &self.model
+    }
+
+    /// Number of dispatches that run a subgroup entry point (0 when the device's subgroups
+    /// are not used: see [`GpuContext::has_subgroups`]).
+    pub fn subgroup_dispatches(&self) -> usize {
+        self.dispatches
+            .iter()
+            .filter(|d| d.variant.subgroup)
+            .count()
     }
 
     /// Number of dispatches per inference.
@@ -1035,17 +499,18 @@ impl GpuRunner {
 
     /// The label (op name) of each dispatch, in order.
     pub fn dispatch_labels(&self) -> Vec<&str> {
-        self.steps.iter().map(|s| s.label.as_str()).collect()
+        self.dispatches.iter().map(|d| d.label.as_str()).collect()
     }
 
-    /// Number of distinct compute pipelines.
+    /// Number of distinct compute pipelines this runner uses.
     pub fn pipelines(&self) -> usize {
-        self.pipelines
+        let v: std::collections::HashSet<_> = self.dispatches.iter().map(|d| d.variant).collect();
+        v.len()
     }
 
     /// The context the runner works on.
     pub fn context(&self) -> &GpuContext {
-        &self.ctx
+        self.model.context()
     }
 
     /// The buffer the inference reads its input from: `[N, 3, H, W]` row-major, in the
@@ -1068,7 +533,9 @@ impl GpuRunner {
 
     /// Makes the inference read its input from a buffer the host owns (usage must include
     /// `STORAGE`; at least [`GpuRunner::input_buffer_size`] long, same layout as
-    /// [`GpuRunner::input_buffer`]).
+    /// [`GpuRunner::input_buffer`]). [`GpuRunner::run`] writes its input into that buffer with
+    /// `Queue::write_buffer`, so it needs `COPY_DST` too (and says so); [`GpuRunner::encode`]
+    /// reads whatever the host put there.
     pub fn set_input_buffer(&mut self, buffer: wgpu::Buffer) -> Result<()> {
         if buffer.size() < self.input_buffer_size() {
             return Err(Error::Input(format!(
@@ -1084,14 +551,14 @@ impl GpuRunner {
             return Err(Error::Input("input buffer lacks the STORAGE usage".into()));
         }
         self.bufs.input = buffer;
-        let device = self.ctx.device.clone();
-        for (k, plan) in self.plans.iter().enumerate() {
-            if plan
-                .buffers
+        for (k, d) in self.dispatches.iter().enumerate() {
+            let reads_input = d
+                .bindings
                 .iter()
-                .any(|b| matches!(b, BufRef::Value(Loc::Input)))
-            {
-                self.steps[k].bind_group = self.bufs.bind_group(&device, &self.kernels, k, plan);
+                .any(|b| matches!(b, Binding::Value(v) if self.loc[*v] == Loc::Input));
+            if reads_input {
+                self.steps[k].bind_group =
+                    Self::bind_group(&self.model, &self.bufs, &self.loc, k, d);
             }
         }
         Ok(())
@@ -1103,7 +570,19 @@ impl GpuRunner {
         &self.bufs.logits
     }
 
-    /// Records a whole inference (one compute pass, every dispatch) into the host's encoder.
+    /// The buffer holding the inference's status word (`u32`, 0 when every value was stored;
+    /// `STORAGE | COPY_SRC`). [`LogitsReadback`](super::LogitsReadback) reads it with the
+    /// logits and turns a non-zero word into an error.
+    pub fn status_buffer(&self) -> &wgpu::Buffer {
+        &self.bufs.status
+    }
+
+    pub(crate) fn status_decoder(&self) -> StatusDecoder {
+        self.status.clone()
+    }
+
+    /// Records a whole inference (clearing the status word, then one compute pass with every
+    /// dispatch) into the host's encoder.
     /// It reads [`GpuRunner::input_buffer`] and writes [`GpuRunner::logits_buffer`]; the host
     /// submits when it likes. Inferences recorded on one runner share its activation buffers:
     /// submit them in order (the queue does), never record the same runner from two threads at
@@ -1113,6 +592,7 @@ impl GpuRunner {
     }
 
     fn encode_pass(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<&wgpu::QuerySet>) {
+        encoder.clear_buffer(&self.bufs.status, 0, None);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("regnet"),
             timestamp_writes: timestamps.map(|q| wgpu::ComputePassTimestampWrites {
@@ -1133,7 +613,8 @@ impl GpuRunner {
         Ok(self.run_with_taps(input)?.0)
     }
 
-    fn check_input(&self, input: &Tensor) -> Result<()> {
+    /// Checks the input and converts it to the storage precision.
+    fn check_input(&self, input: &Tensor) -> Result<Vec<u8>> {
         check_image_batch(input)?;
         if input.shape != self.input_shape {
             return Err(Error::Input(format!(
@@ -1141,38 +622,59 @@ impl GpuRunner {
                 self.input_shape, input.shape
             )));
         }
-        Ok(())
+        if !self
+            .bufs
+            .input
+            .usage()
+            .contains(wgpu::BufferUsages::COPY_DST)
+        {
+            return Err(Error::Input(
+                "the input buffer given to set_input_buffer lacks COPY_DST, which run() needs to write the input; \
+                 add it, or fill the buffer yourself and use encode()"
+                    .into(),
+            ));
+        }
+        to_store(&input.data, self.precision, "the input")
     }
 
     /// Logits and the taps named in [`RunnerOptions::taps`].
     pub fn run_with_taps(&self, input: &Tensor) -> Result<(Tensor, Vec<(String, Tensor)>)> {
-        self.check_input(input)?;
+        let data = self.check_input(input)?;
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let device = &self.ctx.device;
-        let queue = &self.ctx.queue;
+        let device = &self.context().device;
+        let queue = &self.context().queue;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        queue.write_buffer(&self.bufs.input, 0, &to_store(&input.data, self.precision));
+        queue.write_buffer(&self.bufs.input, 0, &data);
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("regnet"),
         });
         self.encode(&mut enc);
         let logits_bytes = (self.batch * self.classes * 4) as u64;
+        enc.copy_buffer_to_buffer(&self.bufs.logits, 0, &self.readback, 0, logits_bytes);
         enc.copy_buffer_to_buffer(
-            &self.bufs.logits,
+            &self.bufs.status,
             0,
             &self.readback,
-            0,
             align4(logits_bytes),
+            4,
         );
         for t in &self.taps {
-            let src = self.bufs.resolve(&BufRef::Value(t.loc));
+            let src = self.bufs.at(t.loc);
             enc.copy_buffer_to_buffer(src, 0, &t.staging, 0, align4(t.bytes));
         }
         queue.submit([enc.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("inference failed: {e}")));
         }
-        let logits = self.read(&self.readback, self.batch * self.classes, Precision::F32)?;
+        let bytes = self.read_bytes(&self.readback)?;
+        let at = align4(logits_bytes) as usize;
+        self.status.check(u32::from_le_bytes([
+            bytes[at],
+            bytes[at + 1],
+            bytes[at + 2],
+            bytes[at + 3],
+        ]))?;
+        let logits = from_store(&bytes, self.batch * self.classes, Precision::F32);
         let logits = Tensor::new(vec![self.batch, self.classes], logits)?;
         let mut taps = Vec::new();
         for t in &self.taps {
@@ -1189,7 +691,7 @@ impl GpuRunner {
         let Some(_guard) = self.begin_timed(input)? else {
             return Ok(None);
         };
-        let (device, queue) = (&self.ctx.device, &self.ctx.queue);
+        let (device, queue) = (&self.context().device, &self.context().queue);
         let (qs, resolve, staging) = self.timestamp_buffers(2);
         let period = queue.get_timestamp_period() as f64;
         let mut out = Vec::with_capacity(iters);
@@ -1213,15 +715,15 @@ impl GpuRunner {
         let Some(_guard) = self.begin_timed(input)? else {
             return Ok(None);
         };
-        let (device, queue) = (&self.ctx.device, &self.ctx.queue);
+        let (device, queue) = (&self.context().device, &self.context().queue);
         let n = self.steps.len() as u32;
         let (qs, resolve, staging) = self.timestamp_buffers(2 * n);
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("profile"),
         });
-        for (k, s) in self.steps.iter().enumerate() {
+        for (k, (s, d)) in self.steps.iter().zip(&self.dispatches).enumerate() {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&s.label),
+                label: Some(&d.label),
                 timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
                     query_set: &qs,
                     beginning_of_pass_write_index: Some(2 * k as u32),
@@ -1238,12 +740,12 @@ impl GpuRunner {
         let t = self.read_u64(&staging, 2 * n as usize)?;
         let period = queue.get_timestamp_period() as f64;
         Ok(Some(
-            self.steps
+            self.dispatches
                 .iter()
                 .enumerate()
-                .map(|(k, s)| {
+                .map(|(k, d)| {
                     (
-                        s.label.clone(),
+                        d.label.clone(),
                         t[2 * k + 1].saturating_sub(t[2 * k]) as f64 * period / 1e6,
                     )
                 })
@@ -1254,9 +756,9 @@ impl GpuRunner {
     /// Checks the input, takes the runner's lock and uploads the input for a timed run;
     /// `None` when the device has no `timestamp-query`.
     fn begin_timed(&self, input: &Tensor) -> Result<Option<std::sync::MutexGuard<'_, ()>>> {
-        self.check_input(input)?;
+        let data = self.check_input(input)?;
         if !self
-            .ctx
+            .context()
             .device
             .features()
             .contains(wgpu::Features::TIMESTAMP_QUERY)
@@ -1264,13 +766,14 @@ impl GpuRunner {
             return Ok(None);
         }
         let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let data = to_store(&input.data, self.precision);
-        self.ctx.queue.write_buffer(&self.bufs.input, 0, &data);
+        self.context()
+            .queue
+            .write_buffer(&self.bufs.input, 0, &data);
         Ok(Some(guard))
     }
 
     fn timestamp_buffers(&self, count: u32) -> (wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer) {
-        let device = &self.ctx.device;
+        let device = &self.context().device;
         let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("timestamps"),
             ty: wgpu::QueryType::Timestamp,
@@ -1307,7 +810,7 @@ impl GpuRunner {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.ctx
+        self.context()
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;

@@ -29,6 +29,41 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Where skipped checks are recorded; `scripts/test` prints this file after the run.
+pub fn skip_log() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt")
+}
+
+/// Records a check that cannot run here (a missing fixture folder, an adapter without a
+/// feature): printed at once, and appended to [`skip_log`] so that `scripts/test` shows one
+/// summary of every skip (cargo hides a passing test's output). Under `CI=true` a skip is a
+/// failure: CI must run everything.
+pub fn skip(what: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true and this check cannot run: {what}");
+    }
+    println!("SKIPPED: {what}");
+    eprintln!("SKIPPED: {what}");
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_log())
+    {
+        let _ = writeln!(f, "{what}");
+    }
+}
+
+/// The folder named by `REGNET_FIXTURES`, if set; a set variable naming a missing folder panics.
+/// Unset, the caller's check is recorded as skipped ([`skip`]; a failure under `CI=true`).
+pub fn external_fixtures_for(what: &str) -> Option<PathBuf> {
+    let found = external_fixtures();
+    if found.is_none() {
+        skip(&format!("REGNET_FIXTURES is not set: {what}"));
+    }
+    found
+}
+
 /// The folder named by `REGNET_FIXTURES`, if set; a set variable naming a missing folder panics.
 pub fn external_fixtures() -> Option<PathBuf> {
     let dir = std::env::var_os("REGNET_FIXTURES")?;
@@ -111,12 +146,36 @@ impl Fixture {
     }
 }
 
-/// Asserts `rel_err(out, reference) <= tol`, naming what is compared.
+/// Asserts `rel_err(out, reference) <= tol` (the whole tensor's norm), and that no element is
+/// off by more than `tol` times the reference's largest magnitude (which one bad pixel cannot
+/// hide in), naming what is compared.
 pub fn assert_close(what: &str, out: &Tensor, reference: &Tensor, tol: f64) -> f64 {
     assert_eq!(out.shape, reference.shape, "{what}: shape");
     let e = out.rel_err(reference);
     assert!(e <= tol, "{what}: relative error {e:.3e} > {tol:.0e}");
+    let (worst, at) = max_abs_err(out, reference);
+    let scale = reference
+        .data
+        .iter()
+        .fold(0.0f64, |m, &v| m.max((v as f64).abs()));
+    assert!(
+        worst <= tol * scale,
+        "{what}: element {at} is off by {worst:.3e}, over {tol:.0e} x the largest magnitude {scale:.3e}"
+    );
     e
+}
+
+/// The largest elementwise absolute difference and where it is.
+pub fn max_abs_err(out: &Tensor, reference: &Tensor) -> (f64, usize) {
+    out.data
+        .iter()
+        .zip(&reference.data)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .enumerate()
+        .fold(
+            (0.0, 0),
+            |(m, at), (i, d)| if d > m { (d, i) } else { (m, at) },
+        )
 }
 
 /// Asserts both logits tensors pick the same class for every image.

@@ -1,0 +1,808 @@
+//! Lowering: each op kind of a plan to its dispatches (kernel variant, typed parameters,
+//! bindings, workgroup count), and each op's weights to the layout its kernel reads. No device
+//! here: every function is unit-tested on its own.
+//!
+//! | op kind | shader | lowering | CPU twin |
+//! |---|---|---|---|
+//! | 1x1 conv, one group | `conv_pointwise.wgsl` | [`lower_conv`] | `cpu::conv` (GEMM) |
+//! | any other conv | `conv.wgsl` | [`lower_conv`] | `cpu::direct` |
+//! | squeeze-and-excitation | `squeeze_excite.wgsl` | [`lower_squeeze_excite`] | `cpu::ops` |
+//! | global average pool | `pool.wgsl` | [`lower_pool`] | `cpu::pool` |
+//! | linear | `linear.wgsl` | [`lower_linear`] | `cpu::ops` |
+
+use super::kernels::{act_code, Family, Variant, SUBGROUP_SIZE};
+use super::params::{
+    to_u32, ConvParams, KernelParams, LinearParams, PointwiseParams, PoolParams,
+    SqueezeExciteParams,
+};
+use super::tiling::Tiling;
+use crate::error::{Error, Result};
+use crate::plan::{Conv2d, Linear, Op, OpKind, Plan, SqueezeExcite, ValueId};
+
+/// The largest element count (and so index) a kernel may address: `conv.wgsl` computes input
+/// offsets in `i32` (padding makes them negative), everything else in `u32`.
+pub const MAX_ELEMENTS: u64 = i32::MAX as u64;
+
+/// A buffer a dispatch binds, resolved by the runner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// The buffer a value lives in.
+    Value(ValueId),
+    /// Weights of op `op`, part `part` (convolutions split over the binding limit have several).
+    Weight { op: usize, part: usize },
+    /// Biases of op `op`.
+    Bias(usize),
+    /// The per-image scratch of squeeze-and-excitation op `op`.
+    Scratch(usize),
+    /// The gate written by squeeze-and-excitation op `op`.
+    Gate(usize),
+    /// The status word (values that could not be stored).
+    Status,
+    /// A binding the variant does not read.
+    Unused,
+}
+
+/// One dispatch of a lowered plan.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    /// The op's name, with the channel range of a split convolution's part.
+    pub label: String,
+    /// The pipeline.
+    pub variant: Variant,
+    /// Its parameters.
+    pub params: KernelParams,
+    /// Its storage bindings, in binding order from 1.
+    pub bindings: Vec<Binding>,
+    /// Workgroups to launch.
+    pub workgroups: u64,
+}
+
+impl Dispatch {
+    /// Sets the value the kernel reports in the status word (kernels that store values).
+    pub fn set_status_tag(&mut self, tag: u32) {
+        match &mut self.params {
+            KernelParams::Conv(p) => p.status_tag = tag,
+            KernelParams::Pointwise(p) => p.status_tag = tag,
+            KernelParams::Linear(p) => p.status_tag = tag,
+            _ => {}
+        }
+    }
+}
+
+/// The status tag of dispatch `k` of `count`: kernels keep the largest tag reported, so the
+/// earliest dispatch that met a value it could not store is the one named.
+pub fn status_tag(k: usize, count: usize) -> u32 {
+    (count - k) as u32
+}
+
+/// The dispatch a status word names (`None` for 0: every value was stored).
+pub fn status_dispatch(status: u32, count: usize) -> Option<usize> {
+    (status != 0).then(|| count.saturating_sub(status as usize))
+}
+
+/// A range of a convolution's output channels dispatched with its own weight buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvPart {
+    /// First output channel.
+    pub first_row: usize,
+    /// Output channels.
+    pub rows: usize,
+}
+
+/// Weight values per output channel of a convolution (one row of `[out, in / groups, kh, kw]`).
+fn row_len(c: &Conv2d) -> usize {
+    (c.in_channels / c.groups) * c.kernel[0] * c.kernel[1]
+}
+
+/// Output channels of one group in `part`, and the groups it spans.
+fn part_layout(c: &Conv2d, part: &ConvPart) -> (usize, usize) {
+    let cout_g = c.out_channels / c.groups;
+    if part.rows >= cout_g {
+        (cout_g, part.rows / cout_g)
+    } else {
+        (part.rows, 1)
+    }
+}
+
+/// Elements of a part's packed weights ([`pack_conv_weights`]): its groups x rows x output
+/// channels padded to a multiple of 4.
+pub fn packed_len(c: &Conv2d, part: &ConvPart) -> usize {
+    let (part_cout, groups) = part_layout(c, part);
+    groups * row_len(c) * part_cout.div_ceil(4) * 4
+}
+
+/// Splits a convolution whose packed weights ([`packed_len`], `elem_bytes` each) exceed
+/// `max_binding` bytes into parts that each fit: ranges of whole groups, or (when one group does
+/// not fit) ranges of a multiple of 4 channels of one group. One part when it fits. An error
+/// when not even 4 channels' weights fit.
+pub fn split_conv(
+    c: &Conv2d,
+    elem_bytes: u64,
+    max_binding: u64,
+    name: &str,
+) -> Result<Vec<ConvPart>> {
+    let cout_g = c.out_channels / c.groups;
+    let padded_row_bytes = row_len(c) as u64 * elem_bytes; // one output channel, one tap column
+    let group_bytes = padded_row_bytes * cout_g.div_ceil(4) as u64 * 4;
+    let groups_fit = (max_binding / group_bytes) as usize;
+    let mut parts = Vec::new();
+    if groups_fit >= 1 {
+        let step = groups_fit.min(c.groups) * cout_g;
+        for first in (0..c.out_channels).step_by(step) {
+            parts.push(ConvPart {
+                first_row: first,
+                rows: step.min(c.out_channels - first),
+            });
+        }
+        return Ok(parts);
+    }
+    let rows_fit = (max_binding / (padded_row_bytes * 4)) as usize * 4;
+    if rows_fit == 0 {
+        return Err(Error::DeviceLimit {
+            what: format!("the weights of conv `{name}` (4 output channels at least)"),
+            limit: "max_storage_buffer_binding_size",
+            have: max_binding,
+            needed: padded_row_bytes * 4,
+            advice: String::new(),
+        });
+    }
+    for g in 0..c.groups {
+        for first in (0..cout_g).step_by(rows_fit) {
+            parts.push(ConvPart {
+                first_row: g * cout_g + first,
+                rows: rows_fit.min(cout_g - first),
+            });
+        }
+    }
+    Ok(parts)
+}
+
+/// A part's weights in the layout its kernel loads as vec4, output channels innermost and
+/// padded with zeros to a multiple of 4: pointwise `[in, oc_pad]`; direct
+/// `[part groups, in / groups, kh, kw, oc_pad]`.
+pub fn pack_conv_weights(c: &Conv2d, w: &[f32], part: &ConvPart) -> Vec<f32> {
+    let cout_g = c.out_channels / c.groups;
+    let per_oc = row_len(c);
+    let (part_cout, groups) = part_layout(c, part);
+    let oc_pad = part_cout.div_ceil(4) * 4;
+    let mut out = vec![0.0; packed_len(c, part)];
+    for gl in 0..groups {
+        let first = part.first_row + gl * cout_g;
+        for j in 0..part_cout {
+            let row = &w[(first + j) * per_oc..(first + j + 1) * per_oc];
+            for (k, &v) in row.iter().enumerate() {
+                // k = (c * kh + ky) * kw + kx: one input tap
+                out[(gl * per_oc + k) * oc_pad + j] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Squeeze-and-excitation's weights as `squeeze_excite.wgsl` reads them: W1 `[R, c4]` then W2
+/// `[C, r4]`, rows padded with zeros to multiples of 4 (`c4`, `r4`).
+pub fn pack_squeeze_excite(se: &SqueezeExcite, w1: &[f32], w2: &[f32]) -> Vec<f32> {
+    let (c, r) = (se.channels, se.squeeze);
+    let (c4, r4) = (c.div_ceil(4) * 4, r.div_ceil(4) * 4);
+    let mut w = vec![0.0f32; r * c4 + c * r4];
+    for j in 0..r {
+        w[j * c4..j * c4 + c].copy_from_slice(&w1[j * c..(j + 1) * c]);
+    }
+    for k in 0..c {
+        let at = r * c4 + k * r4;
+        w[at..at + r].copy_from_slice(&w2[k * r..(k + 1) * r]);
+    }
+    w
+}
+
+/// A linear layer's weights `[out, in]` with rows padded with zeros to a multiple of 4.
+pub fn pack_linear(l: &Linear, w: &[f32]) -> Vec<f32> {
+    let (inf, outf) = (l.in_features, l.out_features);
+    let row = inf.div_ceil(4) * 4;
+    let mut padded = vec![0.0f32; outf * row];
+    for o in 0..outf {
+        padded[o * row..o * row + inf].copy_from_slice(&w[o * inf..(o + 1) * inf]);
+    }
+    padded
+}
+
+/// A 2-D grid of `workgroups` with at most `max_dim` per dimension, balanced so that fewer than
+/// `y` workgroups are launched past the end (and those return at once); `None` when it needs
+/// more than `max_dim` rows.
+pub fn grid(workgroups: u64, max_dim: u32) -> Option<(u32, u32)> {
+    let max_dim = max_dim.max(1) as u64;
+    let y = workgroups.div_ceil(max_dim).max(1);
+    let x = workgroups.div_ceil(y).max(1);
+    (y <= max_dim).then_some((x as u32, y as u32))
+}
+
+/// Refuses a plan whose values at `batch` images exceed [`MAX_ELEMENTS`].
+pub fn check_indices(plan: &Plan, batch: u64) -> Result<()> {
+    for (v, shape) in plan.values.iter().enumerate() {
+        let count = batch * shape.numel() as u64;
+        if count > MAX_ELEMENTS {
+            let name = plan
+                .ops
+                .iter()
+                .find(|o| o.output == v)
+                .map_or("the input".to_string(), |o| {
+                    format!("the output of `{}`", o.name)
+                });
+            return Err(Error::IndexOverflow {
+                what: format!("the element count of {name} at batch {batch}"),
+                count,
+                max: MAX_ELEMENTS,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a lowering needs besides the op.
+pub struct LowerOptions {
+    /// Images per inference.
+    pub batch: u64,
+    /// Register tiles.
+    pub tiling: Tiling,
+    /// The device runs the subgroup entry points ([`super::GpuContext::has_subgroups`]).
+    pub subgroups: bool,
+}
+
+/// The spatial shape of a convolution for a batch.
+struct ConvShape {
+    batch: u64,
+    in_h: u64,
+    in_w: u64,
+    out_h: u64,
+    out_w: u64,
+}
+
+/// vec4s holding `n` values.
+fn vec4s(n: u64) -> u64 {
+    n.div_ceil(4)
+}
+
+/// Lowers op `i` (a convolution) to one dispatch per part.
+pub fn lower_conv(
+    plan: &Plan,
+    i: usize,
+    c: &Conv2d,
+    parts: &[ConvPart],
+    o: &LowerOptions,
+) -> Result<Vec<Dispatch>> {
+    let op = &plan.ops[i];
+    let (inp, out) = (plan.values[op.input], plan.values[op.output]);
+    let s = ConvShape {
+        batch: o.batch,
+        in_h: inp.height as u64,
+        in_w: inp.width as u64,
+        out_h: out.height as u64,
+        out_w: out.width as u64,
+    };
+    let gate = gate_of(plan, op.input);
+    let residual = c.residual.map_or(Binding::Unused, Binding::Value);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(k, part)| {
+            let label = if part.rows == c.out_channels {
+                op.name.clone()
+            } else {
+                format!(
+                    "{} (channels {}..{})",
+                    op.name,
+                    part.first_row,
+                    part.first_row + part.rows
+                )
+            };
+            let (variant, params, workgroups) = if is_pointwise(c) {
+                pointwise_dispatch(c, &s, part, o, &op.name)?
+            } else {
+                direct_dispatch(c, &s, part, o, &op.name)?
+            };
+            Ok(Dispatch {
+                label,
+                variant: Variant {
+                    act: act_code(c.activation),
+                    residual: c.residual.is_some(),
+                    gate: gate.is_some(),
+                    ..variant
+                },
+                params,
+                bindings: vec![
+                    Binding::Value(op.input),
+                    Binding::Weight { op: i, part: k },
+                    Binding::Bias(i),
+                    residual,
+                    gate.map_or(Binding::Unused, Binding::Gate),
+                    Binding::Value(op.output),
+                    Binding::Status,
+                ],
+                workgroups,
+            })
+        })
+        .collect()
+}
+
+/// Whether a convolution runs as the 1x1 GEMM.
+pub fn is_pointwise(c: &Conv2d) -> bool {
+    c.kernel == [1, 1] && c.padding == 0 && c.groups == 1
+}
+
+/// The squeeze-and-excitation op whose output is `v`, if any (its gate scales `v`'s reads).
+fn gate_of(plan: &Plan, v: ValueId) -> Option<usize> {
+    plan.ops
+        .iter()
+        .position(|o| o.output == v && matches!(o.kind, OpKind::SqueezeExcite(_)))
+}
+
+fn pointwise_dispatch(
+    c: &Conv2d,
+    s: &ConvShape,
+    part: &ConvPart,
+    o: &LowerOptions,
+    name: &str,
+) -> Result<(Variant, KernelParams, u64)> {
+    // One invocation per (image, block of TM output channels, tile of TN pixels); the
+    // subgroup entry point has the blocks innermost and rounds up to whole subgroups.
+    let hw = s.out_h * s.out_w;
+    let [tm, tn] = o.tiling.pointwise();
+    let ocb = (part.rows as u64).div_ceil(tm as u64);
+    let tiles = hw.div_ceil(tn as u64);
+    let subgroup = o.subgroups && o.tiling.pointwise_subgroup(ocb);
+    let mut invocations = s.batch * ocb * tiles;
+    if subgroup {
+        invocations = invocations.next_multiple_of(SUBGROUP_SIZE as u64);
+    }
+    let wg = o.tiling.workgroup(invocations);
+    let u = |param: &str, v: u64| to_u32(name, param, v);
+    u("invocations", invocations.next_multiple_of(wg as u64))?;
+    let params = PointwiseParams {
+        batch: u("batch", s.batch)?,
+        in_c: u("in_c", c.in_channels as u64)?,
+        in_h: u("in_h", s.in_h)?,
+        in_w: u("in_w", s.in_w)?,
+        out_c: u("out_c", c.out_channels as u64)?,
+        out_h: u("out_h", s.out_h)?,
+        out_w: u("out_w", s.out_w)?,
+        oc_blocks: u("oc_blocks", ocb)?,
+        tiles: u("tiles", tiles)?,
+        invocations: u("invocations", invocations)?,
+        oc_begin: u("oc_begin", part.first_row as u64)?,
+        oc_count: u("oc_count", part.rows as u64)?,
+        oc_pad4: u("oc_pad4", vec4s(part.rows as u64))?,
+        x_vec4s: u(
+            "x_vec4s",
+            vec4s(s.batch * c.in_channels as u64 * s.in_h * s.in_w),
+        )?,
+        r_vec4s: u("r_vec4s", vec4s(s.batch * c.out_channels as u64 * hw))?,
+        status_tag: 0,
+    };
+    let variant = Variant {
+        tile: [tm, tn],
+        kernel: [1, 1, c.stride as u32],
+        aligned: hw.is_multiple_of(4),
+        subgroup,
+        wg,
+        ..Variant::simple(Family::ConvPointwise, 0)
+    };
+    Ok((
+        variant,
+        KernelParams::Pointwise(params),
+        invocations.div_ceil(wg as u64),
+    ))
+}
+
+fn direct_dispatch(
+    c: &Conv2d,
+    s: &ConvShape,
+    part: &ConvPart,
+    o: &LowerOptions,
+    name: &str,
+) -> Result<(Variant, KernelParams, u64)> {
+    // One invocation per (image, group, block of OCN channels, row tile of PX pixels).
+    let cout_g = c.out_channels / c.groups;
+    let [ocn, px] = o
+        .tiling
+        .conv(cout_g, c.kernel[1], c.stride, s.out_w)
+        .ok_or_else(|| {
+            Error::InvalidPlan(format!(
+                "conv `{name}`: kernel {:?} with stride {} is wider than the conv kernel supports",
+                c.kernel, c.stride
+            ))
+        })?;
+    let (part_cout, part_groups) = part_layout(c, part);
+    let oc_skip = if part.rows >= cout_g {
+        0
+    } else {
+        part.first_row % cout_g
+    };
+    let ocb = (part_cout as u64).div_ceil(ocn as u64);
+    let tiles_x = s.out_w.div_ceil(px as u64);
+    let tiles = s.out_h * tiles_x;
+    // The subgroup entry point pads each (image, group, block)'s tiles to whole subgroups.
+    let subgroup = o.subgroups && o.tiling.conv_subgroup(c.kernel, ocn, tiles);
+    let tiles_pad = tiles.next_multiple_of(SUBGROUP_SIZE as u64);
+    let per_combo = if subgroup { tiles_pad } else { tiles };
+    let invocations = s.batch * part_groups as u64 * ocb * per_combo;
+    let wg = o.tiling.workgroup(invocations);
+    let u = |param: &str, v: u64| to_u32(name, param, v);
+    u("invocations", invocations.next_multiple_of(wg as u64))?;
+    let params = ConvParams {
+        batch: u("batch", s.batch)?,
+        in_c: u("in_c", c.in_channels as u64)?,
+        in_h: u("in_h", s.in_h)?,
+        in_w: u("in_w", s.in_w)?,
+        out_c: u("out_c", c.out_channels as u64)?,
+        out_h: u("out_h", s.out_h)?,
+        out_w: u("out_w", s.out_w)?,
+        groups: u("groups", c.groups as u64)?,
+        pad: u("pad", c.padding as u64)?,
+        oc_blocks: u("oc_blocks", ocb)?,
+        tiles_x: u("tiles_x", tiles_x)?,
+        invocations: u("invocations", invocations)?,
+        tiles_pad: u("tiles_pad", tiles_pad)?,
+        g_begin: u("g_begin", (part.first_row / cout_g) as u64)?,
+        part_groups: u("part_groups", part_groups as u64)?,
+        part_cout: u("part_cout", part_cout as u64)?,
+        oc_skip: u("oc_skip", oc_skip as u64)?,
+        oc_pad4: u("oc_pad4", vec4s(part_cout as u64))?,
+        x_vec4s: u(
+            "x_vec4s",
+            vec4s(s.batch * c.in_channels as u64 * s.in_h * s.in_w),
+        )?,
+        status_tag: 0,
+    };
+    let variant = Variant {
+        kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
+        tile: [ocn, px],
+        subgroup,
+        wg,
+        ..Variant::simple(Family::Conv, 0)
+    };
+    Ok((
+        variant,
+        KernelParams::Conv(params),
+        invocations.div_ceil(wg as u64),
+    ))
+}
+
+/// Lowers op `i` (squeeze-and-excitation) to its gate's dispatch: one workgroup per image.
+pub fn lower_squeeze_excite(
+    plan: &Plan,
+    i: usize,
+    se: &SqueezeExcite,
+    o: &LowerOptions,
+) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let inp = plan.values[op.input];
+    let (c, r) = (se.channels as u64, se.squeeze as u64);
+    let (c4, r4) = (c.next_multiple_of(4), r.next_multiple_of(4));
+    let hw = (inp.height * inp.width) as u64;
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    let params = SqueezeExciteParams {
+        batch: u("batch", o.batch)?,
+        channels: u("channels", c)?,
+        squeeze: u("squeeze", r)?,
+        hw: u("hw", hw)?,
+        c4: u("c4", c4)?,
+        r4: u("r4", r4)?,
+        w2_at: u("w2_at", r * c4 / 4)?,
+        x_vec4s: u("x_vec4s", vec4s(o.batch * c * hw))?,
+    };
+    Ok(Dispatch {
+        label: op.name.clone(),
+        variant: Variant::simple(Family::SqueezeExcite, 0),
+        params: KernelParams::SqueezeExcite(params),
+        bindings: vec![
+            Binding::Value(op.input),
+            Binding::Weight { op: i, part: 0 },
+            Binding::Bias(i),
+            Binding::Scratch(i),
+            Binding::Gate(i),
+        ],
+        workgroups: o.batch,
+    })
+}
+
+/// Floats of squeeze-and-excitation scratch per image: the pooled vector and the hidden one,
+/// each padded to a multiple of 4.
+pub fn squeeze_excite_scratch_len(se: &SqueezeExcite) -> u64 {
+    (se.channels.next_multiple_of(4) + se.squeeze.next_multiple_of(4)) as u64
+}
+
+/// Lowers op `i` (global average pooling): one invocation per plane.
+pub fn lower_pool(plan: &Plan, i: usize, o: &LowerOptions) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let inp = plan.values[op.input];
+    let planes = o.batch * inp.channels as u64;
+    let params = PoolParams {
+        planes: to_u32(&op.name, "planes", planes)?,
+        hw: to_u32(&op.name, "hw", (inp.height * inp.width) as u64)?,
+        ..Default::default()
+    };
+    Ok(Dispatch {
+        label: op.name.clone(),
+        variant: Variant::simple(Family::Pool, 0),
+        params: KernelParams::Pool(params),
+        bindings: vec![Binding::Value(op.input), Binding::Value(op.output)],
+        workgroups: planes.div_ceil(Family::Pool.workgroup_size() as u64),
+    })
+}
+
+/// Lowers op `i` (linear): one invocation per (image, output feature).
+pub fn lower_linear(plan: &Plan, i: usize, l: &Linear, o: &LowerOptions) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    let params = LinearParams {
+        batch: u("batch", o.batch)?,
+        in_f: u("in_f", l.in_features as u64)?,
+        out_f: u("out_f", l.out_features as u64)?,
+        in4: u("in4", vec4s(l.in_features as u64))?,
+        x_vec4s: u("x_vec4s", vec4s(o.batch * l.in_features as u64))?,
+        ..Default::default()
+    };
+    Ok(Dispatch {
+        label: op.name.clone(),
+        variant: Variant::simple(Family::Linear, 0),
+        params: KernelParams::Linear(params),
+        bindings: vec![
+            Binding::Value(op.input),
+            Binding::Weight { op: i, part: 0 },
+            Binding::Bias(i),
+            Binding::Value(op.output),
+            Binding::Status,
+        ],
+        workgroups: (o.batch * l.out_features as u64)
+            .div_ceil(Family::Linear.workgroup_size() as u64),
+    })
+}
+
+/// Checks what the runner's kernels cannot do with a plan: only convolutions read a
+/// squeeze-and-excitation's output, and only as their input (not as a residual); no
+/// convolution reads a pooled f32 vector.
+pub fn check_supported(plan: &Plan) -> Result<()> {
+    for op in &plan.ops {
+        let gated = gate_of(plan, op.input).is_some();
+        match &op.kind {
+            OpKind::Conv2d(c) => {
+                if super::memory::stored_as_f32(plan, op.input) {
+                    return Err(Error::InvalidPlan(format!(
+                        "conv `{}` reads an f32 vector",
+                        op.name
+                    )));
+                }
+                if c.residual.is_some_and(|r| gate_of(plan, r).is_some()) {
+                    return Err(Error::InvalidPlan(format!(
+                        "the residual of `{}` is a squeeze-and-excitation output",
+                        op.name
+                    )));
+                }
+            }
+            _ if gated => {
+                return Err(Error::InvalidPlan(format!(
+                    "op `{}` reads a squeeze-and-excitation output; only convolutions can",
+                    op.name
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Lowers every op of `plan`; `parts(i)` gives the parts of convolution `i`. Status tags are
+/// set (see [`status_tag`]).
+pub fn lower_plan(
+    plan: &Plan,
+    parts: &dyn Fn(usize) -> Vec<ConvPart>,
+    o: &LowerOptions,
+) -> Result<Vec<Dispatch>> {
+    check_supported(plan)?;
+    check_indices(plan, o.batch)?;
+    let mut out = Vec::new();
+    for (i, op) in plan.ops.iter().enumerate() {
+        match &op.kind {
+            OpKind::Conv2d(c) => out.extend(lower_conv(plan, i, c, &parts(i), o)?),
+            OpKind::SqueezeExcite(se) => out.push(lower_squeeze_excite(plan, i, se, o)?),
+            OpKind::GlobalAvgPool => out.push(lower_pool(plan, i, o)?),
+            OpKind::Linear(l) => out.push(lower_linear(plan, i, l, o)?),
+        }
+    }
+    let n = out.len();
+    for (k, d) in out.iter_mut().enumerate() {
+        d.set_status_tag(status_tag(k, n));
+    }
+    Ok(out)
+}
+
+/// Weight elements of one op's bindings, for the op kinds with weights: each part's packed
+/// convolution weights; squeeze-and-excitation's and linear's one buffer.
+pub fn weight_parts(op: &Op, elem_bytes: u64, max_binding: u64) -> Result<Vec<ConvPart>> {
+    match &op.kind {
+        OpKind::Conv2d(c) => split_conv(c, elem_bytes, max_binding, &op.name),
+        _ => Ok(vec![ConvPart {
+            first_row: 0,
+            rows: 0,
+        }]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Activation;
+    use crate::zoo;
+
+    fn conv(cin: usize, cout: usize, k: usize, groups: usize) -> Conv2d {
+        Conv2d {
+            in_channels: cin,
+            out_channels: cout,
+            kernel: [k, k],
+            stride: 1,
+            padding: k / 2,
+            groups,
+            activation: Activation::Relu,
+            residual: None,
+            weight: "w".into(),
+            bias: None,
+            norm: None,
+        }
+    }
+
+    /// Every part fits, parts tile the channels in order without straddling a group when
+    /// split inside groups, and packing each part gives exactly `packed_len` values.
+    fn check_split(c: &Conv2d, elem: u64, max: u64) -> Vec<ConvPart> {
+        let parts = split_conv(c, elem, max, "c").unwrap();
+        let cout_g = c.out_channels / c.groups;
+        let mut next = 0;
+        for p in &parts {
+            assert_eq!(p.first_row, next, "{c:?} at {max}: {parts:?}");
+            assert!(p.rows > 0);
+            let bytes = packed_len(c, p) as u64 * elem;
+            assert!(bytes <= max, "{c:?}: part {p:?} packs to {bytes} > {max}");
+            if p.rows < cout_g {
+                assert_eq!(p.first_row / cout_g, (p.first_row + p.rows - 1) / cout_g);
+            } else {
+                assert_eq!(p.rows % cout_g, 0);
+            }
+            next += p.rows;
+        }
+        assert_eq!(next, c.out_channels);
+        parts
+    }
+
+    #[test]
+    fn regnet_y_128gf_splits_by_its_packed_size() {
+        // Stage 4's 7392x7392 1x1 conv: 7392 rows of 7392 f32 are 218.6 MB; halves of 3696
+        // rows fit 128 MiB by the unpadded estimate but not packed (3696 pads to 3696, the
+        // input side is what is large): the split must count the packed bytes.
+        let plan = Plan::new(&zoo::get("regnet_y_128gf").unwrap(), 32, 32).unwrap();
+        let limit = 128 << 20;
+        for op in &plan.ops {
+            if let OpKind::Conv2d(c) = &op.kind {
+                for elem in [4, 2] {
+                    check_split(c, elem, limit);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn splits_fit_limits_down_to_1_mib() {
+        let cases = [
+            conv(7392, 7392, 1, 1),    // 128GF's largest 1x1
+            conv(7392, 7392, 3, 28),   // grouped 3x3, group width 264
+            conv(27, 185, 3, 1),       // odd channel counts
+            conv(6, 6, 3, 2),          // 3 channels per group: packs to 4
+            conv(1024, 1024, 3, 1024), // depthwise
+            conv(3, 32, 3, 1),         // stem
+        ];
+        for c in &cases {
+            for max in [1 << 20, 3 << 20, 128 << 20] {
+                for elem in [4, 2] {
+                    check_split(c, elem, max);
+                }
+            }
+        }
+        // A group of 3 channels packs to 4: 1 MiB holds fewer groups than the unpadded count.
+        let c = conv(3 * 4096, 3 * 4096, 3, 4096);
+        let parts = check_split(&c, 4, 1 << 20);
+        let per_group_packed = 3 * 9 * 4 * 4;
+        assert_eq!(parts[0].rows, 3 * ((1 << 20) / per_group_packed));
+    }
+
+    #[test]
+    fn a_channel_row_over_the_limit_is_an_error() {
+        let e = split_conv(&conv(7392, 7392, 3, 1), 4, 1 << 16, "big").unwrap_err();
+        assert!(
+            matches!(&e, Error::DeviceLimit { what, .. } if what.contains("big")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn packing_pads_channels_and_keeps_taps() {
+        // 2 groups of 3 output channels, 1 input channel each, 1x1.
+        let c = conv(2, 6, 1, 2);
+        let w: Vec<f32> = (1..=6).map(|v| v as f32).collect();
+        let all = ConvPart {
+            first_row: 0,
+            rows: 6,
+        };
+        assert_eq!(
+            pack_conv_weights(&c, &w, &all),
+            [1., 2., 3., 0., 4., 5., 6., 0.]
+        );
+        let second_group = ConvPart {
+            first_row: 3,
+            rows: 3,
+        };
+        assert_eq!(pack_conv_weights(&c, &w, &second_group), [4., 5., 6., 0.]);
+        // Inside a group: channels 1..2 of group 0.
+        let inside = ConvPart {
+            first_row: 1,
+            rows: 2,
+        };
+        assert_eq!(pack_conv_weights(&c, &w, &inside), [2., 3., 0., 0.]);
+    }
+
+    #[test]
+    fn grids_launch_little_past_the_end() {
+        assert_eq!(grid(1, 65535), Some((1, 1)));
+        assert_eq!(grid(65535, 65535), Some((65535, 1)));
+        // 65,536 workgroups: two rows of 32,768, not 65,535 x 2 = 131,070.
+        assert_eq!(grid(65536, 65535), Some((32768, 2)));
+        for n in [65536u64, 100_000, 1 << 24, 65535 * 65535] {
+            let (x, y) = grid(n, 65535).unwrap();
+            let launched = x as u64 * y as u64;
+            assert!(launched >= n && launched - n < y as u64, "{n}: {x}x{y}");
+        }
+        assert_eq!(grid(65535 * 65535 + 1, 65535), None);
+    }
+
+    #[test]
+    fn status_tags_name_the_earliest_dispatch() {
+        let tags: Vec<u32> = (0..5).map(|k| status_tag(k, 5)).collect();
+        let max = *tags.iter().max().unwrap();
+        assert_eq!(status_dispatch(max, 5), Some(0));
+        assert_eq!(status_dispatch(tags[3], 5), Some(3));
+        assert_eq!(status_dispatch(0, 5), None);
+    }
+
+    #[test]
+    fn element_counts_past_i32_are_refused() {
+        let plan = Plan::new(&zoo::get("regnet_y_128gf").unwrap(), 224, 224).unwrap();
+        check_indices(&plan, 256).unwrap();
+        let e = check_indices(&plan, 512).unwrap_err();
+        assert!(matches!(e, Error::IndexOverflow { .. }), "{e}");
+        let big = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 1024, 1024).unwrap();
+        check_indices(&big, 1).unwrap();
+        check_indices(&big, 128).unwrap();
+        let e = check_indices(&big, 256).unwrap_err().to_string();
+        assert!(e.contains("`stem`") || e.contains("input"), "{e}");
+    }
+
+    #[test]
+    fn a_zoo_model_lowers_with_consistent_bindings() {
+        let plan = Plan::new(&zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
+        let o = LowerOptions {
+            batch: 2,
+            tiling: Tiling::Cpu,
+            subgroups: false,
+        };
+        let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
+        let ds = lower_plan(&plan, &parts, &o).unwrap();
+        assert_eq!(ds.len(), plan.ops.len());
+        for d in &ds {
+            let n = match d.variant.family {
+                Family::Conv | Family::ConvPointwise => 7,
+                Family::Pool => 2,
+                Family::Linear | Family::SqueezeExcite => 5,
+            };
+            assert_eq!(d.bindings.len(), n, "{}", d.label);
+            assert!(!d.variant.subgroup);
+        }
+        assert_eq!(status_dispatch(status_tag(0, ds.len()), ds.len()), Some(0));
+    }
+}

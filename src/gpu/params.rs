@@ -1,0 +1,209 @@
+//! The kernels' parameters as typed structs, one per kernel family, each the Rust twin of the
+//! `Params` struct at `@group(0) @binding(0)` of its WGSL file.
+//!
+//! Every field is a `u32`, declared in the WGSL struct's order; [`kernel_params!`] also records
+//! each field's name and byte offset (`FIELDS`), which `tests/shaders.rs` compares with the WGSL
+//! struct through naga's reflection, so the two can never drift apart silently.
+//!
+//! The lowering computes parameters in `u64` and converts them with [`to_u32`], which names the
+//! parameter that would not fit the kernels' 32-bit index arithmetic.
+
+use crate::error::{Error, Result};
+
+/// Declares a `#[repr(C)]` all-`u32` parameter struct with its `FIELDS` table.
+macro_rules! kernel_params {
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident,)* }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: u32,)*
+        }
+
+        impl $name {
+            /// Each field's name and byte offset, in declaration order (the WGSL struct's).
+            pub const FIELDS: &'static [(&'static str, usize)] =
+                &[$((stringify!($field), std::mem::offset_of!($name, $field)),)*];
+        }
+    };
+}
+
+kernel_params! {
+    /// `conv.wgsl`: one part of a direct convolution (any kernel, stride, padding, groups).
+    ConvParams {
+        /// Images.
+        batch, in_c, in_h, in_w, out_c, out_h, out_w, groups, pad,
+        /// ceil(part_cout / OCN).
+        oc_blocks,
+        /// PX-pixel tiles per output row.
+        tiles_x,
+        /// Invocations that compute something (the rest of the grid returns at once).
+        invocations,
+        /// `main_subgroup`: tiles per (image, group, block) rounded up to the subgroup size.
+        tiles_pad,
+        /// First group of this part.
+        g_begin,
+        /// Groups in this part.
+        part_groups,
+        /// Output channels of each group in this part.
+        part_cout,
+        /// Channels of the group before this part (0 unless split inside a group).
+        oc_skip,
+        /// vec4s of weights per (group, c, ky, kx).
+        oc_pad4,
+        /// vec4s holding the input value.
+        x_vec4s,
+        /// The value this dispatch writes to the status word when it meets a value it cannot
+        /// store ([`super::lower::status_tag`]).
+        status_tag,
+    }
+}
+
+kernel_params! {
+    /// `conv_pointwise.wgsl`: one part of a 1x1 convolution with one group, as a GEMM.
+    PointwiseParams {
+        /// Images.
+        batch, in_c, in_h, in_w, out_c, out_h, out_w,
+        /// ceil(oc_count / TM).
+        oc_blocks,
+        /// TN-pixel tiles per plane.
+        tiles,
+        /// Invocations that compute something.
+        invocations,
+        /// First output channel of this part.
+        oc_begin,
+        /// Output channels of this part.
+        oc_count,
+        /// vec4s per row of the transposed weights.
+        oc_pad4,
+        /// vec4s holding the input value.
+        x_vec4s,
+        /// vec4s holding the residual value.
+        r_vec4s,
+        /// See [`ConvParams::status_tag`].
+        status_tag,
+    }
+}
+
+kernel_params! {
+    /// `squeeze_excite.wgsl`: the gate of one squeeze-and-excitation (one workgroup per image).
+    SqueezeExciteParams {
+        /// Images.
+        batch,
+        /// C.
+        channels,
+        /// R, the hidden width.
+        squeeze,
+        /// Values per plane.
+        hw,
+        /// C rounded up to a multiple of 4.
+        c4,
+        /// R rounded up to a multiple of 4.
+        r4,
+        /// First vec4 of W2 in the weights.
+        w2_at,
+        /// vec4s holding the input value.
+        x_vec4s,
+    }
+}
+
+kernel_params! {
+    /// `pool.wgsl`: global average pooling, one invocation per plane.
+    PoolParams {
+        /// batch * channels.
+        planes,
+        /// Values per plane.
+        hw,
+        /// Padding to 16 bytes.
+        _pad0,
+        /// Padding to 16 bytes.
+        _pad1,
+    }
+}
+
+kernel_params! {
+    /// `linear.wgsl`: the fully connected head.
+    LinearParams {
+        /// Images.
+        batch, in_f, out_f,
+        /// vec4s per padded weight row.
+        in4,
+        /// vec4s holding x.
+        x_vec4s,
+        /// See [`ConvParams::status_tag`].
+        status_tag,
+        /// Padding to 16 bytes.
+        _pad0,
+        /// Padding to 16 bytes.
+        _pad1,
+    }
+}
+
+/// One dispatch's parameters, typed by kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelParams {
+    /// `conv.wgsl`.
+    Conv(ConvParams),
+    /// `conv_pointwise.wgsl`.
+    Pointwise(PointwiseParams),
+    /// `squeeze_excite.wgsl`.
+    SqueezeExcite(SqueezeExciteParams),
+    /// `pool.wgsl`.
+    Pool(PoolParams),
+    /// `linear.wgsl`.
+    Linear(LinearParams),
+}
+
+impl KernelParams {
+    /// The bytes the uniform binding holds.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            KernelParams::Conv(p) => bytemuck::bytes_of(p),
+            KernelParams::Pointwise(p) => bytemuck::bytes_of(p),
+            KernelParams::SqueezeExcite(p) => bytemuck::bytes_of(p),
+            KernelParams::Pool(p) => bytemuck::bytes_of(p),
+            KernelParams::Linear(p) => bytemuck::bytes_of(p),
+        }
+    }
+}
+
+/// `value` as a kernel parameter, or an [`Error::IndexOverflow`] naming it.
+pub fn to_u32(op: &str, param: &str, value: u64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::IndexOverflow {
+        what: format!("parameter `{param}` of `{op}`"),
+        count: value,
+        max: u32::MAX as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_packed_u32s_in_order() {
+        for fields in [
+            ConvParams::FIELDS,
+            PointwiseParams::FIELDS,
+            SqueezeExciteParams::FIELDS,
+            PoolParams::FIELDS,
+            LinearParams::FIELDS,
+        ] {
+            for (i, (_, offset)) in fields.iter().enumerate() {
+                assert_eq!(*offset, 4 * i);
+            }
+            // Uniform structs are read in whole 16-byte rows.
+            assert_eq!(fields.len() % 4, 0, "{fields:?}");
+        }
+        assert_eq!(std::mem::size_of::<ConvParams>(), 80);
+    }
+
+    #[test]
+    fn oversized_parameters_are_named() {
+        assert_eq!(to_u32("c", "in_c", 7).unwrap(), 7);
+        let e = to_u32("stem", "invocations", 1 << 33)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invocations") && e.contains("stem"), "{e}");
+    }
+}
