@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use clap::{ArgGroup, Parser, ValueEnum};
 use regnet_wgpu::cpu::CpuBackend;
-use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
+use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
 use regnet_wgpu::{zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
 use serde_json::json;
 
@@ -73,6 +73,28 @@ struct Args {
     /// Draw the per-layer profile as SVG.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// wgpu's runtime checks in the kernels, comma separated to compare them in one run:
+    /// checked (the default), unchecked, bounds (bounds checks only), loops (loop bounding
+    /// only). Rows other than `checked` are labelled `gpu/<checks>`.
+    #[arg(long, value_delimiter = ',', default_value = "checked")]
+    shader_checks: Vec<String>,
+}
+
+/// The runtime checks a `--shader-checks` name stands for.
+fn shader_checks(name: &str) -> Result<ShaderChecks> {
+    // SAFETY: the runner sizes every buffer it binds (tests/robustness.rs compares checked and
+    // unchecked results on every fixture); this example only measures the difference.
+    Ok(match name {
+        "checked" => ShaderChecks::checked(),
+        "unchecked" => unsafe { ShaderChecks::unchecked() },
+        "bounds" => unsafe { ShaderChecks::with(true, false) },
+        "loops" => unsafe { ShaderChecks::with(false, true) },
+        other => {
+            return Err(Error::Input(format!(
+                "unknown --shader-checks `{other}` (checked, unchecked, bounds, loops)"
+            )))
+        }
+    })
 }
 
 /// Median, min and max of a set of times.
@@ -190,10 +212,15 @@ fn run(args: &Args) -> Result<()> {
         match backend.as_str() {
             "gpu" => {
                 let ctx = GpuContext::new(precision)?;
-                for &b in &args.batch {
+                for (&b, checks) in args
+                    .batch
+                    .iter()
+                    .flat_map(|b| args.shader_checks.iter().map(move |c| (b, c)))
+                {
                     let opts = RunnerOptions {
                         batch: b,
                         precision,
+                        shader_checks: shader_checks(checks)?,
                         ..Default::default()
                     };
                     let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;
@@ -210,7 +237,11 @@ fn run(args: &Args) -> Result<()> {
                         profile = runner.profile(&x)?.map(|p| (b, p));
                     }
                     rows.push(Row {
-                        backend: "gpu".into(),
+                        backend: if checks == "checked" {
+                            "gpu".into()
+                        } else {
+                            format!("gpu/{checks}")
+                        },
                         adapter: ctx.describe(),
                         batch: b,
                         timing,

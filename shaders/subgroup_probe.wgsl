@@ -15,6 +15,6 @@ fn main(@builtin(local_invocation_index) lid: u32,
         @builtin(subgroup_invocation_id) lane: u32,
         @builtin(subgroup_size) size: u32) {
     let first = subgroupBroadcast(lid, 0u);   // the local index of lane 0
-    let active = subgroupAdd(1u);             // active lanes
-    ok[lid] = select(0u, 1u, size == 8u && active == 8u && lane == lid % 8u && first == lid - lane);
+    let lanes = subgroupAdd(1u);              // active lanes
+    ok[lid] = select(0u, 1u, size == 8u && lanes == 8u && lane == lid % 8u && first == lid - lane);
 }

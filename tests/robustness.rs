@@ -7,7 +7,6 @@ mod common;
 use std::sync::OnceLock;
 
 use common::*;
-use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuModel, GpuRunner, Precision, RunnerOptions, ShaderChecks};
 use regnet_wgpu::{zoo, Error, Plan, Tensor, Weights};
 
@@ -39,21 +38,6 @@ fn device_with(limits: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> GpuContext 
     }))
     .unwrap();
     GpuContext::from_device(device, queue, adapter.get_info())
-}
-
-/// A deterministic input batch in [-1, 1).
-fn test_input(n: usize, h: usize, w: usize) -> Tensor {
-    let data = (0..n * 3 * h * w)
-        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect();
-    Tensor::new(vec![n, 3, h, w], data).unwrap()
-}
-
-fn cpu_logits(plan: &Plan, weights: &Weights, x: &Tensor) -> Tensor {
-    CpuBackend::new(plan.clone(), weights.clone())
-        .unwrap()
-        .run(x)
-        .unwrap()
 }
 
 fn gpu_logits(

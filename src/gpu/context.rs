@@ -1,6 +1,6 @@
 //! The adapter, device and queue the runners work on.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
 
@@ -41,6 +41,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     /// Whether the device lays its subgroups as the subgroup kernels assume (probed once).
     subgroup_layout: Arc<OnceLock<bool>>,
+    /// Why the device was lost, once it is (the library's own devices only).
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -94,7 +96,13 @@ impl GpuContext {
         device.on_uncaptured_error(std::sync::Arc::new(|e| {
             eprintln!("regnet-wgpu: uncaptured wgpu error: {e}");
         }));
-        Ok(GpuContext::from_device(device, queue, info))
+        let ctx = GpuContext::from_device(device, queue, info);
+        let lost = ctx.lost.clone();
+        ctx.device.set_device_lost_callback(move |reason, message| {
+            *lost.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("{reason:?}: {message}"));
+        });
+        Ok(ctx)
     }
 
     /// Blocking [`GpuContext::new_async`].
@@ -119,6 +127,16 @@ impl GpuContext {
             queue,
             info,
             subgroup_layout: Arc::new(OnceLock::new()),
+            lost: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// [`Error::DeviceLost`] once the device is lost. Known for the library's own devices
+    /// ([`GpuContext::new`]); a host that made the device owns its device-lost callback.
+    pub fn check_lost(&self) -> Result<()> {
+        match self.lost.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(why) => Err(Error::DeviceLost(why.clone())),
+            None => Ok(()),
         }
     }
 

@@ -262,6 +262,28 @@ fn vec4s(n: u64) -> u64 {
     n.div_ceil(4)
 }
 
+/// What both convolution kernels' parameters start with: batch, channels and planes in and
+/// out, then the vec4s holding the input (`[batch, in_c, in_h, in_w, out_c, out_h, out_w,
+/// x_vec4s]`).
+fn conv_dims(c: &Conv2d, s: &ConvShape, name: &str) -> Result<[u32; 8]> {
+    let x = vec4s(s.batch * c.in_channels as u64 * s.in_h * s.in_w);
+    let values = [
+        ("batch", s.batch),
+        ("in_c", c.in_channels as u64),
+        ("in_h", s.in_h),
+        ("in_w", s.in_w),
+        ("out_c", c.out_channels as u64),
+        ("out_h", s.out_h),
+        ("out_w", s.out_w),
+        ("x_vec4s", x),
+    ];
+    let mut out = [0u32; 8];
+    for (o, (param, v)) in out.iter_mut().zip(values) {
+        *o = to_u32(name, param, v)?;
+    }
+    Ok(out)
+}
+
 /// Lowers op `i` (a convolution) to one dispatch per part.
 pub fn lower_conv(
     plan: &Plan,
@@ -357,24 +379,22 @@ fn pointwise_dispatch(
     let wg = o.tiling.workgroup(invocations);
     let u = |param: &str, v: u64| to_u32(name, param, v);
     u("invocations", invocations.next_multiple_of(wg as u64))?;
+    let [batch, in_c, in_h, in_w, out_c, out_h, out_w, x_vec4s] = conv_dims(c, s, name)?;
     let params = PointwiseParams {
-        batch: u("batch", s.batch)?,
-        in_c: u("in_c", c.in_channels as u64)?,
-        in_h: u("in_h", s.in_h)?,
-        in_w: u("in_w", s.in_w)?,
-        out_c: u("out_c", c.out_channels as u64)?,
-        out_h: u("out_h", s.out_h)?,
-        out_w: u("out_w", s.out_w)?,
+        batch,
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        out_h,
+        out_w,
         oc_blocks: u("oc_blocks", ocb)?,
         tiles: u("tiles", tiles)?,
         invocations: u("invocations", invocations)?,
         oc_begin: u("oc_begin", part.first_row as u64)?,
         oc_count: u("oc_count", part.rows as u64)?,
         oc_pad4: u("oc_pad4", vec4s(part.rows as u64))?,
-        x_vec4s: u(
-            "x_vec4s",
-            vec4s(s.batch * c.in_channels as u64 * s.in_h * s.in_w),
-        )?,
+        x_vec4s,
         r_vec4s: u("r_vec4s", vec4s(s.batch * c.out_channels as u64 * hw))?,
         status_tag: 0,
     };
@@ -428,14 +448,15 @@ fn direct_dispatch(
     let wg = o.tiling.workgroup(invocations);
     let u = |param: &str, v: u64| to_u32(name, param, v);
     u("invocations", invocations.next_multiple_of(wg as u64))?;
+    let [batch, in_c, in_h, in_w, out_c, out_h, out_w, x_vec4s] = conv_dims(c, s, name)?;
     let params = ConvParams {
-        batch: u("batch", s.batch)?,
-        in_c: u("in_c", c.in_channels as u64)?,
-        in_h: u("in_h", s.in_h)?,
-        in_w: u("in_w", s.in_w)?,
-        out_c: u("out_c", c.out_channels as u64)?,
-        out_h: u("out_h", s.out_h)?,
-        out_w: u("out_w", s.out_w)?,
+        batch,
+        in_c,
+        in_h,
+        in_w,
+        out_c,
+        out_h,
+        out_w,
         groups: u("groups", c.groups as u64)?,
         pad: u("pad", c.padding as u64)?,
         oc_blocks: u("oc_blocks", ocb)?,
@@ -447,10 +468,7 @@ fn direct_dispatch(
         part_cout: u("part_cout", part_cout as u64)?,
         oc_skip: u("oc_skip", oc_skip as u64)?,
         oc_pad4: u("oc_pad4", vec4s(part_cout as u64))?,
-        x_vec4s: u(
-            "x_vec4s",
-            vec4s(s.batch * c.in_channels as u64 * s.in_h * s.in_w),
-        )?,
+        x_vec4s,
         status_tag: 0,
     };
     let variant = Variant {

@@ -308,9 +308,11 @@ fn check_transform(t: &EvalTransform) -> Result<()> {
 /// What the pass needs of a device, with the first shortfall named.
 fn check_device(device: &wgpu::Device, precision: Precision) -> Result<()> {
     if precision == Precision::F16 && !device.features().contains(wgpu::Features::SHADER_F16) {
-        return Err(Error::Gpu(
-            "the device does not have the `shader-f16` feature enabled; f16 preprocessing output needs it".into(),
-        ));
+        return Err(Error::UnsupportedFeature {
+            feature: "shader-f16",
+            adapter: "the host's device".into(),
+            needed_for: "f16 preprocessing output".into(),
+        });
     }
     let l = device.limits();
     for (name, have, need) in [
@@ -347,9 +349,13 @@ fn check_device(device: &wgpu::Device, precision: Precision) -> Result<()> {
         ),
     ] {
         if have < need {
-            return Err(Error::Gpu(format!(
-                "the device's limit {name} is {have}; the preprocessing pass needs at least {need}"
-            )));
+            return Err(Error::DeviceLimit {
+                what: "the preprocessing pass".into(),
+                limit: name,
+                have: have as u64,
+                needed: need as u64,
+                advice: String::new(),
+            });
         }
     }
     Ok(())
@@ -598,10 +604,13 @@ impl GpuPreprocess {
         }
         let max_binding = self.device.limits().max_storage_buffer_binding_size;
         if target.size() > max_binding {
-            return Err(Error::Gpu(format!(
-                "the target buffer ({} bytes) is over the device's max_storage_buffer_binding_size ({max_binding})",
-                target.size()
-            )));
+            return Err(Error::DeviceLimit {
+                what: format!("the target buffer ({} bytes)", target.size()),
+                limit: "max_storage_buffer_binding_size",
+                have: max_binding,
+                needed: target.size(),
+                advice: String::new(),
+            });
         }
 
         let t = &self.opts.transform;
@@ -625,11 +634,13 @@ impl GpuPreprocess {
         ];
         let max_grid = self.device.limits().max_compute_workgroups_per_dimension as u64;
         if grid[0] > max_grid || grid[1] > max_grid {
-            return Err(Error::Gpu(format!(
-                "a {crop_w}x{crop_h} crop needs {}x{} workgroups, over the device's \
-                 max_compute_workgroups_per_dimension ({max_grid})",
-                grid[0], grid[1]
-            )));
+            return Err(Error::DeviceLimit {
+                what: format!("a {crop_w}x{crop_h} crop"),
+                limit: "max_compute_workgroups_per_dimension",
+                have: max_grid,
+                needed: grid[0].max(grid[1]),
+                advice: String::new(),
+            });
         }
 
         // The table: normalised value of every level, then the taps (see the shader).
@@ -646,10 +657,13 @@ impl GpuPreprocess {
         table.extend(rows.weights.iter().map(|&v| v as u32));
         let table_bytes = table.len() as u64 * 4;
         if table_bytes > max_binding {
-            return Err(Error::Gpu(format!(
-                "resampling {w}x{h} to {rw}x{rh} needs a {table_bytes}-byte filter table, over the \
-                 device's max_storage_buffer_binding_size ({max_binding})"
-            )));
+            return Err(Error::DeviceLimit {
+                what: format!("the filter table for resampling {w}x{h} to {rw}x{rh}"),
+                limit: "max_storage_buffer_binding_size",
+                have: max_binding,
+                needed: table_bytes,
+                advice: String::new(),
+            });
         }
 
         let u = |v: usize| v as u32;

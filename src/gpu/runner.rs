@@ -640,6 +640,7 @@ impl GpuRunner {
     /// Logits and the taps named in [`RunnerOptions::taps`].
     pub fn run_with_taps(&self, input: &Tensor) -> Result<(Tensor, Vec<(String, Tensor)>)> {
         let data = self.check_input(input)?;
+        self.context().check_lost()?;
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let device = &self.context().device;
         let queue = &self.context().queue;
@@ -666,7 +667,9 @@ impl GpuRunner {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Gpu(format!("inference failed: {e}")));
         }
-        let bytes = self.read_bytes(&self.readback)?;
+        let bytes = self
+            .read_bytes(&self.readback)
+            .map_err(|e| self.context().check_lost().err().unwrap_or(e))?;
         let at = align4(logits_bytes) as usize;
         self.status.check(u32::from_le_bytes([
             bytes[at],

@@ -18,9 +18,48 @@
 /// (one workgroup at a time each) finish nearly together.
 const CPU_MIN_WORKGROUPS: u64 = 32;
 
-/// Most input values of a row one direct-conv invocation can hold: `conv.wgsl`'s span array
-/// (`MAX_SV` vec4s, one of them taken by the realignment).
-const MAX_SPAN: usize = 41;
+/// The sizes the kernels' register arrays are declared with: WGSL `const`s, by file and name.
+/// The tile rules below are written against these; `tests/shaders.rs` reads each one from its
+/// WGSL file and checks that it is this value, so the two cannot drift apart.
+pub const SHADER_CONSTANTS: &[(&str, &str, u32)] = &[
+    ("conv.wgsl", "MAX_OC", CONV_MAX_OC),
+    ("conv.wgsl", "MAX_PV", CONV_MAX_PV),
+    ("conv.wgsl", "MAX_SV", CONV_MAX_SV),
+    ("conv_pointwise.wgsl", "MAX_TM", POINTWISE_MAX_TM),
+    ("conv_pointwise.wgsl", "MAX_NV", POINTWISE_MAX_NV),
+    (
+        "conv_pointwise_subgroup.wgsl",
+        "MAX_XK",
+        SUBGROUP_GEMM_MAX_XK,
+    ),
+    ("conv_subgroup.wgsl", "MAX_WK", SUBGROUP_CONV_MAX_WK),
+    ("conv_subgroup.wgsl", "MAX_K", SUBGROUP_CONV_MAX_K),
+    ("subgroup.wgsl", "SG", super::kernels::SUBGROUP_SIZE),
+];
+
+/// `conv.wgsl`: output channels per invocation at most (`OCN`).
+pub const CONV_MAX_OC: u32 = 8;
+/// `conv.wgsl`: vec4s of pixels per invocation at most (`PX / 4`).
+pub const CONV_MAX_PV: u32 = 4;
+/// `conv.wgsl`: vec4s of a row span (`MAX_SV`), one of them taken by the realignment.
+pub const CONV_MAX_SV: u32 = 12;
+/// Most input values of a row one direct-conv invocation can hold: `(PX - 1) * STRIDE + KW`
+/// plus up to 3 values of realignment fit `CONV_MAX_SV - 1` vec4s.
+pub const MAX_SPAN: usize = 4 * (CONV_MAX_SV as usize - 1) - 3;
+/// `conv_pointwise.wgsl`: output channels per invocation at most (`TM`).
+pub const POINTWISE_MAX_TM: u32 = 16;
+/// `conv_pointwise.wgsl`: vec4s of pixels per invocation at most (`TN / 4`).
+pub const POINTWISE_MAX_NV: u32 = 4;
+/// `conv_pointwise_subgroup.wgsl`: vec4s loaded per round, 2 tiles x 2 channels x (TN / 4 + 1).
+pub const SUBGROUP_GEMM_MAX_XK: u32 = 24;
+/// The subgroup GEMM's lanes take consecutive (tile, channel block) pairs and load the inputs
+/// of at most two tiles: a subgroup of 8 lanes spans at most two tiles when a tile has at least
+/// 7 channel blocks.
+pub const SUBGROUP_GEMM_MIN_BLOCKS: u64 = super::kernels::SUBGROUP_SIZE as u64 - 1;
+/// `conv_subgroup.wgsl`: vec4s of weights per input channel (`KH * KW * ceil(OCN / 4)`).
+pub const SUBGROUP_CONV_MAX_WK: u32 = 24;
+/// `conv_subgroup.wgsl`: largest kernel side.
+pub const SUBGROUP_CONV_MAX_K: u32 = 3;
 
 /// The tile rules of one adapter type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,7 +98,7 @@ impl Tiling {
     /// when there are at least 7 blocks, so that a subgroup spans at most two tiles. Never on
     /// GPUs (untested there).
     pub fn pointwise_subgroup(self, blocks: u64) -> bool {
-        self == Tiling::Cpu && blocks >= 7
+        self == Tiling::Cpu && blocks >= SUBGROUP_GEMM_MIN_BLOCKS
     }
 
     /// Whether a direct convolution runs the subgroup entry point (`conv_subgroup.wgsl`: the 8
@@ -69,7 +108,12 @@ impl Tiling {
     /// tiles are padded to a multiple of 8). Never on GPUs (untested there).
     pub fn conv_subgroup(self, kernel: [usize; 2], ocn: u32, tiles: u64) -> bool {
         let weights = kernel[0] * kernel[1] * (ocn as usize).div_ceil(4);
-        self == Tiling::Cpu && kernel[0] <= 3 && kernel[1] <= 3 && weights <= 24 && tiles >= 7
+        let k = SUBGROUP_CONV_MAX_K as usize;
+        self == Tiling::Cpu
+            && kernel[0] <= k
+            && kernel[1] <= k
+            && weights <= SUBGROUP_CONV_MAX_WK as usize
+            && tiles >= 7
     }
 
     /// Invocations per workgroup for a dispatch of `invocations` (the conv kernels): on GPUs
@@ -109,6 +153,24 @@ impl Tiling {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tiles_fit_the_kernels_arrays() {
+        for t in [Tiling::Cpu, Tiling::Gpu] {
+            let [tm, tn] = t.pointwise();
+            assert!(tm <= POINTWISE_MAX_TM && tn / 4 <= POINTWISE_MAX_NV);
+            assert!(tm % 4 == 0 && tn % 4 == 0);
+            // The subgroup GEMM loads 2 tiles x 2 channels x (TN / 4 + 1) vec4s per round.
+            assert!(2 * 2 * (tn / 4 + 1) <= SUBGROUP_GEMM_MAX_XK);
+            for (cout_g, kw, stride, w) in [(8, 3, 1, 56), (4, 3, 2, 112), (64, 7, 2, 112)] {
+                if let Some([ocn, px]) = t.conv(cout_g, kw, stride, w) {
+                    assert!(ocn <= CONV_MAX_OC && px / 4 <= CONV_MAX_PV);
+                    assert!((px as usize - 1) * stride + kw <= MAX_SPAN);
+                }
+            }
+        }
+        assert_eq!(MAX_SPAN, 41);
+    }
 
     #[test]
     fn small_dispatches_get_small_workgroups_on_cpus() {

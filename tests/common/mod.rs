@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::tensor::read_safetensors;
 use regnet_wgpu::{zoo, Plan, RegNetParams, Tensor, Weights};
 use serde_json::Value;
@@ -34,6 +35,34 @@ pub fn skip_log() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt")
 }
 
+/// A deterministic input batch in [-1, 1).
+pub fn test_input(n: usize, h: usize, w: usize) -> Tensor {
+    let data = (0..n * 3 * h * w)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    Tensor::new(vec![n, 3, h, w], data).unwrap()
+}
+
+/// The CPU backend's logits (itself checked against torchvision in tests/cpu.rs).
+pub fn cpu_logits(plan: &Plan, weights: &Weights, x: &Tensor) -> Tensor {
+    CpuBackend::new(plan.clone(), weights.clone())
+        .unwrap()
+        .run(x)
+        .unwrap()
+}
+
+/// Appends a line to [`skip_log`].
+fn log_skip(line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_log())
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 /// Records a check that cannot run here (a missing fixture folder, an adapter without a
 /// feature): printed at once, and appended to [`skip_log`] so that `scripts/test` shows one
 /// summary of every skip (cargo hides a passing test's output). Under `CI=true` a skip is a
@@ -44,14 +73,14 @@ pub fn skip(what: &str) {
     }
     println!("SKIPPED: {what}");
     eprintln!("SKIPPED: {what}");
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(skip_log())
-    {
-        let _ = writeln!(f, "{what}");
-    }
+    log_skip(what);
+}
+
+/// Records a check that this device cannot run and CI's may not either (a device without
+/// 8-lane subgroups): listed like [`skip`], never a failure.
+pub fn skip_optional(what: &str) {
+    println!("SKIPPED (optional): {what}");
+    log_skip(&format!("(optional) {what}"));
 }
 
 /// The folder named by `REGNET_FIXTURES`, if set; a set variable naming a missing folder panics.
