@@ -3,7 +3,7 @@
 //! ```text
 //! gpu_infer (--model NAME | --regnet SPEC) [--weights FILE] [--image FILE ...]
 //!           [--input-tensor FILE] [--save-logits FILE] [--backend gpu|cpu]
-//!           [--precision f32|f16] [--top K] [--json]
+//!           [--precision f32|f16] [--unchecked-shaders] [--top K] [--json]
 //! ```
 //!
 //! With no arguments it runs regnet_y_400mf on the bundled photo `assets/chelsea.png`.
@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
+use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
 use regnet_wgpu::preprocess::{stack, EvalTransform};
 use regnet_wgpu::tensor::{read_input_tensor, write_safetensors};
 use regnet_wgpu::{cpu::CpuBackend, zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
@@ -72,6 +72,10 @@ struct Args {
     /// Numeric precision (f16 needs the GPU and its shader-f16 feature).
     #[arg(long, value_enum, default_value = "f32")]
     precision: Prec,
+    /// Compile the GPU kernels without wgpu's runtime checks (bounds checks, loop bounding):
+    /// about 5x faster on lavapipe (BENCHMARKS.md); the kernels are in bounds by construction.
+    #[arg(long)]
+    unchecked_shaders: bool,
     /// How many classes to print per image.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     top: u64,
@@ -142,9 +146,17 @@ fn infer(
     if args.backend != Some(Backend::Cpu) {
         match GpuContext::new(precision) {
             Ok(ctx) => {
+                let shader_checks = if args.unchecked_shaders {
+                    // SAFETY: the runner sizes every buffer it binds; tests/robustness.rs shows
+                    // checked and unchecked kernels agree on every fixture.
+                    unsafe { ShaderChecks::unchecked() }
+                } else {
+                    ShaderChecks::checked()
+                };
                 let opts = RunnerOptions {
                     batch: input.shape[0],
                     precision,
+                    shader_checks,
                     ..Default::default()
                 };
                 let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;

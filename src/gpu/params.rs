@@ -1,7 +1,7 @@
 //! The kernels' parameters as typed structs, one per kernel family, each the Rust twin of the
 //! `Params` struct at `@group(0) @binding(0)` of its WGSL file.
 //!
-//! Every field is a `u32`, declared in the WGSL struct's order; [`kernel_params!`] also records
+//! Every field is a `u32`, declared in the WGSL struct's order; `kernel_params!` also records
 //! each field's name and byte offset (`FIELDS`), which `tests/shaders.rs` compares with the WGSL
 //! struct through naga's reflection, so the two can never drift apart silently.
 //!
