@@ -165,6 +165,82 @@ pub(crate) fn scoped<T>(
     Ok(out)
 }
 
+/// Uploads ops' weights in their kernels' layouts, checked against the binding limit.
+struct Uploader<'a> {
+    device: &'a wgpu::Device,
+    precision: Precision,
+    limit: u64,
+}
+
+impl Uploader<'_> {
+    /// A storage buffer holding `data` in `precision`; `what` names it in errors.
+    fn upload(&self, what: &str, data: &[f32], precision: Precision) -> Result<wgpu::Buffer> {
+        let bytes = to_store(data, precision, what)?;
+        if bytes.len() as u64 > self.limit {
+            return Err(Error::DeviceLimit {
+                what: format!("{what} ({} bytes)", bytes.len()),
+                limit: "max_storage_buffer_binding_size",
+                have: self.limit,
+                needed: bytes.len() as u64,
+                advice: String::new(),
+            });
+        }
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(what),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            }))
+    }
+
+    /// The buffers of one op: weights in the storage precision (a convolution's split into
+    /// parts of at most `split_at` bytes), biases in f32; `None` for ops without weights.
+    fn op(&self, op: &Op, weights: &Weights, split_at: u64) -> Result<Option<OpBuffers>> {
+        let what = format!("the weights of `{}`", op.name);
+        let bias_name = format!("the biases of `{}`", op.name);
+        let (parts, ws, bias) = match &op.kind {
+            OpKind::Conv2d(c) => {
+                let p = weights.conv(&op.name)?;
+                let parts = split_conv(c, self.precision.bytes(), split_at, &op.name)?;
+                let ws = parts
+                    .iter()
+                    .map(|part| {
+                        let packed = pack_conv_weights(c, &p.weight, part);
+                        self.upload(&what, &packed, self.precision)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (parts, ws, p.bias.clone())
+            }
+            OpKind::SqueezeExcite(se) => {
+                let p = weights.se(&op.name)?;
+                let w = pack_squeeze_excite(se, &p.w1, &p.w2);
+                let bias = p.b1.iter().chain(&p.b2).copied().collect();
+                (
+                    Vec::new(),
+                    vec![self.upload(&what, &w, self.precision)?],
+                    bias,
+                )
+            }
+            OpKind::Linear(l) => {
+                let p = weights.linear(&op.name)?;
+                let w = pack_linear(l, &p.weight);
+                (
+                    Vec::new(),
+                    vec![self.upload(&what, &w, self.precision)?],
+                    p.bias.clone(),
+                )
+            }
+            OpKind::GlobalAvgPool => return Ok(None),
+        };
+        Ok(Some(OpBuffers {
+            parts,
+            weights: ws,
+            bias: self.upload(&bias_name, &bias, Precision::F32)?,
+        }))
+    }
+}
+
 impl GpuModel {
     /// Uploads `weights` (for `plan`'s ops) and compiles the kernels, with the model-level
     /// fields of `opts`: `precision`, `max_binding_bytes`, `shader_checks`, `subgroups`.
@@ -194,78 +270,17 @@ impl GpuModel {
             });
         }
         check_limits(ctx)?;
-        let limit = max_binding(&ctx.device.limits());
-        let split_at = limit.min(opts.max_binding_bytes.unwrap_or(u64::MAX));
-        let upload = |label: &str, bytes: Vec<u8>| -> Result<wgpu::Buffer> {
-            if bytes.len() as u64 > limit {
-                return Err(Error::DeviceLimit {
-                    what: format!("`{label}` ({} bytes)", bytes.len()),
-                    limit: "max_storage_buffer_binding_size",
-                    have: limit,
-                    needed: bytes.len() as u64,
-                    advice: String::new(),
-                });
-            }
-            Ok(ctx
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: &bytes,
-                    usage: wgpu::BufferUsages::STORAGE,
-                }))
+        let up = Uploader {
+            device: &ctx.device,
+            precision: prec,
+            limit: max_binding(&ctx.device.limits()),
         };
-        let mut buffers = Vec::with_capacity(plan.ops.len());
-        for op in &plan.ops {
-            let b = match &op.kind {
-                OpKind::Conv2d(c) => {
-                    let p = weights.conv(&op.name)?;
-                    let parts = split_conv(c, prec.bytes(), split_at, &op.name)?;
-                    let mut ws = Vec::with_capacity(parts.len());
-                    for part in &parts {
-                        let packed = pack_conv_weights(c, &p.weight, part);
-                        let what = format!("the weights of `{}`", op.name);
-                        ws.push(upload(&what, to_store(&packed, prec, &what)?)?);
-                    }
-                    Some(OpBuffers {
-                        parts,
-                        weights: ws,
-                        bias: upload(
-                            &format!("{}.bias", op.name),
-                            to_store(&p.bias, Precision::F32, "")?,
-                        )?,
-                    })
-                }
-                OpKind::SqueezeExcite(se) => {
-                    let p = weights.se(&op.name)?;
-                    let what = format!("the weights of `{}`", op.name);
-                    let w = pack_squeeze_excite(se, &p.w1, &p.w2);
-                    let bias: Vec<f32> = p.b1.iter().chain(&p.b2).copied().collect();
-                    Some(OpBuffers {
-                        parts: Vec::new(),
-                        weights: vec![upload(&what, to_store(&w, prec, &what)?)?],
-                        bias: upload(
-                            &format!("{}.bias", op.name),
-                            to_store(&bias, Precision::F32, "")?,
-                        )?,
-                    })
-                }
-                OpKind::Linear(l) => {
-                    let p = weights.linear(&op.name)?;
-                    let what = format!("the weights of `{}`", op.name);
-                    let w = pack_linear(l, &p.weight);
-                    Some(OpBuffers {
-                        parts: Vec::new(),
-                        weights: vec![upload(&what, to_store(&w, prec, &what)?)?],
-                        bias: upload(
-                            &format!("{}.bias", op.name),
-                            to_store(&p.bias, Precision::F32, "")?,
-                        )?,
-                    })
-                }
-                OpKind::GlobalAvgPool => None,
-            };
-            buffers.push(b);
-        }
+        let split_at = up.limit.min(opts.max_binding_bytes.unwrap_or(u64::MAX));
+        let buffers = plan
+            .ops
+            .iter()
+            .map(|op| up.op(op, weights, split_at))
+            .collect::<Result<Vec<_>>>()?;
         let weight_bytes = buffers
             .iter()
             .flatten()

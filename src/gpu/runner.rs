@@ -207,7 +207,120 @@ fn storage_buffer(
     })
 }
 
+/// The values named by `taps` (`stem`, `block1`, ...).
+fn tap_values(plan: &Plan, taps: &[String]) -> Result<Vec<(String, ValueId)>> {
+    taps.iter()
+        .map(|t| {
+            plan.tap(t)
+                .map(|v| (t.clone(), v))
+                .ok_or_else(|| Error::Input(format!("no tap named `{t}` in this plan")))
+        })
+        .collect()
+}
+
+/// The 2-D grid of a dispatch, or the limit it exceeds.
+fn dispatch_grid(d: &Dispatch, limits: &wgpu::Limits) -> Result<(u32, u32)> {
+    let max_dim = limits.max_compute_workgroups_per_dimension;
+    grid(d.workgroups, max_dim).ok_or_else(|| Error::DeviceLimit {
+        what: format!("op `{}` ({} workgroups)", d.label, d.workgroups),
+        limit: "max_compute_workgroups_per_dimension",
+        have: max_dim as u64,
+        needed: d.workgroups.div_ceil(max_dim as u64),
+        advice: "; use a smaller batch or input".into(),
+    })
+}
+
+/// The staging buffer `run` reads: the logits (`logits_bytes`), then the status word.
+fn readback_buffer(device: &wgpu::Device, logits_bytes: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("logits readback"),
+        size: align4(logits_bytes) + 4,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+impl TapOut {
+    fn new(
+        device: &wgpu::Device,
+        name: &str,
+        plan: &Plan,
+        v: ValueId,
+        loc: Loc,
+        batch: u64,
+        prec: Precision,
+    ) -> Self {
+        let s = plan.values[v];
+        let bytes = batch * s.numel() as u64 * prec.bytes();
+        TapOut {
+            name: name.to_string(),
+            loc,
+            shape: vec![batch as usize, s.channels, s.height, s.width],
+            bytes,
+            staging: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size: align4(bytes),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        }
+    }
+}
+
 impl Buffers {
+    /// The runner's own buffers for `batch` images: input, logits, status, activation slots
+    /// (`slot_sizes`), each squeeze-and-excitation's scratch and gate, the parameters.
+    fn new(
+        device: &wgpu::Device,
+        plan: &Plan,
+        batch: u64,
+        prec: Precision,
+        slot_sizes: &[u64],
+        dispatches: &[Dispatch],
+    ) -> Result<Self> {
+        let limits = device.limits();
+        let max_buffer = max_binding(&limits);
+        let input_bytes = batch * plan.values[0].numel() as u64 * prec.bytes();
+        if input_bytes > max_buffer {
+            return Err(Error::DeviceLimit {
+                what: format!("the input batch ({input_bytes} bytes)"),
+                limit: "max_storage_buffer_binding_size",
+                have: max_buffer,
+                needed: input_bytes,
+                advice: "; use a smaller batch or input".into(),
+            });
+        }
+        let usage = wgpu::BufferUsages::COPY_SRC;
+        let logits_bytes = batch * plan.values[plan.output].channels as u64 * 4;
+        let mut scratch = HashMap::new();
+        let mut gates = HashMap::new();
+        for (i, op) in plan.ops.iter().enumerate() {
+            if let OpKind::SqueezeExcite(se) = &op.kind {
+                let len = batch * squeeze_excite_scratch_len(se) * 4;
+                let gate = batch * se.channels as u64 * 4;
+                let label = |what: &str| format!("{}.{what}", op.name);
+                scratch.insert(i, storage_buffer(device, &label("scratch"), len, usage));
+                gates.insert(i, storage_buffer(device, &label("gate"), gate, usage));
+            }
+        }
+        let copy_dst = usage | wgpu::BufferUsages::COPY_DST;
+        Ok(Buffers {
+            input: storage_buffer(device, "input", input_bytes, copy_dst),
+            logits: storage_buffer(device, "logits", logits_bytes, usage),
+            status: storage_buffer(device, "status", 4, copy_dst),
+            slots: slot_sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| storage_buffer(device, &format!("activations {i}"), s, usage))
+                .collect(),
+            scratch,
+            gates,
+            dummy: storage_buffer(device, "unused binding", 16, wgpu::BufferUsages::empty()),
+            uniforms: uniform_buffer(device, dispatches, &limits),
+            uniform_stride: uniform_stride(dispatches, &limits),
+        })
+    }
+
     fn resolve<'a>(&'a self, model: &'a GpuModel, loc: &[Loc], b: &Binding) -> &'a wgpu::Buffer {
         match *b {
             Binding::Value(v) => self.at(loc[v]),
@@ -256,24 +369,14 @@ impl GpuRunner {
 
     fn build(model: &GpuModel, plan: &Plan, opts: RunnerOptions) -> Result<Self> {
         let ctx = model.context();
-        let device = &ctx.device;
-        let limits = device.limits();
+        let limits = ctx.device.limits();
         let prec = model.precision();
         if opts.batch == 0 {
             return Err(Error::Input("batch must be at least 1".into()));
         }
         let n = opts.batch as u64;
-        let keep: Vec<(String, ValueId)> = opts
-            .taps
-            .iter()
-            .map(|t| {
-                plan.tap(t)
-                    .map(|v| (t.clone(), v))
-                    .ok_or_else(|| Error::Input(format!("no tap named `{t}` in this plan")))
-            })
-            .collect::<Result<_>>()?;
+        let keep = tap_values(plan, &opts.taps)?;
         let kept: Vec<ValueId> = keep.iter().map(|(_, v)| *v).collect();
-
         let lower = LowerOptions {
             batch: n,
             tiling: opts
@@ -288,120 +391,32 @@ impl GpuRunner {
                 .unwrap_or_default()
         };
         let dispatches = lower_plan(plan, &parts, &lower)?;
-        let max_buffer = max_binding(&limits);
-        let memory = plan_memory(plan, n, prec.bytes(), &kept, max_buffer)?;
-        let input_bytes = n * plan.values[0].numel() as u64 * prec.bytes();
-        if input_bytes > max_buffer {
-            return Err(Error::DeviceLimit {
-                what: format!("the input batch ({input_bytes} bytes)"),
-                limit: "max_storage_buffer_binding_size",
-                have: max_buffer,
-                needed: input_bytes,
-                advice: "; use a smaller batch or input".into(),
-            });
-        }
-
-        let usage = wgpu::BufferUsages::COPY_SRC;
-        let classes = plan.values[plan.output].channels;
-        let logits_bytes = n * classes as u64 * 4;
-        let mut scratch = HashMap::new();
-        let mut gates = HashMap::new();
-        for (i, op) in plan.ops.iter().enumerate() {
-            if let OpKind::SqueezeExcite(se) = &op.kind {
-                let len = n * squeeze_excite_scratch_len(se) * 4;
-                scratch.insert(
-                    i,
-                    storage_buffer(device, &format!("{}.scratch", op.name), len, usage),
-                );
-                gates.insert(
-                    i,
-                    storage_buffer(
-                        device,
-                        &format!("{}.gate", op.name),
-                        n * se.channels as u64 * 4,
-                        usage,
-                    ),
-                );
-            }
-        }
-        let bufs = Buffers {
-            input: storage_buffer(
-                device,
-                "input",
-                input_bytes,
-                usage | wgpu::BufferUsages::COPY_DST,
-            ),
-            logits: storage_buffer(device, "logits", logits_bytes, usage),
-            status: storage_buffer(device, "status", 4, usage | wgpu::BufferUsages::COPY_DST),
-            slots: memory
-                .slot_sizes
-                .iter()
-                .enumerate()
-                .map(|(i, &s)| storage_buffer(device, &format!("activations {i}"), s, usage))
-                .collect(),
-            scratch,
-            gates,
-            dummy: storage_buffer(device, "unused binding", 16, wgpu::BufferUsages::empty()),
-            uniforms: uniform_buffer(device, &dispatches, &limits),
-            uniform_stride: uniform_stride(&dispatches, &limits),
-        };
-        // The logits, then the status word.
-        let readback = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("logits readback"),
-            size: align4(logits_bytes) + 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-
-        let kernels = model.kernels();
-        let max_dim = limits.max_compute_workgroups_per_dimension;
+        let memory = plan_memory(plan, n, prec.bytes(), &kept, max_binding(&limits))?;
+        let bufs = Buffers::new(&ctx.device, plan, n, prec, &memory.slot_sizes, &dispatches)?;
         let steps = dispatches
             .iter()
             .enumerate()
             .map(|(k, d)| {
-                let grid = grid(d.workgroups, max_dim).ok_or_else(|| Error::DeviceLimit {
-                    what: format!("op `{}` ({} workgroups)", d.label, d.workgroups),
-                    limit: "max_compute_workgroups_per_dimension",
-                    have: max_dim as u64,
-                    needed: d.workgroups.div_ceil(max_dim as u64),
-                    advice: "; use a smaller batch or input".into(),
-                })?;
                 Ok(Step {
-                    pipeline: kernels.pipeline(d.variant),
+                    pipeline: model.kernels().pipeline(d.variant),
                     bind_group: Self::bind_group(model, &bufs, &memory.loc, k, d),
-                    grid,
+                    grid: dispatch_grid(d, &limits)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-
         let taps = keep
             .iter()
-            .map(|(name, v)| {
-                let s = plan.values[*v];
-                let bytes = n * s.numel() as u64 * prec.bytes();
-                TapOut {
-                    name: name.clone(),
-                    loc: memory.loc[*v],
-                    shape: vec![opts.batch, s.channels, s.height, s.width],
-                    bytes,
-                    staging: device.create_buffer(&wgpu::BufferDescriptor {
-                        label: Some(name),
-                        size: align4(bytes),
-                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                        mapped_at_creation: false,
-                    }),
-                }
-            })
+            .map(|(name, v)| TapOut::new(&ctx.device, name, plan, *v, memory.loc[*v], n, prec))
             .collect();
-
+        let classes = plan.values[plan.output].channels;
         Ok(GpuRunner {
             model: model.clone(),
             batch: opts.batch,
             precision: prec,
             input_shape: vec![opts.batch, 3, plan.values[0].height, plan.values[0].width],
-            input_bytes,
+            input_bytes: n * plan.values[0].numel() as u64 * prec.bytes(),
             classes,
-            readback,
+            readback: readback_buffer(&ctx.device, n * classes as u64 * 4),
             status: StatusDecoder {
                 labels: Arc::new(dispatches.iter().map(|d| d.label.clone()).collect()),
                 precision: prec,
