@@ -240,6 +240,7 @@ fn split_convolutions_match_torchvision() {
                 regnet_wgpu::plan::OpKind::Conv2d(c) => {
                     Some((c.in_channels / c.groups * c.kernel[0] * c.kernel[1] * 16) as u64)
                 }
+                regnet_wgpu::plan::OpKind::Linear(l) => Some(l.in_features.div_ceil(4) as u64 * 16),
                 _ => None,
             })
             .max()

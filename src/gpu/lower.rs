@@ -80,7 +80,8 @@ pub fn status_dispatch(status: u32, count: usize) -> Option<usize> {
     (status != 0).then(|| count.saturating_sub(status as usize))
 }
 
-/// A range of a convolution's output channels dispatched with its own weight buffer.
+/// A range of a convolution's output channels (or a linear layer's outputs) dispatched with its
+/// own weight buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvPart {
     /// First output channel.
@@ -155,6 +156,34 @@ pub fn split_conv(
         }
     }
     Ok(parts)
+}
+
+/// Splits a linear layer whose padded weight rows ([`pack_linear`], `elem_bytes` each) exceed
+/// `max_binding` bytes into ranges of outputs that each fit; an error when one row does not.
+pub fn split_linear(
+    l: &Linear,
+    elem_bytes: u64,
+    max_binding: u64,
+    name: &str,
+) -> Result<Vec<ConvPart>> {
+    let row_bytes = l.in_features.div_ceil(4) as u64 * 4 * elem_bytes;
+    let rows_fit = (max_binding / row_bytes) as usize;
+    if rows_fit == 0 {
+        return Err(Error::DeviceLimit {
+            what: format!("a weight row of linear `{name}`"),
+            limit: "max_storage_buffer_binding_size",
+            have: max_binding,
+            needed: row_bytes,
+            advice: String::new(),
+        });
+    }
+    Ok((0..l.out_features)
+        .step_by(rows_fit)
+        .map(|first| ConvPart {
+            first_row: first,
+            rows: rows_fit.min(l.out_features - first),
+        })
+        .collect())
 }
 
 /// A part's weights in the layout its kernel loads as vec4, output channels innermost and
@@ -548,32 +577,56 @@ pub fn lower_pool(plan: &Plan, i: usize, o: &LowerOptions) -> Result<Dispatch> {
     })
 }
 
-/// Lowers op `i` (linear): one invocation per (image, output feature).
-pub fn lower_linear(plan: &Plan, i: usize, l: &Linear, o: &LowerOptions) -> Result<Dispatch> {
+/// Lowers op `i` (linear): one dispatch per part, one invocation per (image, output feature).
+pub fn lower_linear(
+    plan: &Plan,
+    i: usize,
+    l: &Linear,
+    parts: &[ConvPart],
+    o: &LowerOptions,
+) -> Result<Vec<Dispatch>> {
     let op = &plan.ops[i];
     let u = |param: &str, v: u64| to_u32(&op.name, param, v);
-    let params = LinearParams {
-        batch: u("batch", o.batch)?,
-        in_f: u("in_f", l.in_features as u64)?,
-        out_f: u("out_f", l.out_features as u64)?,
-        in4: u("in4", vec4s(l.in_features as u64))?,
-        x_vec4s: u("x_vec4s", vec4s(o.batch * l.in_features as u64))?,
-        ..Default::default()
-    };
-    Ok(Dispatch {
-        label: op.name.clone(),
-        variant: Variant::simple(Family::Linear, 0),
-        params: KernelParams::Linear(params),
-        bindings: vec![
-            Binding::Value(op.input),
-            Binding::Weight { op: i, part: 0 },
-            Binding::Bias(i),
-            Binding::Value(op.output),
-            Binding::Status,
-        ],
-        workgroups: (o.batch * l.out_features as u64)
-            .div_ceil(Family::Linear.workgroup_size() as u64),
-    })
+    parts
+        .iter()
+        .enumerate()
+        .map(|(k, part)| {
+            let params = LinearParams {
+                batch: u("batch", o.batch)?,
+                in_f: u("in_f", l.in_features as u64)?,
+                out_f: u("out_f", l.out_features as u64)?,
+                in4: u("in4", vec4s(l.in_features as u64))?,
+                x_vec4s: u("x_vec4s", vec4s(o.batch * l.in_features as u64))?,
+                status_tag: 0,
+                o_begin: u("o_begin", part.first_row as u64)?,
+                o_count: u("o_count", part.rows as u64)?,
+            };
+            let label = if part.rows == l.out_features {
+                op.name.clone()
+            } else {
+                format!(
+                    "{} (outputs {}..{})",
+                    op.name,
+                    part.first_row,
+                    part.first_row + part.rows
+                )
+            };
+            Ok(Dispatch {
+                label,
+                variant: Variant::simple(Family::Linear, 0),
+                params: KernelParams::Linear(params),
+                bindings: vec![
+                    Binding::Value(op.input),
+                    Binding::Weight { op: i, part: k },
+                    Binding::Bias(i),
+                    Binding::Value(op.output),
+                    Binding::Status,
+                ],
+                workgroups: (o.batch * part.rows as u64)
+                    .div_ceil(Family::Linear.workgroup_size() as u64),
+            })
+        })
+        .collect()
 }
 
 /// Checks what the runner's kernels cannot do with a plan: only convolutions read a
@@ -624,7 +677,7 @@ pub fn lower_plan(
             OpKind::Conv2d(c) => out.extend(lower_conv(plan, i, c, &parts(i), o)?),
             OpKind::SqueezeExcite(se) => out.push(lower_squeeze_excite(plan, i, se, o)?),
             OpKind::GlobalAvgPool => out.push(lower_pool(plan, i, o)?),
-            OpKind::Linear(l) => out.push(lower_linear(plan, i, l, o)?),
+            OpKind::Linear(l) => out.extend(lower_linear(plan, i, l, &parts(i), o)?),
         }
     }
     let n = out.len();
@@ -634,11 +687,12 @@ pub fn lower_plan(
     Ok(out)
 }
 
-/// Weight elements of one op's bindings, for the op kinds with weights: each part's packed
-/// convolution weights; squeeze-and-excitation's and linear's one buffer.
+/// The parts one op's weights are bound in: a convolution's and a linear layer's split to fit
+/// `max_binding`; one for squeeze-and-excitation (never split) and ops without weights.
 pub fn weight_parts(op: &Op, elem_bytes: u64, max_binding: u64) -> Result<Vec<ConvPart>> {
     match &op.kind {
         OpKind::Conv2d(c) => split_conv(c, elem_bytes, max_binding, &op.name),
+        OpKind::Linear(l) => split_linear(l, elem_bytes, max_binding, &op.name),
         _ => Ok(vec![ConvPart {
             first_row: 0,
             rows: 0,
@@ -728,6 +782,25 @@ mod tests {
         let parts = check_split(&c, 4, 1 << 20);
         let per_group_packed = 3 * 9 * 4 * 4;
         assert_eq!(parts[0].rows, 3 * ((1 << 20) / per_group_packed));
+    }
+
+    #[test]
+    fn linear_heads_split_by_outputs() {
+        let l = Linear {
+            in_features: 7392,
+            out_features: 1000,
+            weight: "fc.weight".into(),
+            bias: None,
+        };
+        let parts = split_linear(&l, 4, 1 << 20, "fc").unwrap();
+        // 7392 f32 per row: 35 rows per MiB.
+        assert_eq!(parts[0].rows, (1 << 20) / (7392 * 4));
+        assert_eq!(parts.iter().map(|p| p.rows).sum::<usize>(), 1000);
+        assert!(parts
+            .windows(2)
+            .all(|w| w[0].first_row + w[0].rows == w[1].first_row));
+        assert_eq!(split_linear(&l, 2, u64::MAX, "fc").unwrap().len(), 1);
+        assert!(split_linear(&l, 4, 1000, "fc").is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 use super::kernels::{Kernels, ShaderChecks};
-use super::lower::{pack_conv_weights, pack_linear, pack_squeeze_excite, split_conv, ConvPart};
+use super::lower::{
+    pack_conv_weights, pack_linear, pack_squeeze_excite, split_conv, split_linear, ConvPart,
+};
 use super::runner::RunnerOptions;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
@@ -225,11 +227,16 @@ impl Uploader<'_> {
             OpKind::Linear(l) => {
                 let p = weights.linear(&op.name)?;
                 let w = pack_linear(l, &p.weight);
-                (
-                    Vec::new(),
-                    vec![self.upload(&what, &w, self.precision)?],
-                    p.bias.clone(),
-                )
+                let row = l.in_features.div_ceil(4) * 4;
+                let parts = split_linear(l, self.precision.bytes(), split_at, &op.name)?;
+                let ws = parts
+                    .iter()
+                    .map(|part| {
+                        let rows = &w[part.first_row * row..(part.first_row + part.rows) * row];
+                        self.upload(&what, rows, self.precision)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (parts, ws, p.bias.clone())
             }
             OpKind::GlobalAvgPool => return Ok(None),
         };

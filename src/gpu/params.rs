@@ -132,10 +132,10 @@ kernel_params! {
         x_vec4s,
         /// See [`ConvParams::status_tag`].
         status_tag,
-        /// Padding to 16 bytes.
-        _pad0,
-        /// Padding to 16 bytes.
-        _pad1,
+        /// First output of this part (a head over the binding limit is split by outputs).
+        o_begin,
+        /// Outputs of this part.
+        o_count,
     }
 }
 
