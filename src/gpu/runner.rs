@@ -30,9 +30,10 @@ pub struct RunnerOptions {
     pub precision: Precision,
     /// Intermediate values to read back with the logits (`stem`, `block1`, ...).
     pub taps: Vec<String>,
-    /// Split convolutions whose packed weights exceed this many bytes (in any case the device's
-    /// storage binding limit applies); `None`: the device's limit. Lowering it exercises the
-    /// splitting that the largest models need on small adapters. A model-level option.
+    /// Split convolutions and linear heads whose packed weights exceed this many bytes (in any
+    /// case the device's storage binding limit applies); `None`: the device's limit. Lowering it
+    /// exercises the splitting that the largest models need on small adapters. A model-level
+    /// option.
     pub max_binding_bytes: Option<u64>,
     /// The kernels' register tiles; `None`: the rules of the adapter's type
     /// ([`Tiling::for_adapter`]).
