@@ -100,6 +100,20 @@ pub fn stored_as_f32(plan: &Plan, v: ValueId) -> bool {
         .any(|o| o.output == v && matches!(o.kind, OpKind::GlobalAvgPool | OpKind::Linear(_)))
 }
 
+/// The values op `i` reads or writes that no later op reads (`last_use` from
+/// [`Plan::last_use`]), each once.
+fn dead_after(plan: &Plan, i: usize, last_use: &[Option<usize>]) -> Vec<ValueId> {
+    let op = &plan.ops[i];
+    let mut touched: Vec<ValueId> = vec![op.input, op.output];
+    if let OpKind::Conv2d(c) = &op.kind {
+        touched.extend(c.residual);
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    touched.retain(|&v| last_use[v].is_none_or(|l| l <= i));
+    touched
+}
+
 /// Places every value of `plan` for `batch` images of `elem_bytes` each, keeping the values in
 /// `keep` (taps) alive to the end; `max_buffer` bytes at most per value.
 pub fn plan_memory(
@@ -153,19 +167,8 @@ pub fn plan_memory(
             });
         }
         peak = peak.max(slots.live_bytes());
-        // Release what no later op reads.
-        let mut dead: Vec<ValueId> = vec![op.input];
-        if let OpKind::Conv2d(c) = &op.kind {
-            dead.extend(c.residual);
-        }
-        if last_use[out].is_none() {
-            dead.push(out);
-        }
-        dead.sort_unstable();
-        dead.dedup();
-        for v in dead {
-            let unused_after = last_use[v].is_none_or(|l| l <= i);
-            if unused_after && !keep.contains(&v) && v != plan.output {
+        for v in dead_after(plan, i, &last_use) {
+            if !keep.contains(&v) && v != plan.output {
                 if let Some(Loc::Slot(s)) = loc[v] {
                     slots.release(s);
                 }
