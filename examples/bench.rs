@@ -283,6 +283,18 @@ fn run(args: &Args) -> Result<()> {
         }
     }
 
+    print_rows(args, &name, macs, &prec_name, &rows);
+    if args.profile || args.svg.is_some() {
+        match profile {
+            Some((b, prof)) => print_profile(args, &name, &plan, b, &prof)?,
+            None => eprintln!("note: no per-layer profile: it needs the gpu backend on an adapter with timestamp queries"),
+        }
+    }
+    Ok(())
+}
+
+/// The rows as a table, or one JSON object per row.
+fn print_rows(args: &Args, name: &str, macs: f64, prec_name: &str, rows: &[Row]) {
     if !args.json {
         println!(
             "{name} at {0}x{0}, {1:.3} GFLOPs per image, {2} iterations after {3} warm-ups",
@@ -296,13 +308,13 @@ fn run(args: &Args) -> Result<()> {
             "backend", "batch", "median ms", "min..max ms", "images/s", "GFLOP/s", "timing"
         );
     }
-    for r in &rows {
+    for r in rows {
         let ips = r.batch as f64 / (r.st.median / 1e3);
         let gflops = 2.0 * macs * r.batch as f64 / (r.st.median / 1e3) / 1e9;
         let prec = if r.backend == "cpu" {
             "f32".to_string()
         } else {
-            prec_name.clone()
+            prec_name.to_string()
         };
         if args.json {
             let mut j = json!({
@@ -333,48 +345,51 @@ fn run(args: &Args) -> Result<()> {
             );
         }
     }
+}
 
-    if args.profile || args.svg.is_some() {
-        let Some((b, prof)) = profile else {
-            eprintln!("note: no per-layer profile: it needs the gpu backend on an adapter with timestamp queries");
-            return Ok(());
-        };
-        let total: f64 = prof.iter().map(|p| p.1).sum();
-        let rows: Vec<(String, f64, f64)> = prof
-            .iter()
-            .map(|(l, ms)| {
-                (
-                    l.clone(),
-                    *ms,
-                    2.0 * dispatch_macs(&plan, l) as f64 * b as f64 / (ms / 1e3).max(1e-12) / 1e9,
-                )
-            })
-            .collect();
-        if args.profile && !args.json {
-            println!("\nper-layer GPU profile, batch {b} (each dispatch timed in its own pass; total {total:.2} ms)");
+/// The per-dispatch profile of batch `b` as a table (`--profile`) and an SVG (`--svg`).
+fn print_profile(
+    args: &Args,
+    name: &str,
+    plan: &Plan,
+    b: usize,
+    prof: &[(String, f64)],
+) -> Result<()> {
+    let total: f64 = prof.iter().map(|p| p.1).sum();
+    let rows: Vec<(String, f64, f64)> = prof
+        .iter()
+        .map(|(l, ms)| {
+            (
+                l.clone(),
+                *ms,
+                2.0 * dispatch_macs(plan, l) as f64 * b as f64 / (ms / 1e3).max(1e-12) / 1e9,
+            )
+        })
+        .collect();
+    if args.profile && !args.json {
+        println!("\nper-layer GPU profile, batch {b} (each dispatch timed in its own pass; total {total:.2} ms)");
+        println!(
+            "{:<48} {:>9} {:>7} {:>9}",
+            "dispatch", "ms", "share", "GFLOP/s"
+        );
+        for (l, ms, g) in &rows {
             println!(
-                "{:<48} {:>9} {:>7} {:>9}",
-                "dispatch", "ms", "share", "GFLOP/s"
+                "{:<48} {:>9.3} {:>6.1}% {:>9.1}",
+                l.replace("trunk_output.", ""),
+                ms,
+                ms / total * 100.0,
+                g
             );
-            for (l, ms, g) in &rows {
-                println!(
-                    "{:<48} {:>9.3} {:>6.1}% {:>9.1}",
-                    l.replace("trunk_output.", ""),
-                    ms,
-                    ms / total * 100.0,
-                    g
-                );
-            }
         }
-        if let Some(path) = &args.svg {
-            let title = format!(
-                "{name} {0}x{0} batch {b}: per-dispatch GPU time (total {total:.2} ms)",
-                args.size
-            );
-            std::fs::write(path, profile_svg(&rows, &title))
-                .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-            eprintln!("wrote {}", path.display());
-        }
+    }
+    if let Some(path) = &args.svg {
+        let title = format!(
+            "{name} {0}x{0} batch {b}: per-dispatch GPU time (total {total:.2} ms)",
+            args.size
+        );
+        std::fs::write(path, profile_svg(&rows, &title))
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
