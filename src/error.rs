@@ -164,6 +164,18 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A [`Error::DeviceLimit`] on `max_storage_buffer_binding_size`: `what` needs a binding of
+    /// `needed` bytes, the device allows `have`; `advice` starts with `; ` when present.
+    pub(crate) fn binding_limit(what: String, have: u64, needed: u64, advice: &str) -> Self {
+        Error::DeviceLimit {
+            what,
+            limit: "max_storage_buffer_binding_size",
+            have,
+            needed,
+            advice: advice.to_string(),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -139,13 +139,12 @@ pub fn split_conv(
     }
     let rows_fit = (max_binding / (padded_row_bytes * 4)) as usize * 4;
     if rows_fit == 0 {
-        return Err(Error::DeviceLimit {
-            what: format!("the weights of conv `{name}` (4 output channels at least)"),
-            limit: "max_storage_buffer_binding_size",
-            have: max_binding,
-            needed: padded_row_bytes * 4,
-            advice: String::new(),
-        });
+        return Err(Error::binding_limit(
+            format!("the weights of conv `{name}` (4 output channels at least)"),
+            max_binding,
+            padded_row_bytes * 4,
+            "",
+        ));
     }
     for g in 0..c.groups {
         for first in (0..cout_g).step_by(rows_fit) {
@@ -169,13 +168,12 @@ pub fn split_linear(
     let row_bytes = l.in_features.div_ceil(4) as u64 * 4 * elem_bytes;
     let rows_fit = (max_binding / row_bytes) as usize;
     if rows_fit == 0 {
-        return Err(Error::DeviceLimit {
-            what: format!("a weight row of linear `{name}`"),
-            limit: "max_storage_buffer_binding_size",
-            have: max_binding,
-            needed: row_bytes,
-            advice: String::new(),
-        });
+        return Err(Error::binding_limit(
+            format!("a weight row of linear `{name}`"),
+            max_binding,
+            row_bytes,
+            "",
+        ));
     }
     Ok((0..l.out_features)
         .step_by(rows_fit)

@@ -152,13 +152,12 @@ pub fn plan_memory(
             };
             let bytes = batch * plan.values[out].numel() as u64 * elem;
             if bytes > max_buffer {
-                return Err(Error::DeviceLimit {
-                    what: format!("the output of `{}` ({bytes} bytes)", op.name),
-                    limit: "max_storage_buffer_binding_size",
-                    have: max_buffer,
-                    needed: bytes,
-                    advice: "; use a smaller batch or input".into(),
-                });
+                return Err(Error::binding_limit(
+                    format!("the output of `{}` ({bytes} bytes)", op.name),
+                    max_buffer,
+                    bytes,
+                    "; use a smaller batch or input",
+                ));
             }
             loc[out] = Some(if out == plan.output {
                 Loc::Logits

@@ -179,13 +179,12 @@ impl Uploader<'_> {
     fn upload(&self, what: &str, data: &[f32], precision: Precision) -> Result<wgpu::Buffer> {
         let bytes = to_store(data, precision, what)?;
         if bytes.len() as u64 > self.limit {
-            return Err(Error::DeviceLimit {
-                what: format!("{what} ({} bytes)", bytes.len()),
-                limit: "max_storage_buffer_binding_size",
-                have: self.limit,
-                needed: bytes.len() as u64,
-                advice: String::new(),
-            });
+            return Err(Error::binding_limit(
+                format!("{what} ({} bytes)", bytes.len()),
+                self.limit,
+                bytes.len() as u64,
+                "",
+            ));
         }
         Ok(self
             .device

@@ -604,13 +604,12 @@ impl GpuPreprocess {
         }
         let max_binding = self.device.limits().max_storage_buffer_binding_size;
         if target.size() > max_binding {
-            return Err(Error::DeviceLimit {
-                what: format!("the target buffer ({} bytes)", target.size()),
-                limit: "max_storage_buffer_binding_size",
-                have: max_binding,
-                needed: target.size(),
-                advice: String::new(),
-            });
+            return Err(Error::binding_limit(
+                format!("the target buffer ({} bytes)", target.size()),
+                max_binding,
+                target.size(),
+                "",
+            ));
         }
 
         let t = &self.opts.transform;
@@ -657,13 +656,12 @@ impl GpuPreprocess {
         table.extend(rows.weights.iter().map(|&v| v as u32));
         let table_bytes = table.len() as u64 * 4;
         if table_bytes > max_binding {
-            return Err(Error::DeviceLimit {
-                what: format!("the filter table for resampling {w}x{h} to {rw}x{rh}"),
-                limit: "max_storage_buffer_binding_size",
-                have: max_binding,
-                needed: table_bytes,
-                advice: String::new(),
-            });
+            return Err(Error::binding_limit(
+                format!("the filter table for resampling {w}x{h} to {rw}x{rh}"),
+                max_binding,
+                table_bytes,
+                "",
+            ));
         }
 
         let u = |v: usize| v as u32;

@@ -133,7 +133,8 @@ fn align4(n: u64) -> u64 {
     n.div_ceil(4).max(1) * 4
 }
 
-fn staging(device: &wgpu::Device, label: &str, size: u64) -> wgpu::Buffer {
+/// A `MAP_READ | COPY_DST` buffer of `size` bytes rounded up to 4.
+pub(crate) fn staging(device: &wgpu::Device, label: &str, size: u64) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: align4(size),

@@ -14,6 +14,7 @@ use super::lower::{
 };
 use super::memory::{plan_memory, Loc};
 use super::model::{max_binding, scoped, to_store, GpuModel};
+use super::readback::staging;
 use super::tiling::Tiling;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
@@ -233,12 +234,7 @@ fn dispatch_grid(d: &Dispatch, limits: &wgpu::Limits) -> Result<(u32, u32)> {
 
 /// The staging buffer `run` reads: the logits (`logits_bytes`), then the status word.
 fn readback_buffer(device: &wgpu::Device, logits_bytes: u64) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("logits readback"),
-        size: align4(logits_bytes) + 4,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    })
+    staging(device, "logits readback", align4(logits_bytes) + 4)
 }
 
 impl TapOut {
@@ -258,12 +254,7 @@ impl TapOut {
             loc,
             shape: vec![batch as usize, s.channels, s.height, s.width],
             bytes,
-            staging: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(name),
-                size: align4(bytes),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+            staging: staging(device, name, bytes),
         }
     }
 }
@@ -283,13 +274,12 @@ impl Buffers {
         let max_buffer = max_binding(&limits);
         let input_bytes = batch * plan.values[0].numel() as u64 * prec.bytes();
         if input_bytes > max_buffer {
-            return Err(Error::DeviceLimit {
-                what: format!("the input batch ({input_bytes} bytes)"),
-                limit: "max_storage_buffer_binding_size",
-                have: max_buffer,
-                needed: input_bytes,
-                advice: "; use a smaller batch or input".into(),
-            });
+            return Err(Error::binding_limit(
+                format!("the input batch ({input_bytes} bytes)"),
+                max_buffer,
+                input_bytes,
+                "; use a smaller batch or input",
+            ));
         }
         let usage = wgpu::BufferUsages::COPY_SRC;
         let logits_bytes = batch * plan.values[plan.output].channels as u64 * 4;
