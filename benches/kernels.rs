@@ -164,6 +164,8 @@ fn cases() -> Vec<(&'static str, String, Plan, u64)> {
             squeeze: c / 4,
             fc1: format!("se{c}.fc1"),
             fc2: format!("se{c}.fc2"),
+            norm: None,
+            activation: Activation::Identity,
         };
         let pw = format!("se{c}.c");
         add(

@@ -1,22 +1,36 @@
-//! `plan`: what a RegNet is made of and what it costs, without weights or a GPU.
+//! `plan`: what a network is made of and what it costs, without weights or a GPU.
 //!
 //! ```text
-//! plan (--model NAME | --regnet SPEC) [--size H | --size HxW] [--json] [--svg FILE]
+//! plan (--model NAME | --regnet SPEC | --anynet SPEC) [--size H | --size HxW] [--json] [--svg FILE]
 //! ```
 //!
-//! `SPEC` is `depth=16,w0=48,wa=27.89,wm=2.09,group_width=8[,bottleneck=1.0][,se=0.25][,stem=32][,classes=1000]`.
+//! `NAME` is any named model: torchvision's RegNets (`regnet_y_400mf`, ...) and ResNets
+//! (`resnet18` .. `resnet152`, `resnext50_32x4d`, `resnext101_32x8d`, `resnext101_64x4d`,
+//! `wide_resnet50_2`, `wide_resnet101_2`), timm's ReXNets (`rexnet_100`, `_130`, `_150`, `_200`).
+//! The RegNet `SPEC` is
+//! `depth=16,w0=48,wa=27.89,wm=2.09,group_width=8[,bottleneck=1.0][,se=0.25][,stem=32][,classes=1000]`,
+//! the AnyNet one (stage by stage, torchvision's `BlockParams`)
+//! `depths=1:2:4:2,widths=24:64:144:320,group_widths=8:16:24:40,bottlenecks=1:1:1:1,strides=2:2:2:2[,se=0.25][,stem=32][,classes=1000]`.
 //!
-//! It prints a table like the RegNet paper's: one row per stage (depth `d_i`, width `w_i`,
-//! bottleneck width, group width `g`, groups, stride, SE width, output resolution, parameters
-//! and multiply-adds), the stem and the head, then the totals: parameters, MACs (also as the
-//! GFLOPS torchvision publishes) and activations, for one image of the given size (224 by default).
+//! It prints one row per stage in the family's own terms (RegNet and AnyNet: the RegNet
+//! paper's depth, width, bottleneck width, group width, groups, stride and SE width; ResNet:
+//! blocks, widths, groups and stride of `layer1` .. `layer4`; ReXNet: blocks, output and
+//! depthwise channels, expansion and SE width of each stage of `features`), each with its output
+//! resolution, parameters and multiply-adds, the stem and the head, then the totals:
+//! parameters, MACs (also as the GFLOPS torchvision publishes: multiply-adds of convolutions
+//! and linear layers) and activations, for one image of the given size (224 by default).
 //!
-//! * `--json` prints one JSON object instead: `stages` (each with `depth`, `width_out`,
-//!   `width_bottleneck`, `group_width`, `groups`, `stride` and `blocks`, each block with
-//!   `width_in`, `stride`, `se_width` and `projection`), `num_params`, `macs`, `activations`,
-//!   and for convenience `model`, `spec`, `params`, `size` and `gflops`.
-//! * `--svg FILE` also draws the paper's figure: the continuous widths `u_j = w0 + wa*j`
-//!   against the quantized per-block widths `w_j` on a log scale, stages shaded and labelled.
+//! * `--json` prints one JSON object instead. Every family has `model` (the name, or null),
+//!   `family`, `spec` (the `--regnet` / `--anynet` string, or null), `params` (the family's
+//!   parameters), `size`, `input`, `num_params`, `macs`, `gflops`, `activations`, `stem`,
+//!   `head` and `stages`: each with `name`, `depth` (its number of blocks), `width_out`,
+//!   `stride`, `output` (its shape), `output_size`, `num_params`, `macs`, `activations` and
+//!   `blocks` (one object per block), plus the family's own fields (RegNet, AnyNet and ResNet:
+//!   `width_bottleneck`, `group_width`, `groups`).
+//! * `--svg FILE` also draws the widths per block, stages shaded and labelled: for RegNet the
+//!   paper's figure (the continuous widths `u_j = w0 + wa*j` against the quantized `w_j`, log
+//!   scale); for ReXNet the output channels on a linear scale with the linear rule they are
+//!   rounded from; for AnyNet and ResNet the block widths and each stage's bottleneck width.
 //! * Errors (unknown model, bad spec, invalid parameter, bad size) print `error: ...` to
 //!   stderr and exit with status 2.
 //!
@@ -24,19 +38,24 @@
 //!
 //! ```text
 //! cargo run --release --example plan -- --model regnet_y_400mf
+//! cargo run --release --example plan -- --model resnet50
 //! cargo run --release --example plan -- --model regnet_x_3_2gf --size 320x480 --json
 //! cargo run --release --example plan -- --regnet depth=16,w0=48,wa=27.89,wm=2.09,group_width=8,se=0.25
-//! cargo run --release --example plan -- --model regnet_y_1_6gf --svg regnet_y_1_6gf.svg
+//! cargo run --release --example plan -- --anynet depths=1:2:4:2,widths=24:64:144:320,group_widths=8:16:24:40,bottlenecks=1:1:1:1,strides=2:2:2:2
+//! cargo run --release --example plan -- --model rexnet_100 --svg rexnet_100.svg
 //! ```
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::iter::once;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser};
-use regnet_wgpu::{zoo, Plan, RegNetParams, Stage};
-use serde_json::{json, Value};
+use regnet_wgpu::config::{Architecture, ReXBlock, ReXNetParams, ResNetBlock, ResNetParams};
+use regnet_wgpu::plan::{OpKind, Shape};
+use regnet_wgpu::{Plan, RegNetParams, Stage};
+use serde_json::{json, Map, Value};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -44,23 +63,29 @@ type BoxError = Box<dyn std::error::Error>;
 // Arguments
 // ---------------------------------------------------------------------------------------------
 
-/// Expands a RegNet into its stages and blocks and counts its parameters, MACs and activations.
+/// Expands a network into its stages and blocks and counts its parameters, MACs and activations.
 #[derive(Parser, Debug)]
-#[command(name = "plan", group(ArgGroup::new("network").required(true).args(["model", "regnet"])))]
+#[command(
+    name = "plan",
+    group(ArgGroup::new("network").required(true).args(["model", "regnet", "anynet"]))
+)]
 struct Args {
-    /// A torchvision model name (regnet_y_400mf, regnet_x_3_2gf, ...).
+    /// A named model: regnet_y_400mf, resnet50, resnext50_32x4d, rexnet_100, ...
     #[arg(long, value_name = "NAME")]
     model: Option<String>,
     /// RegNet parameters: depth=16,w0=48,wa=27.89,wm=2.09,group_width=8[,bottleneck=1.0][,se=0.25][,stem=32][,classes=1000]
     #[arg(long, value_name = "SPEC")]
     regnet: Option<String>,
+    /// AnyNet stages: depths=1:2:4:2,widths=24:64:144:320,group_widths=8:16:24:40,bottlenecks=1:1:1:1,strides=2:2:2:2[,se=0.25][,stem=32][,classes=1000]
+    #[arg(long, value_name = "SPEC")]
+    anynet: Option<String>,
     /// Input size: H (square) or HxW (height x width).
     #[arg(long, value_name = "H|HxW", default_value = "224", value_parser = parse_size)]
     size: Size,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
-    /// Also draw the widths per block (continuous and quantized) into this SVG file.
+    /// Also draw the widths per block, stages shaded, into this SVG file.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
 }
@@ -99,37 +124,133 @@ fn parse_size(s: &str) -> Result<Size, String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model and its per-stage accounting
+// The network
 // ---------------------------------------------------------------------------------------------
 
-/// The network asked for: its parameters and, when it is one, its zoo name.
+/// The network asked for: its architecture, its name when it is a named model, and what its
+/// family is made of.
 struct Network {
-    name: Option<String>,
-    params: RegNetParams,
+    arch: Architecture,
+    name: Option<&'static str>,
+    detail: Detail,
+}
+
+/// What a family's stages are made of, expanded once.
+enum Detail {
+    /// RegNet and AnyNet: the RegNet-style stages.
+    RegNetStages(Vec<Stage>),
+    /// ResNet, ResNeXt, Wide ResNet.
+    ResNet(ResNetParams),
+    /// ReXNet: its parameters and its blocks (`features.0` ..).
+    ReXNet(ReXNetParams, Vec<ReXBlock>),
 }
 
 impl Network {
     fn from_args(args: &Args) -> Result<Network, BoxError> {
-        let params = match (&args.model, &args.regnet) {
-            (Some(name), _) => zoo::get(name)?,
-            (None, Some(spec)) => spec.parse::<RegNetParams>()?,
-            (None, None) => return Err("give --model NAME or --regnet SPEC".into()),
+        let arch = match (&args.model, &args.regnet, &args.anynet) {
+            (Some(name), _, _) => Architecture::named(name)?,
+            (None, Some(spec), _) => Architecture::RegNet(spec.parse()?),
+            (None, None, Some(spec)) => Architecture::AnyNet(spec.parse()?),
+            (None, None, None) => {
+                return Err("give --model NAME, --regnet SPEC or --anynet SPEC".into())
+            }
         };
-        // A spec that is a zoo model gets its name too.
-        let name = zoo::names()
-            .find(|n| zoo::get(n).is_ok_and(|p| p == params))
-            .map(str::to_string);
-        Ok(Network { name, params })
+        let detail = match &arch {
+            Architecture::ResNet(p) => Detail::ResNet(p.clone()),
+            Architecture::ReXNet(p) => Detail::ReXNet(p.clone(), p.blocks()?),
+            other => Detail::RegNetStages(
+                other
+                    .regnet_stages()
+                    .ok_or_else(|| format!("no stages for the {} family", other.family()))??,
+            ),
+        };
+        // A spec that is a named model gets its name too.
+        Ok(Network {
+            name: arch.name(),
+            arch,
+            detail,
+        })
     }
 
-    /// The zoo name, or `custom RegNet` for parameters outside the zoo.
+    /// The model's name, or `custom RegNet` / `custom AnyNet` / ... for unnamed parameters.
     fn label(&self) -> String {
-        match &self.name {
-            Some(n) => n.clone(),
-            None => "custom RegNet".to_string(),
+        match self.name {
+            Some(n) => n.to_string(),
+            None => format!("custom {}", self.arch.family()),
+        }
+    }
+
+    /// The spec string, for the families that have one.
+    fn spec(&self) -> Option<String> {
+        match &self.arch {
+            Architecture::RegNet(p) => Some(p.to_string()),
+            Architecture::AnyNet(p) => Some(p.to_string()),
+            _ => None,
+        }
+    }
+
+    /// One line saying what the parameters are: the spec, or the family's own parameters.
+    fn description(&self) -> String {
+        if let Some(spec) = self.spec() {
+            return spec;
+        }
+        match &self.arch {
+            Architecture::ResNet(p) => {
+                let layers: Vec<String> = p.layers.iter().map(usize::to_string).collect();
+                format!(
+                    "ResNet, {} blocks {}, groups {}, width_per_group {}, {} classes",
+                    block_name(p.block),
+                    layers.join("-"),
+                    p.groups,
+                    p.width_per_group,
+                    p.num_classes
+                )
+            }
+            Architecture::ReXNet(p) => format!(
+                "ReXNet, width_mult {}, depth_mult {}, se_ratio {}, {} classes",
+                p.width_mult,
+                p.depth_mult,
+                num(p.se_ratio),
+                p.num_classes
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    /// The family's parameters, as the library serializes them.
+    fn params_json(&self) -> Value {
+        match &self.arch {
+            Architecture::RegNet(p) => json!(p),
+            Architecture::AnyNet(p) => json!(p),
+            Architecture::ResNet(p) => json!(p),
+            Architecture::ReXNet(p) => json!(p),
         }
     }
 }
+
+fn block_name(b: ResNetBlock) -> &'static str {
+    match b {
+        ResNetBlock::Basic => "Basic",
+        ResNetBlock::Bottleneck => "Bottleneck",
+    }
+}
+
+/// Splits `items` (one per block) into the plan's stages.
+fn per_stage<'a, T>(items: &'a [T], plan: &Plan) -> Vec<&'a [T]> {
+    let mut start = 0;
+    plan.stages
+        .iter()
+        .map(|s| {
+            let (a, b) = (start.min(items.len()), (start + s.blocks).min(items.len()));
+            start += s.blocks;
+            &items[a..b]
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-part accounting
+// ---------------------------------------------------------------------------------------------
 
 /// Costs of one part of the network (the stem, a stage, or the head).
 #[derive(Clone, Copy, Debug, Default)]
@@ -139,49 +260,79 @@ struct Cost {
     activations: u64,
 }
 
-/// The plan's ops split into the stem, the stages and the head, with each part's output shape.
-struct Parts {
-    stem: Cost,
-    stages: Vec<Cost>,
-    head: Cost,
-    /// Output (height, width) of the stem and of each stage.
-    stem_out: (usize, usize),
-    stage_out: Vec<(usize, usize)>,
+/// One part: its costs, its output and its stride (how much it shrinks the plane).
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    cost: Cost,
+    output: Shape,
+    stride: usize,
 }
 
-/// Attributes every op to the part whose output tap (`stem`, `block1`, ...) it precedes.
-fn split_costs(plan: &Plan) -> Result<Parts, BoxError> {
-    let mut taps = vec![plan.tap("stem").ok_or("the plan has no `stem` tap")?];
-    for i in 1..=plan.stages.len() {
-        let name = format!("block{i}");
-        taps.push(
-            plan.tap(&name)
-                .ok_or(format!("the plan has no `{name}` tap"))?,
-        );
-    }
-    let mut costs = vec![Cost::default(); taps.len() + 1]; // stem, stages..., head
+/// The plan's ops split into the stem, the stages and the head.
+struct Parts {
+    stem: Part,
+    stages: Vec<Part>,
+    head: Part,
+}
+
+/// Each value's total stride from the input (products of conv and pool strides along the way).
+fn value_strides(plan: &Plan) -> Vec<usize> {
+    let mut strides = vec![1; plan.values.len()];
     for op in &plan.ops {
-        let part = taps
+        let s = match &op.kind {
+            OpKind::Conv2d(c) => c.stride,
+            OpKind::MaxPool2d(p) => p.stride,
+            _ => 1,
+        };
+        strides[op.output] = strides[op.input] * s;
+    }
+    strides
+}
+
+/// Attributes every op to the part whose output (the `stem` tap, each stage's output, the
+/// logits) it precedes: what follows the last stage is the head.
+fn split_costs(plan: &Plan) -> Result<Parts, BoxError> {
+    let stem = plan.tap("stem").ok_or("the plan has no `stem` tap")?;
+    let ends: Vec<usize> = once(stem)
+        .chain(plan.stages.iter().map(|s| s.output))
+        .chain(once(plan.output))
+        .collect();
+    let mut costs = vec![Cost::default(); ends.len()];
+    for op in &plan.ops {
+        let part = ends
             .iter()
             .position(|&v| op.output <= v)
-            .unwrap_or(taps.len());
+            .unwrap_or(ends.len() - 1);
         let c = &mut costs[part];
         c.params += plan.op_params(op);
         c.macs += plan.op_macs(op);
         c.activations += plan.op_activations(op);
     }
-    let hw = |v: usize| (plan.values[v].height, plan.values[v].width);
-    let head = costs.pop().unwrap_or_default();
+    let strides = value_strides(plan);
+    let mut prev = 0;
+    let mut parts: Vec<Part> = ends
+        .iter()
+        .zip(costs)
+        .map(|(&v, cost)| {
+            let stride = strides[v] / strides[prev].max(1);
+            prev = v;
+            Part {
+                cost,
+                output: plan.values[v],
+                stride,
+            }
+        })
+        .collect();
+    let head = parts.pop().ok_or("the plan has no ops")?;
+    let stem = parts.remove(0);
     Ok(Parts {
-        stem: costs[0],
-        stages: costs[1..].to_vec(),
+        stem,
+        stages: parts,
         head,
-        stem_out: hw(taps[0]),
-        stage_out: taps[1..].iter().map(|&v| hw(v)).collect(),
     })
 }
 
-/// The distinct SE widths of a stage's blocks (the first block's input width differs).
+/// The distinct SE widths of a RegNet stage's blocks (the first block's input width differs).
 fn se_widths(stage: &Stage) -> Vec<usize> {
     let mut ws: Vec<usize> = Vec::new();
     for w in stage.blocks.iter().filter_map(|b| b.se_width) {
@@ -237,9 +388,33 @@ fn flops(macs: u64) -> String {
     }
 }
 
-/// Formats `(h, w)` as `56x56`.
-fn resolution((h, w): (usize, usize)) -> String {
-    format!("{h}x{w}")
+/// A number with at most 4 decimals and no trailing zeros: `11.25`, `16`, `0.0833`.
+fn num(x: f64) -> String {
+    let s = format!("{x:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Formats a shape's plane as `56x56`.
+fn resolution(s: Shape) -> String {
+    format!("{}x{}", s.height, s.width)
+}
+
+/// `a` when both ends agree, else `a→b`.
+fn range(first: usize, last: usize) -> String {
+    if first == last {
+        first.to_string()
+    } else {
+        format!("{first}→{last}")
+    }
+}
+
+/// The range of `f` over `items` (first → last), or `-` when there are none.
+fn range_of<T>(items: &[T], f: impl Fn(&T) -> Option<usize>) -> String {
+    let vals: Vec<usize> = items.iter().filter_map(f).collect();
+    match (vals.first(), vals.last()) {
+        (Some(&a), Some(&b)) => range(a, b),
+        _ => "-".to_string(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,121 +454,220 @@ fn columns(rows: &[Vec<String>], total_row: bool) -> String {
     out
 }
 
-/// The paper-style table with the header line and the totals.
-fn render_table(net: &Network, plan: &Plan, parts: &Parts) -> String {
-    let p = &net.params;
-    let (h, w) = plan.input_size();
-    let dash = || "-".to_string();
-    let mut rows = vec![[
-        "stage",
-        "depth",
-        "width",
-        "bottleneck",
-        "group_width",
-        "groups",
-        "stride",
-        "SE",
-        "output",
-        "params",
-        "MACs",
-    ]
-    .map(String::from)
-    .to_vec()];
-    rows.push(vec![
-        "stem".into(),
-        dash(),
-        p.stem_width.to_string(),
-        dash(),
-        dash(),
-        dash(),
-        "2".into(),
-        dash(),
-        resolution(parts.stem_out),
-        thousands(parts.stem.params),
-        thousands(parts.stem.macs),
-    ]);
-    for (i, s) in plan.stages.iter().enumerate() {
-        let se = se_widths(s);
-        rows.push(vec![
-            format!("block{}", i + 1),
-            s.depth.to_string(),
-            s.width_out.to_string(),
-            s.width_bottleneck.to_string(),
-            s.group_width.to_string(),
-            s.groups.to_string(),
-            s.stride.to_string(),
-            if se.is_empty() {
-                dash()
-            } else {
-                se.iter()
-                    .map(usize::to_string)
-                    .collect::<Vec<_>>()
-                    .join("/")
-            },
-            resolution(parts.stage_out[i]),
-            thousands(parts.stages[i].params),
-            thousands(parts.stages[i].macs),
-        ]);
-    }
-    rows.push(vec![
-        "head".into(),
-        dash(),
-        p.num_classes.to_string(),
-        dash(),
-        dash(),
-        dash(),
-        dash(),
-        dash(),
-        "1x1".into(),
-        thousands(parts.head.params),
-        thousands(parts.head.macs),
-    ]);
-    let depth: usize = plan.stages.iter().map(|s| s.depth).sum();
-    rows.push(vec![
-        "total".into(),
-        depth.to_string(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        thousands(plan.num_params()),
-        thousands(plan.macs()),
-    ]);
+/// A family's part of the table: its columns between `stage` and `output` (the first is the
+/// number of blocks), the cells of the stem, each stage and the head under them, and notes.
+struct Rows {
+    columns: Vec<&'static str>,
+    stem: Vec<String>,
+    stages: Vec<Vec<String>>,
+    head: Vec<String>,
+    notes: Vec<String>,
+}
 
-    let mut out = String::new();
-    let _ = writeln!(out, "{}: {p}", net.label());
+fn dash() -> String {
+    "-".to_string()
+}
+
+/// RegNet and AnyNet: the paper's columns.
+fn regnet_rows(stages: &[Stage], parts: &Parts) -> Rows {
+    let stage_row = |s: &Stage| {
+        let se = se_widths(s);
+        let se = if se.is_empty() {
+            dash()
+        } else {
+            se.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let nums = [s.depth, s.width_out, s.width_bottleneck];
+        let nums = nums.into_iter().chain([s.group_width, s.groups, s.stride]);
+        nums.map(|x| x.to_string()).chain(once(se)).collect()
+    };
+    let has_se = stages.iter().any(|s| !se_widths(s).is_empty());
+    Rows {
+        columns: vec![
+            "depth",
+            "width",
+            "bottleneck",
+            "group_width",
+            "groups",
+            "stride",
+            "SE",
+        ],
+        stem: stem_cells(parts, 7, 5),
+        stages: stages.iter().map(stage_row).collect(),
+        head: head_cells(parts, 7),
+        notes: if has_se {
+            vec!["SE: squeeze width of the first block / of the others.".into()]
+        } else {
+            vec![]
+        },
+    }
+}
+
+/// The stem's cells: its width in column 1 and its stride in column `stride_col`, `-` elsewhere.
+fn stem_cells(parts: &Parts, n: usize, stride_col: usize) -> Vec<String> {
+    let mut c = vec![dash(); n];
+    c[1] = parts.stem.output.channels.to_string();
+    c[stride_col] = parts.stem.stride.to_string();
+    c
+}
+
+/// The head's cells: the number of classes in column 1, `-` elsewhere.
+fn head_cells(parts: &Parts, n: usize) -> Vec<String> {
+    let mut c = vec![dash(); n];
+    c[1] = parts.head.output.channels.to_string();
+    c
+}
+
+/// ResNet: `layer1` .. `layer4`, with the 3x3 conv's width and groups.
+fn resnet_rows(p: &ResNetParams, parts: &Parts) -> Rows {
+    let stages = p
+        .layers
+        .iter()
+        .zip(p.stage_widths())
+        .zip(&parts.stages)
+        .map(|((&depth, (wb, out)), part)| {
+            let (b, g, n) = match p.block {
+                ResNetBlock::Basic => (dash(), dash(), "1".to_string()),
+                ResNetBlock::Bottleneck => (
+                    wb.to_string(),
+                    (wb / p.groups).to_string(),
+                    p.groups.to_string(),
+                ),
+            };
+            let st = part.stride.to_string();
+            vec![depth.to_string(), out.to_string(), b, g, n, st]
+        })
+        .collect();
+    Rows {
+        columns: vec![
+            "blocks",
+            "width",
+            "bottleneck",
+            "group_width",
+            "groups",
+            "stride",
+        ],
+        stem: stem_cells(parts, 6, 5),
+        stages,
+        head: head_cells(parts, 6),
+        notes: vec![
+            "stem: conv1 (7x7, stride 2) and maxpool (3x3, stride 2).".into(),
+            match p.block {
+                ResNetBlock::Basic => "BasicBlock: two 3x3 convs at the stage's width.",
+                ResNetBlock::Bottleneck => "bottleneck: width of the (grouped) 3x3 conv.",
+            }
+            .into(),
+        ],
+    }
+}
+
+/// ReXNet: the stages of `features`, channels of their first → last block.
+fn rexnet_rows(p: &ReXNetParams, blocks: &[ReXBlock], plan: &Plan, parts: &Parts) -> Rows {
+    let stages = per_stage(blocks, plan)
+        .into_iter()
+        .zip(&parts.stages)
+        .map(|(bs, part)| {
+            let ratio = |b: &ReXBlock| num(b.dw_chs as f64 / b.in_chs as f64);
+            let expand = bs.first().map_or_else(dash, ratio);
+            vec![
+                bs.len().to_string(),
+                range_of(bs, |b| Some(b.out_chs)),
+                expand,
+                range_of(bs, |b| Some(b.dw_chs)),
+                range_of(bs, |b| b.se_chs),
+                part.stride.to_string(),
+            ]
+        })
+        .collect();
+    let mut head = head_cells(parts, 6);
+    head[1] = format!("{}→{}", p.final_chs(), parts.head.output.channels);
+    Rows {
+        columns: vec!["blocks", "channels", "expand", "dw", "SE", "stride"],
+        stem: stem_cells(parts, 6, 5),
+        stages,
+        head,
+        notes: vec![
+            "channels, dw, SE: output, depthwise and squeeze channels of the first→last block."
+                .into(),
+            format!(
+                "expand: the depthwise width over the input's. head: the final 1x1 conv \
+                 (features.{}), avg pool, fc.",
+                blocks.len()
+            ),
+        ],
+    }
+}
+
+fn family_rows(net: &Network, plan: &Plan, parts: &Parts) -> Rows {
+    match &net.detail {
+        Detail::RegNetStages(stages) => regnet_rows(stages, parts),
+        Detail::ResNet(p) => resnet_rows(p, parts),
+        Detail::ReXNet(p, blocks) => rexnet_rows(p, blocks, plan, parts),
+    }
+}
+
+/// A row: the part's name, the family's cells, then its output resolution, params and MACs.
+fn table_row(name: &str, middle: Vec<String>, part: &Part) -> Vec<String> {
+    once(name.to_string())
+        .chain(middle)
+        .chain([
+            resolution(part.output),
+            thousands(part.cost.params),
+            thousands(part.cost.macs),
+        ])
+        .collect()
+}
+
+/// The stage table with the header lines, the totals and the notes.
+fn render_table(net: &Network, plan: &Plan, parts: &Parts) -> String {
+    let fam = family_rows(net, plan, parts);
+    let header = once("stage")
+        .chain(fam.columns.iter().copied())
+        .chain(["output", "params", "MACs"])
+        .map(String::from)
+        .collect();
+    let mut rows = vec![header, table_row("stem", fam.stem, &parts.stem)];
+    for ((s, cells), part) in plan.stages.iter().zip(fam.stages).zip(&parts.stages) {
+        rows.push(table_row(&s.name, cells, part));
+    }
+    rows.push(table_row("head", fam.head, &parts.head));
+    let blocks: usize = plan.stages.iter().map(|s| s.blocks).sum();
+    let mut total = vec![String::new(); fam.columns.len() + 4];
+    total[0] = "total".into();
+    total[1] = blocks.to_string();
+    total[fam.columns.len() + 2] = thousands(plan.num_params());
+    total[fam.columns.len() + 3] = thousands(plan.macs());
+    rows.push(total);
+
+    let (h, w) = plan.input_size();
+    let mut out = format!("{}: {}\n", net.label(), net.description());
     let _ = writeln!(out, "input {h}x{w} (one image)\n");
     out.push_str(&columns(&rows, true));
     out.push('\n');
-    let totals = vec![
-        vec![
-            "params".to_string(),
-            thousands(plan.num_params()),
-            si(plan.num_params()),
-        ],
-        vec![
-            "MACs".to_string(),
-            thousands(plan.macs()),
-            flops(plan.macs()),
-        ],
-        vec![
-            "activations".to_string(),
-            thousands(plan.activations()),
-            si(plan.activations()),
-        ],
+    out.push_str(&totals(plan));
+    out.push_str("\nMACs: multiply-adds of convolutions and linear layers, what torchvision publishes as FLOPS.\n");
+    for note in &fam.notes {
+        let _ = writeln!(out, "{note}");
+    }
+    out
+}
+
+/// The totals: parameters, MACs, activations.
+fn totals(plan: &Plan) -> String {
+    let (p, m, a) = (plan.num_params(), plan.macs(), plan.activations());
+    let rows = [
+        ("params", thousands(p), si(p)),
+        ("MACs", thousands(m), flops(m)),
+        ("activations", thousands(a), si(a)),
     ];
-    let num_w = totals.iter().map(|r| r[1].len()).max().unwrap_or(0);
-    for row in totals {
-        let _ = writeln!(out, "{:<12} {:>num_w$}  ({})", row[0], row[1], row[2]);
+    let num_w = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (name, n, human) in rows {
+        let _ = writeln!(out, "{name:<12} {n:>num_w$}  ({human})");
     }
-    out.push_str("\nMACs: multiply-adds, what torchvision publishes as FLOPS.");
-    if p.effective_se().is_some() {
-        out.push_str(" SE: squeeze width of the first block / of the others.");
-    }
-    out.push('\n');
     out
 }
 
@@ -401,49 +675,119 @@ fn render_table(net: &Network, plan: &Plan, parts: &Parts) -> String {
 // JSON
 // ---------------------------------------------------------------------------------------------
 
-/// The `--json` object.
-fn render_json(net: &Network, plan: &Plan, parts: &Parts) -> Value {
-    let (h, w) = plan.input_size();
-    let stages: Vec<Value> = plan
-        .stages
+/// A part's costs and output.
+fn part_json(part: &Part) -> Map<String, Value> {
+    let o = part.output;
+    let v = json!({
+        "width_out": o.channels,
+        "stride": part.stride,
+        "output": o,
+        "output_size": [o.height, o.width],
+        "num_params": part.cost.params,
+        "macs": part.cost.macs,
+        "activations": part.cost.activations,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// RegNet and AnyNet stages: the paper's parameters and each block.
+fn regnet_stage_json(s: &Stage) -> Value {
+    let blocks: Vec<Value> = s
+        .blocks
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let blocks: Vec<Value> = s
-                .blocks
-                .iter()
-                .map(|b| {
-                    json!({
-                        "width_in": b.width_in,
-                        "stride": b.stride,
-                        "se_width": b.se_width,
-                        "projection": b.projection,
-                    })
-                })
-                .collect();
-            let (oh, ow) = parts.stage_out[i];
+        .map(|b| {
             json!({
-                "name": format!("block{}", i + 1),
-                "depth": s.depth,
-                "width_out": s.width_out,
-                "width_bottleneck": s.width_bottleneck,
-                "group_width": s.group_width,
-                "groups": s.groups,
-                "stride": s.stride,
-                "blocks": blocks,
-                "output_size": [oh, ow],
-                "num_params": parts.stages[i].params,
-                "macs": parts.stages[i].macs,
-                "activations": parts.stages[i].activations,
+                "width_in": b.width_in,
+                "stride": b.stride,
+                "se_width": b.se_width,
+                "projection": b.projection,
             })
         })
         .collect();
     json!({
+        "width_out": s.width_out,
+        "width_bottleneck": s.width_bottleneck,
+        "group_width": s.group_width,
+        "groups": s.groups,
+        "stride": s.stride,
+        "blocks": blocks,
+    })
+}
+
+/// A ResNet stage: its widths and groups, and each block (the first one may project).
+fn resnet_stage_json(p: &ResNetParams, i: usize, width_in: usize, stride: usize) -> Value {
+    let (wb, out) = p.stage_widths()[i];
+    let blocks: Vec<Value> = (0..p.layers[i])
+        .map(|k| {
+            let (w_in, st) = if k == 0 { (width_in, stride) } else { (out, 1) };
+            json!({"width_in": w_in, "stride": st, "projection": w_in != out || st != 1})
+        })
+        .collect();
+    let groups = match p.block {
+        ResNetBlock::Basic => 1,
+        ResNetBlock::Bottleneck => p.groups,
+    };
+    json!({
+        "width_bottleneck": wb,
+        "group_width": wb / groups,
+        "groups": groups,
+        "blocks": blocks,
+    })
+}
+
+/// Each stage's family-specific fields.
+fn stage_details(net: &Network, plan: &Plan, parts: &Parts) -> Vec<Value> {
+    match &net.detail {
+        Detail::RegNetStages(stages) => stages.iter().map(regnet_stage_json).collect(),
+        Detail::ResNet(p) => {
+            let ins = once(&parts.stem).chain(&parts.stages);
+            ins.zip(&parts.stages)
+                .enumerate()
+                .map(|(i, (prev, part))| resnet_stage_json(p, i, prev.output.channels, part.stride))
+                .collect()
+        }
+        Detail::ReXNet(_, blocks) => per_stage(blocks, plan)
+            .into_iter()
+            .map(|bs| json!({ "blocks": bs }))
+            .collect(),
+    }
+}
+
+/// The `--json` object.
+fn render_json(net: &Network, plan: &Plan, parts: &Parts) -> Value {
+    let (h, w) = plan.input_size();
+    let mut head = part_json(&parts.head);
+    head.remove("stride"); // the global pool: not a stride
+    let details = stage_details(net, plan, parts);
+    let stages: Vec<Value> = plan
+        .stages
+        .iter()
+        .zip(&parts.stages)
+        .zip(details)
+        .map(|((s, part), detail)| {
+            let mut o = Map::new();
+            o.insert("name".into(), json!(s.name));
+            o.insert("depth".into(), json!(s.blocks));
+            o.extend(part_json(part));
+            if let Value::Object(d) = detail {
+                o.extend(d);
+            }
+            Value::Object(o)
+        })
+        .collect();
+    json!({
         "model": net.name,
-        "spec": net.params.to_string(),
-        "params": net.params,
+        "family": net.arch.family(),
+        "spec": net.spec(),
+        "params": net.params_json(),
         "size": [h, w],
+        "input": plan.values[0],
+        "stem": part_json(&parts.stem),
         "stages": stages,
+        "head": head,
         "num_params": plan.num_params(),
         "macs": plan.macs(),
         "gflops": plan.macs() as f64 / 1e9,
@@ -452,7 +796,7 @@ fn render_json(net: &Network, plan: &Plan, parts: &Parts) -> Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SVG: widths per block, continuous and quantized (the RegNet paper's figure)
+// SVG: widths per block, stages shaded (for RegNet the paper's figure)
 // ---------------------------------------------------------------------------------------------
 
 const SVG_W: f64 = 880.0;
@@ -474,12 +818,226 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Block index (x) and log width (y) to pixels.
+/// What the figure draws, whatever the family.
+struct Figure {
+    title: String,
+    subtitle: String,
+    /// Log-scale widths (RegNet, AnyNet, ResNet) or linear (ReXNet).
+    log: bool,
+    /// The y axis's title.
+    y_label: &'static str,
+    /// Output width of each block (the staircase), and its legend label.
+    widths: Vec<usize>,
+    widths_label: String,
+    /// The linear rule `c_j = c0 + slope*j` the widths are rounded from, and its legend label.
+    rule: Option<(f64, f64, String)>,
+    /// What each stage's dashed level (`StageSpan::level`) is, for the legend.
+    level_label: &'static str,
+    spans: Vec<StageSpan>,
+}
+
+/// One stage's blocks `start..end`, its label lines and a width drawn dashed across it.
+struct StageSpan {
+    start: usize,
+    end: usize,
+    lines: [String; 3],
+    level: Option<usize>,
+}
+
+impl Figure {
+    /// The rule's value at block `j`.
+    fn rule_at(&self, j: f64) -> Option<f64> {
+        self.rule.as_ref().map(|(c0, slope, _)| c0 + slope * j)
+    }
+
+    /// Every width drawn in blocks `start..end` (all blocks when `None`).
+    fn values(&self, span: Option<&StageSpan>) -> Vec<f64> {
+        let (a, b) = span.map_or((0, self.widths.len()), |s| (s.start, s.end));
+        let mut v: Vec<f64> = self.widths[a..b].iter().map(|&w| w as f64).collect();
+        v.extend((a..b).filter_map(|j| self.rule_at(j as f64)));
+        match span {
+            Some(s) => v.extend(s.level.map(|l| l as f64)),
+            None => v.extend(self.spans.iter().filter_map(|s| s.level.map(|l| l as f64))),
+        }
+        v
+    }
+}
+
+/// Stage spans of `depths` blocks each: "name", `width` and "d=depth", a dashed `level`.
+fn spans(stages: impl Iterator<Item = (String, usize, String, Option<usize>)>) -> Vec<StageSpan> {
+    let mut start = 0;
+    stages
+        .map(|(name, depth, width, level)| {
+            let span = StageSpan {
+                start,
+                end: start + depth,
+                lines: [name, width, format!("d={depth}")],
+                level,
+            };
+            start += depth;
+            span
+        })
+        .collect()
+}
+
+fn figure(net: &Network, plan: &Plan) -> Result<Figure, BoxError> {
+    let label = net.label();
+    Ok(match (&net.arch, &net.detail) {
+        (Architecture::RegNet(p), Detail::RegNetStages(stages)) => regnet_figure(p, stages, label)?,
+        (_, Detail::RegNetStages(stages)) => anynet_figure(net, stages, label),
+        (_, Detail::ResNet(p)) => resnet_figure(net, p, plan, label),
+        (_, Detail::ReXNet(p, blocks)) => rexnet_figure(p, blocks, plan, label),
+    })
+}
+
+/// RegNet: `u_j` (line) against `w_j` (staircase), group-adjusted stage widths dashed.
+fn regnet_figure(p: &RegNetParams, stages: &[Stage], label: String) -> Result<Figure, BoxError> {
+    let u = p.continuous_widths();
+    let wq = p.block_widths()?;
+    let d = u.len();
+    let slope = if d >= 2 { u[d - 1] - u[d - 2] } else { 0.0 };
+    let mut start = 0;
+    let spans = spans(stages.iter().enumerate().map(|(i, s)| {
+        let quantized = wq.get(start).copied().unwrap_or(s.width_out);
+        start += s.depth;
+        let adjusted = (quantized != s.width_out).then_some(s.width_out);
+        let width = match adjusted {
+            Some(a) => format!("w={quantized} ({a})"),
+            None => format!("w={quantized}"),
+        };
+        (format!("stage {}", i + 1), s.depth, width, adjusted)
+    }));
+    let mut subtitle = format!(
+        "d = {}, w0 = {}, wa = {}, wm = {}, g = {}, b = {}",
+        p.depth, p.w0, p.wa, p.wm, p.group_width, p.bottleneck
+    );
+    if let Some(se) = p.effective_se() {
+        let _ = write!(subtitle, ", se = {se}");
+    }
+    Ok(Figure {
+        title: format!("{label}: widths per block"),
+        subtitle,
+        log: true,
+        y_label: "width (channels, log scale)",
+        widths: wq,
+        widths_label: "w_j (quantized)".into(),
+        rule: Some((
+            u.first().copied().unwrap_or(1.0),
+            slope,
+            "u_j = w0 + wa·j (continuous)".into(),
+        )),
+        level_label: "stage width after group adjustment",
+        spans,
+    })
+}
+
+/// Stage by stage widths (AnyNet, ResNet): the block widths, each stage's bottleneck dashed.
+fn stage_figure(
+    net: &Network,
+    label: String,
+    stages: Vec<(String, usize, usize, usize)>,
+) -> Figure {
+    let widths = stages.iter().flat_map(|s| vec![s.2; s.1]).collect();
+    let spans = spans(
+        stages
+            .into_iter()
+            .map(|(name, depth, w, wb)| (name, depth, format!("w={w}"), (wb != w).then_some(wb))),
+    );
+    Figure {
+        title: format!("{label}: widths per block"),
+        subtitle: net.description(),
+        log: true,
+        y_label: "width (channels, log scale)",
+        widths,
+        widths_label: "block output width".into(),
+        rule: None,
+        level_label: "bottleneck width (the 3x3 conv's)",
+        spans,
+    }
+}
+
+fn anynet_figure(net: &Network, stages: &[Stage], label: String) -> Figure {
+    let st = stages.iter().enumerate().map(|(i, s)| {
+        (
+            format!("stage {}", i + 1),
+            s.depth,
+            s.width_out,
+            s.width_bottleneck,
+        )
+    });
+    stage_figure(net, label, st.collect())
+}
+
+fn resnet_figure(net: &Network, p: &ResNetParams, plan: &Plan, label: String) -> Figure {
+    let st = plan
+        .stages
+        .iter()
+        .zip(p.stage_widths())
+        .map(|(s, (wb, out))| {
+            let wb = if p.block == ResNetBlock::Basic {
+                out
+            } else {
+                wb
+            };
+            (s.name.clone(), s.blocks, out, wb)
+        });
+    stage_figure(net, label, st.collect())
+}
+
+/// ReXNet: output channels per block on a linear scale, with timm's linear rule
+/// `(16 + 180·j/n)·width_mult` (`16/width_mult` for narrow models) they are rounded from.
+fn rexnet_figure(p: &ReXNetParams, blocks: &[ReXBlock], plan: &Plan, label: String) -> Figure {
+    let n = blocks.len().max(1) as f64;
+    let base = if p.width_mult < 1.0 {
+        16.0 / p.width_mult
+    } else {
+        16.0
+    };
+    let (c0, slope) = (base * p.width_mult, 180.0 / n * p.width_mult);
+    let widths: Vec<usize> = blocks.iter().map(|b| b.out_chs).collect();
+    // The rule is timm's; drawn only when it is what the blocks were rounded from.
+    let rule_holds = widths
+        .iter()
+        .enumerate()
+        .all(|(j, &w)| (c0 + slope * j as f64 - w as f64).abs() <= 1.0);
+    let groups = per_stage(blocks, plan);
+    let spans = spans(plan.stages.iter().zip(groups).map(|(s, bs)| {
+        let c = range_of(bs, |b| Some(b.out_chs));
+        (s.name.clone(), s.blocks, format!("c={c}"), None)
+    }));
+    Figure {
+        title: format!("{label}: output channels per block"),
+        subtitle: format!(
+            "width_mult = {}, depth_mult = {}, {} blocks, final 1x1 conv to {} channels",
+            p.width_mult,
+            p.depth_mult,
+            blocks.len(),
+            p.final_chs()
+        ),
+        log: false,
+        y_label: "output channels (linear scale)",
+        widths,
+        widths_label: "c_j (output channels of features.j)".into(),
+        rule: rule_holds.then(|| {
+            let label = format!(
+                "{} + {}·j (timm's linear rule, before rounding)",
+                num(c0),
+                num(slope)
+            );
+            (c0, slope, label)
+        }),
+        level_label: "",
+        spans,
+    }
+}
+
+/// Block index (x) and width (y, log or linear) to pixels.
 struct Axes {
     x_min: f64,
     x_max: f64,
-    log_lo: f64,
-    log_hi: f64,
+    lo: f64,
+    hi: f64,
+    log: bool,
 }
 
 impl Axes {
@@ -487,17 +1045,47 @@ impl Axes {
         LEFT + (j - self.x_min) / (self.x_max - self.x_min) * (RIGHT - LEFT)
     }
     fn y(&self, width: f64) -> f64 {
-        BOTTOM - (width.ln() - self.log_lo) / (self.log_hi - self.log_lo) * (BOTTOM - TOP)
+        BOTTOM - self.frac(width) * (BOTTOM - TOP)
+    }
+    fn scale(&self, v: f64) -> f64 {
+        if self.log {
+            v.ln()
+        } else {
+            v
+        }
     }
     /// Where `width` sits between the bottom (0) and the top (1) of the plot.
     fn frac(&self, width: f64) -> f64 {
-        (width.ln() - self.log_lo) / (self.log_hi - self.log_lo)
+        let lo = self.scale(self.lo);
+        (self.scale(width) - lo) / (self.scale(self.hi) - lo)
     }
-    fn lo(&self) -> f64 {
-        self.log_lo.exp()
+    /// The axis of a figure: a margin above and below the data (linear axes start at 0).
+    fn of(fig: &Figure) -> Axes {
+        let all = fig.values(None).into_iter().filter(|w| *w > 0.0);
+        let (mut lo, mut hi) = all.fold((f64::MAX, 0f64), |(lo, hi), w| (lo.min(w), hi.max(w)));
+        if hi <= 0.0 {
+            (lo, hi) = (1.0, 10.0);
+        }
+        let (lo, hi) = if fig.log {
+            (lo / 1.3, hi * 1.3)
+        } else {
+            (0.0, hi * 1.25)
+        };
+        let d = fig.widths.len();
+        Axes {
+            x_min: -0.5,
+            x_max: d.max(1) as f64 - 0.5,
+            lo,
+            hi,
+            log: fig.log,
+        }
     }
-    fn hi(&self) -> f64 {
-        self.log_hi.exp()
+    fn ticks(&self) -> (Vec<f64>, Vec<f64>) {
+        if self.log {
+            log_ticks(self.lo, self.hi)
+        } else {
+            linear_ticks(self.lo, self.hi)
+        }
     }
 }
 
@@ -537,6 +1125,26 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
     (major, minor)
 }
 
+/// Linear ticks every 1, 2 or 5 times a power of ten, 4 to 10 of them; minor ones halfway.
+fn linear_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let raw = ((hi - lo) / 6.0).max(1e-9);
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    let major: Vec<f64> = (first..=last).map(|k| k as f64 * step).collect();
+    let minor = major
+        .iter()
+        .map(|t| t + step / 2.0)
+        .filter(|&t| t <= hi)
+        .collect();
+    (major, minor)
+}
+
 /// A tick label: `1000`, `50`, `1.5`.
 fn tick_label(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
@@ -564,98 +1172,40 @@ fn text_width(text: &str, size: f64) -> f64 {
     text.chars().count() as f64 * size * 0.6
 }
 
-/// One stage's blocks `start..end`, its quantized width and its final (group-adjusted) width.
-struct StageSpan {
-    start: usize,
-    end: usize,
-    quantized: usize,
-    adjusted: usize,
-}
-
-fn stage_spans(stages: &[Stage], block_widths: &[usize]) -> Vec<StageSpan> {
-    let mut start = 0;
-    stages
-        .iter()
-        .map(|s| {
-            let span = StageSpan {
-                start,
-                end: start + s.depth,
-                quantized: block_widths.get(start).copied().unwrap_or(s.width_out),
-                adjusted: s.width_out,
-            };
-            start += s.depth;
-            span
-        })
-        .collect()
-}
-
-/// The figure: `u_j` (line) against `w_j` (staircase) per block `j`, log-scale widths, stages shaded.
-fn render_svg(net: &Network, plan: &Plan) -> Result<String, BoxError> {
-    let p = &net.params;
-    let u = p.continuous_widths();
-    let wq = p.block_widths()?;
-    let spans = stage_spans(&plan.stages, &wq);
-    let d = wq.len();
-    let any_adjusted = spans.iter().any(|s| s.adjusted != s.quantized);
-
-    let all = u
-        .iter()
-        .copied()
-        .chain(wq.iter().map(|&w| w as f64))
-        .chain(spans.iter().map(|s| s.adjusted as f64))
-        .filter(|w| *w > 0.0);
-    let (mut lo, mut hi) = all.fold((f64::MAX, 0f64), |(lo, hi), w| (lo.min(w), hi.max(w)));
-    if hi <= 0.0 {
-        (lo, hi) = (1.0, 10.0);
-    }
-    let ax = Axes {
-        x_min: -0.5,
-        x_max: d as f64 - 0.5,
-        log_lo: (lo / 1.3).ln(),
-        log_hi: (hi * 1.3).ln(),
-    };
-
+/// The figure: the block widths (staircase), the rule they come from (line), per-stage levels
+/// (dashed), stages shaded and labelled.
+fn render_svg(fig: &Figure) -> String {
+    let ax = Axes::of(fig);
     let mut s = String::new();
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" viewBox="0 0 {SVG_W} {SVG_H}" font-family="{FONT}">"#
     );
-    let _ = writeln!(s, "<title>{}: widths per block</title>", xml(&net.label()));
+    let _ = writeln!(s, "<title>{}</title>", xml(&fig.title));
     let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
-    svg_titles(&mut s, net);
-    svg_stage_bands(&mut s, &ax, &spans);
-    svg_grid_and_axes(&mut s, &ax, d);
-    svg_curves(&mut s, &ax, &u, &wq, &spans);
-    svg_stage_labels(&mut s, &ax, &spans, &u);
-    svg_legend(&mut s, any_adjusted);
+    svg_titles(&mut s, fig);
+    svg_stage_bands(&mut s, &ax, &fig.spans);
+    svg_grid_and_axes(&mut s, &ax, fig);
+    svg_curves(&mut s, &ax, fig);
+    svg_stage_labels(&mut s, &ax, fig);
+    svg_legend(&mut s, fig);
     s.push_str("</svg>\n");
-    Ok(s)
+    s
 }
 
-fn svg_titles(s: &mut String, net: &Network) {
-    let p = &net.params;
-    let title = match &net.name {
-        Some(n) => format!("{n}: widths per block"),
-        None => "RegNet: widths per block".to_string(),
-    };
-    let mut sub = format!(
-        "d = {}, w0 = {}, wa = {}, wm = {}, g = {}, b = {}",
-        p.depth, p.w0, p.wa, p.wm, p.group_width, p.bottleneck
-    );
-    if let Some(se) = p.effective_se() {
-        let _ = write!(sub, ", se = {se}");
-    }
+fn svg_titles(s: &mut String, fig: &Figure) {
     let _ = writeln!(
         s,
         r##"<text x="{x}" y="32" text-anchor="middle" font-size="19" font-weight="bold" fill="#222">{t}</text>"##,
         x = SVG_W / 2.0,
-        t = xml(&title)
+        t = xml(&fig.title)
     );
     let _ = writeln!(
         s,
-        r##"<text x="{x}" y="54" text-anchor="middle" font-size="13" fill="#555">{t}</text>"##,
+        r##"<text x="{x}" y="54" text-anchor="middle" font-size="{size:.1}" fill="#555">{t}</text>"##,
         x = SVG_W / 2.0,
-        t = xml(&sub)
+        size = (13.0 * (SVG_W - 40.0) / text_width(&fig.subtitle, 13.0)).min(13.0),
+        t = xml(&fig.subtitle)
     );
 }
 
@@ -678,8 +1228,9 @@ fn svg_stage_bands(s: &mut String, ax: &Axes, spans: &[StageSpan]) {
     }
 }
 
-fn svg_grid_and_axes(s: &mut String, ax: &Axes, depth: usize) {
-    let (major, minor) = log_ticks(ax.lo(), ax.hi());
+/// The horizontal grid and the y axis's ticks and labels.
+fn svg_y_axis(s: &mut String, ax: &Axes) {
+    let (major, minor) = ax.ticks();
     for t in minor {
         let y = ax.y(t);
         let _ = writeln!(
@@ -706,6 +1257,10 @@ fn svg_grid_and_axes(s: &mut String, ax: &Axes, depth: usize) {
             l = tick_label(t)
         );
     }
+}
+
+/// The x axis's ticks (one per block, every `x_step` labelled).
+fn svg_x_axis(s: &mut String, ax: &Axes, depth: usize) {
     let step = x_step(depth);
     for j in 0..depth {
         let x = ax.x(j as f64);
@@ -726,6 +1281,11 @@ fn svg_grid_and_axes(s: &mut String, ax: &Axes, depth: usize) {
             );
         }
     }
+}
+
+fn svg_grid_and_axes(s: &mut String, ax: &Axes, fig: &Figure) {
+    svg_y_axis(s, ax);
+    svg_x_axis(s, ax, fig.widths.len());
     let _ = writeln!(
         s,
         r##"<rect x="{LEFT}" y="{TOP}" width="{w}" height="{h}" fill="none" stroke="#333" stroke-width="1"/>"##,
@@ -741,21 +1301,25 @@ fn svg_grid_and_axes(s: &mut String, ax: &Axes, depth: usize) {
     let (cx, cy) = (22.0, (TOP + BOTTOM) / 2.0);
     let _ = writeln!(
         s,
-        r##"<text x="{cx}" y="{cy}" text-anchor="middle" font-size="13" fill="#222" transform="rotate(-90 {cx} {cy})">width (channels, log scale)</text>"##
+        r##"<text x="{cx}" y="{cy}" text-anchor="middle" font-size="13" fill="#222" transform="rotate(-90 {cx} {cy})">{l}</text>"##,
+        l = fig.y_label
     );
 }
 
-fn svg_curves(s: &mut String, ax: &Axes, u: &[f64], wq: &[usize], spans: &[StageSpan]) {
-    let d = wq.len();
-    // The continuous widths u_j = w0 + wa*j: a straight line, a curve on the log axis.
+/// The rule `c0 + slope*j`: a straight line (a curve on a log axis), a dot per block.
+fn svg_rule(s: &mut String, ax: &Axes, fig: &Figure) {
+    let d = fig.widths.len();
+    if fig.rule.is_none() || d == 0 {
+        return;
+    }
+    let at = |j: f64| fig.rule_at(j).unwrap_or(1.0);
     if d >= 2 {
         let n = (d * 16).clamp(64, 2000);
-        let (u0, slope) = (u[0], u[d - 1] - u[d - 2]);
         let mut path = String::new();
         for k in 0..=n {
             let j = (d - 1) as f64 * k as f64 / n as f64;
             let cmd = if k == 0 { 'M' } else { 'L' };
-            let _ = write!(path, "{cmd}{:.2} {:.2} ", ax.x(j), ax.y(u0 + slope * j));
+            let _ = write!(path, "{cmd}{:.2} {:.2} ", ax.x(j), ax.y(at(j)));
         }
         let _ = writeln!(
             s,
@@ -764,28 +1328,34 @@ fn svg_curves(s: &mut String, ax: &Axes, u: &[f64], wq: &[usize], spans: &[Stage
         );
     }
     if d <= 120 {
-        for (j, &uj) in u.iter().enumerate() {
+        for j in 0..d {
             let _ = writeln!(
                 s,
                 r#"<circle cx="{:.2}" cy="{:.2}" r="2.6" fill="{C_CONT}"/>"#,
                 ax.x(j as f64),
-                ax.y(uj)
+                ax.y(at(j as f64))
             );
         }
     }
-    // Group-adjusted stage widths, where they differ from the quantized ones.
-    for sp in spans.iter().filter(|sp| sp.adjusted != sp.quantized) {
-        let y = ax.y(sp.adjusted as f64);
-        let _ = writeln!(
-            s,
-            r#"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="{C_ADJ}" stroke-width="2.2" stroke-dasharray="6 3"/>"#,
-            ax.x(sp.start as f64 - 0.5),
-            ax.x(sp.end as f64 - 0.5)
-        );
+}
+
+fn svg_curves(s: &mut String, ax: &Axes, fig: &Figure) {
+    svg_rule(s, ax, fig);
+    // Each stage's level (group-adjusted or bottleneck width), where it has one.
+    for sp in &fig.spans {
+        if let Some(level) = sp.level {
+            let y = ax.y(level as f64);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="{C_ADJ}" stroke-width="2.2" stroke-dasharray="6 3"/>"#,
+                ax.x(sp.start as f64 - 0.5),
+                ax.x(sp.end as f64 - 0.5)
+            );
+        }
     }
-    // The quantized widths w_j: a staircase, one step per block.
+    // The block widths: a staircase, one step per block.
     let mut path = String::new();
-    for (j, &w) in wq.iter().enumerate() {
+    for (j, &w) in fig.widths.iter().enumerate() {
         let (x0, x1, y) = (ax.x(j as f64 - 0.5), ax.x(j as f64 + 0.5), ax.y(w as f64));
         if j == 0 {
             let _ = write!(path, "M{x0:.2} {y:.2} ");
@@ -801,73 +1371,78 @@ fn svg_curves(s: &mut String, ax: &Axes, u: &[f64], wq: &[usize], spans: &[Stage
     );
 }
 
-/// "stage i", its width and depth, in its band: at the top or the bottom, whichever is free.
-fn svg_stage_labels(s: &mut String, ax: &Axes, spans: &[StageSpan], u: &[f64]) {
-    const SIZE: f64 = 11.0;
-    for (i, sp) in spans.iter().enumerate() {
+/// Each stage's label lines in its band: at the top or the bottom, whichever is free.
+fn svg_stage_labels(s: &mut String, ax: &Axes, fig: &Figure) {
+    for (i, sp) in fig.spans.iter().enumerate() {
         let (x0, x1) = (ax.x(sp.start as f64 - 0.5), ax.x(sp.end as f64 - 0.5));
-        let cx = (x0 + x1) / 2.0;
         // The band's data range, to put the label where the curves are not.
-        let mut vals: Vec<f64> = u[sp.start..sp.end].to_vec();
-        vals.push(sp.quantized as f64);
-        vals.push(sp.adjusted as f64);
+        let vals = fig.values(Some(sp));
         let top_room = 1.0 - ax.frac(vals.iter().copied().fold(f64::MIN, f64::max));
         let bottom_room = ax.frac(vals.iter().copied().fold(f64::MAX, f64::min));
         let at_top = top_room >= bottom_room;
-        let width = if sp.adjusted != sp.quantized {
-            format!("w={} ({})", sp.quantized, sp.adjusted)
-        } else {
-            format!("w={}", sp.adjusted)
-        };
-        let lines = [
-            format!("stage {}", i + 1),
-            width,
-            format!("d={}", sp.end - sp.start),
-        ];
-        let widest = lines
+        let widest = sp
+            .lines
             .iter()
-            .map(|l| text_width(l, SIZE))
+            .map(|l| text_width(l, LABEL_SIZE))
             .fold(0.0, f64::max);
         if widest + 4.0 <= x1 - x0 {
-            let first_y = if at_top {
-                TOP + 15.0
-            } else {
-                BOTTOM - 8.0 - 2.0 * (SIZE + 2.0)
-            };
-            for (k, line) in lines.iter().enumerate() {
-                let weight = if k == 0 { "bold" } else { "normal" };
-                let _ = writeln!(
-                    s,
-                    r##"<text x="{cx:.2}" y="{y:.2}" text-anchor="middle" font-size="{SIZE}" font-weight="{weight}" fill="#3b4652">{t}</text>"##,
-                    y = first_y + k as f64 * (SIZE + 2.0),
-                    t = xml(line)
-                );
-            }
+            svg_label_block(s, (x0 + x1) / 2.0, at_top, &sp.lines);
         } else {
-            // Too narrow: one rotated line, as much of it as fits where the curves are not.
             let room = top_room.max(bottom_room) * (BOTTOM - TOP) - 12.0;
-            let text = [
-                format!("{} · {} · {}", lines[0], lines[1], lines[2]),
-                format!("{} · {}", lines[0], lines[1]),
-                lines[0].clone(),
-                format!("{}", i + 1),
-            ]
-            .into_iter()
-            .find(|t| text_width(t, SIZE) <= room)
-            .unwrap_or_else(|| format!("{}", i + 1));
-            let (y, anchor) = if at_top {
-                (TOP + 6.0, "end")
-            } else {
-                (BOTTOM - 6.0, "start")
-            };
-            let x = cx + SIZE * 0.35;
-            let _ = writeln!(
-                s,
-                r##"<text x="{x:.2}" y="{y:.2}" text-anchor="{anchor}" font-size="{SIZE}" fill="#3b4652" transform="rotate(-90 {x:.2} {y:.2})">{t}</text>"##,
-                t = xml(&text)
-            );
+            svg_label_rotated(s, (x0 + x1) / 2.0, at_top, room, &sp.lines, i);
         }
     }
+}
+
+const LABEL_SIZE: f64 = 11.0;
+
+/// A stage's three label lines, centred on `cx`.
+fn svg_label_block(s: &mut String, cx: f64, at_top: bool, lines: &[String; 3]) {
+    let first_y = if at_top {
+        TOP + 15.0
+    } else {
+        BOTTOM - 8.0 - 2.0 * (LABEL_SIZE + 2.0)
+    };
+    for (k, line) in lines.iter().enumerate() {
+        let weight = if k == 0 { "bold" } else { "normal" };
+        let _ = writeln!(
+            s,
+            r##"<text x="{cx:.2}" y="{y:.2}" text-anchor="middle" font-size="{LABEL_SIZE}" font-weight="{weight}" fill="#3b4652">{t}</text>"##,
+            y = first_y + k as f64 * (LABEL_SIZE + 2.0),
+            t = xml(line)
+        );
+    }
+}
+
+/// Too narrow a band: one rotated line, as much of the label as fits in `room` px.
+fn svg_label_rotated(
+    s: &mut String,
+    cx: f64,
+    at_top: bool,
+    room: f64,
+    lines: &[String; 3],
+    i: usize,
+) {
+    let text = [
+        format!("{} · {} · {}", lines[0], lines[1], lines[2]),
+        format!("{} · {}", lines[0], lines[1]),
+        lines[0].clone(),
+        format!("{}", i + 1),
+    ]
+    .into_iter()
+    .find(|t| text_width(t, LABEL_SIZE) <= room)
+    .unwrap_or_else(|| format!("{}", i + 1));
+    let (y, anchor) = if at_top {
+        (TOP + 6.0, "end")
+    } else {
+        (BOTTOM - 6.0, "start")
+    };
+    let x = cx + LABEL_SIZE * 0.35;
+    let _ = writeln!(
+        s,
+        r##"<text x="{x:.2}" y="{y:.2}" text-anchor="{anchor}" font-size="{LABEL_SIZE}" fill="#3b4652" transform="rotate(-90 {x:.2} {y:.2})">{t}</text>"##,
+        t = xml(&text)
+    );
 }
 
 /// What a legend entry shows next to its label.
@@ -905,13 +1480,14 @@ impl Swatch {
 }
 
 /// One row of legend entries between the subtitle and the plot.
-fn svg_legend(s: &mut String, any_adjusted: bool) {
-    let mut entries = vec![
-        (Swatch::Line, "u_j = w0 + wa·j (continuous)"),
-        (Swatch::Steps, "w_j (quantized)"),
-    ];
-    if any_adjusted {
-        entries.push((Swatch::Dashed, "stage width after group adjustment"));
+fn svg_legend(s: &mut String, fig: &Figure) {
+    let mut entries = Vec::new();
+    if let Some((_, _, label)) = &fig.rule {
+        entries.push((Swatch::Line, label.as_str()));
+    }
+    entries.push((Swatch::Steps, fig.widths_label.as_str()));
+    if fig.spans.iter().any(|sp| sp.level.is_some()) {
+        entries.push((Swatch::Dashed, fig.level_label));
     }
     entries.push((Swatch::Band, "stage"));
     let y = 80.0;
@@ -950,10 +1526,10 @@ fn write_svg(path: &Path, svg: &str) -> Result<(), BoxError> {
 
 fn run(args: &Args) -> Result<(), BoxError> {
     let net = Network::from_args(args)?;
-    let plan = Plan::new(&net.params, args.size.height, args.size.width)?;
+    let plan = Plan::new(&net.arch, args.size.height, args.size.width)?;
     let parts = split_costs(&plan)?;
     if let Some(path) = &args.svg {
-        write_svg(path, &render_svg(&net, &plan)?)?;
+        write_svg(path, &render_svg(&figure(&net, &plan)?))?;
     }
     if args.json {
         print(&format!("{}\n", render_json(&net, &plan, &parts)))

@@ -32,6 +32,8 @@ struct Params {
     oc_pad4: u32,     // vec4s of weights per (group, c, ky, kx): ceil(part_cout / 4)
     x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
     status_tag: u32,  // written to `status` when a value cannot be stored (prelude.wgsl)
+    res_c: u32,       // channels of the residual: added to the first res_c output channels
+    _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -57,7 +59,7 @@ const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + (PX - 1) * STRIDE + KW) 
 // invocation loads its OCN weights as ceil(OCN / 4) vec4.
 @group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
-@group(0) @binding(4) var<storage, read> residual: array<store_t>;
+@group(0) @binding(4) var<storage, read> residual: array<store_t>; // [batch, res_c, out_h, out_w]
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
 @group(0) @binding(6) var<storage, read_write> y: array<store_t>;
 @group(0) @binding(7) var<storage, read_write> status: atomic<u32>;
@@ -171,6 +173,9 @@ fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
             let ix = vec4<i32>(ix0 + i32(4u * m)) + vec4<i32>(0, 1, 2, 3);
             let ok = vec4<bool>(row_ok) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.in_w)));
             xs[m] = select(vec4<f32>(0.0), u, ok) * scale;
+            if (HAS_GATE) {
+                xs[m] = gate_activate4(xs[m]);
+            }
         }
     }
     return xs;
@@ -216,8 +221,8 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, oc_last: u32, oy: u32, ox
                     if (j < PX / 4u && ox < p.out_w) {
                         let oi = base + ox;
                         var val = (*acc)[o][j][e] + b;
-                        if (HAS_RESIDUAL) {
-                            val += f32(residual[oi]);
+                        if (HAS_RESIDUAL && oc < p.res_c) {
+                            val += f32(residual[((n * p.res_c + oc) * p.out_h + oy) * p.out_w + ox]);
                         }
                         let v = activate(val);
                         if (!storable(val, v)) {

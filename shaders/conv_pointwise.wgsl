@@ -29,6 +29,8 @@ struct Params {
     x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
     r_vec4s: u32,     // vec4s holding the residual value (likewise)
     status_tag: u32,  // written to `status` when a value cannot be stored (prelude.wgsl)
+    res_c: u32,       // channels of the residual: added to the first res_c output channels
+    _pad0: u32, _pad1: u32, _pad2: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -119,7 +121,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         if (HAS_GATE) {
             let s = gate[n * p.in_c + c];
             for (var j = 0u; j < MAX_NV; j++) {
-                xv[j] *= s;
+                xv[j] = gate_activate4(xv[j] * s);
             }
         }
         channel_fma(&acc, c * p.oc_pad4, oc0, &xv);
@@ -163,13 +165,14 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
         let oc = p.oc_begin + oc0 + o;
         if (o < TM && oc < oc_end) {
             let base = (n * p.out_c + oc) * hw;  // the output plane
+            let rbase = (n * p.res_c + oc) * hw; // the residual's plane, when oc < res_c
             let bv = vec4<f32>(bias[oc]);
             for (var j = 0u; j < MAX_NV; j++) {
                 let px = p0 + 4u * j;
                 if (j < TN / 4u && px < hw) {
                     var v = (*acc)[o][j] + bv;
-                    if (HAS_RESIDUAL) {
-                        v += residual4(base + px);
+                    if (HAS_RESIDUAL && oc < p.res_c) {
+                        v += residual4(rbase + px);
                     }
                     let a = activate4(v);
                     if (!(storable(v.x, a.x) && storable(v.y, a.y) && storable(v.z, a.z) && storable(v.w, a.w))) {

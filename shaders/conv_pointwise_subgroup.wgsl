@@ -76,7 +76,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                     }
                 }
                 if (HAS_GATE) {
-                    val *= gate[img * p.in_c + min(c + h, p.in_c - 1u)];
+                    val = gate_activate4(val * gate[img * p.in_c + min(c + h, p.in_c - 1u)]);
                 }
                 ld[r] = select(vec4<f32>(0.0), val, c + h < p.in_c);
             }

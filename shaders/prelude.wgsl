@@ -10,15 +10,29 @@
 // its dispatch's `status_tag` there (atomicMax: the earliest dispatch wins) and the runner
 // returns an error naming the op instead of the results.
 
-// Activation applied at the end of a kernel: 0 identity, 1 ReLU, 2 sigmoid.
+// Activations by code: 0 identity, 1 ReLU, 2 sigmoid, 3 ReLU6, 4 SiLU (src/gpu/kernels.rs
+// act_code). ACT is applied at the end of a kernel; GATE_ACT to a convolution's input after the
+// squeeze-and-excitation gate scales it (ReXNet's ReLU6; it must map 0 to 0, as padding does).
 override ACT: u32 = 0u;
+override GATE_ACT: u32 = 0u;
 
-fn activate(v: f32) -> f32 {
-    switch ACT {
+fn activate_by(code: u32, v: f32) -> f32 {
+    switch code {
         case 1u: { return max(v, 0.0); }
         case 2u: { return 1.0 / (1.0 + exp(-v)); }
+        case 3u: { return clamp(v, 0.0, 6.0); }
+        case 4u: { return v / (1.0 + exp(-v)); }
         default: { return v; }
     }
+}
+
+fn activate(v: f32) -> f32 {
+    return activate_by(ACT, v);
+}
+
+fn gate_activate4(v: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(activate_by(GATE_ACT, v.x), activate_by(GATE_ACT, v.y),
+                     activate_by(GATE_ACT, v.z), activate_by(GATE_ACT, v.w));
 }
 
 fn activate4(v: vec4<f32>) -> vec4<f32> {

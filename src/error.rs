@@ -6,16 +6,16 @@ use std::path::PathBuf;
 /// Everything that can go wrong in regnet-wgpu.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A RegNet parameter is out of its valid range.
-    #[error("invalid RegNet parameter `{param}`: {reason}")]
+    /// A model parameter is out of its valid range.
+    #[error("invalid model parameter `{param}`: {reason}")]
     InvalidParam {
         /// The parameter's name as the spec writes it (`depth`, `w0`, ...).
         param: &'static str,
         /// Why it is invalid.
         reason: String,
     },
-    /// A `--regnet` spec string could not be parsed.
-    #[error("invalid RegNet spec: {0}")]
+    /// A `--regnet` or `--anynet` spec string could not be parsed.
+    #[error("invalid model spec: {0}")]
     Spec(String),
     /// A model name that is not in the zoo.
     #[error("unknown model `{name}`; known models: {known}")]

@@ -1,4 +1,4 @@
-//! Weights: a torchvision RegNet `state_dict` in safetensors, checked against a [`Plan`],
+//! Weights: a torchvision or timm `state_dict` in safetensors, checked against a [`Plan`],
 //! with every BatchNorm folded into its convolution at load.
 //!
 //! Names are torchvision's own (`stem.0.weight`, `stem.1.running_mean`,
@@ -118,6 +118,43 @@ impl Reader<'_> {
     }
 }
 
+impl Reader<'_> {
+    /// A conv's `weight` (tensor `name`, `out` rows) and optional bias, with the BatchNorm
+    /// `norm` (a prefix) folded in when it has one.
+    fn folded(
+        &mut self,
+        name: &str,
+        out: usize,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        norm: Option<&str>,
+    ) -> Result<ConvParams> {
+        let Some(bn) = norm else {
+            return Ok(ConvParams {
+                bias: bias.unwrap_or_else(|| vec![0.0; out]),
+                weight,
+            });
+        };
+        let n = [out];
+        let gamma = self.get(&format!("{bn}.weight"), &n)?;
+        let beta = self.get(&format!("{bn}.bias"), &n)?;
+        let mean = self.get(&format!("{bn}.running_mean"), &n)?;
+        let var = self.get(&format!("{bn}.running_var"), &n)?;
+        if let Some(i) = var.iter().position(|&v| v < 0.0) {
+            let var_name = format!("{bn}.running_var");
+            return Err(self.invalid(&var_name, format!("holds a negative variance at {i}")));
+        }
+        let p = fold_bn(&weight, bias.as_deref(), &gamma, &beta, &mean, &var);
+        if p.weight.iter().chain(&p.bias).any(|v| !v.is_finite()) {
+            return Err(self.invalid(
+                name,
+                format!("folding BatchNorm `{bn}` into it overflows f32 (running_var too small or weight/gamma too large)"),
+            ));
+        }
+        Ok(p)
+    }
+}
+
 /// Folds `BN(conv(x) + conv_bias)` into one convolution (computed in f64).
 fn fold_bn(
     weight: &[f32],
@@ -172,50 +209,33 @@ impl Weights {
             let p = match &op.kind {
                 OpKind::Conv2d(c) => {
                     let weight = r.get(&c.weight, &c.weight_shape())?;
-                    let n = [c.out_channels];
                     let bias = match &c.bias {
-                        Some(b) => Some(r.get(b, &n)?),
+                        Some(b) => Some(r.get(b, &[c.out_channels])?),
                         None => None,
                     };
-                    match &c.norm {
-                        Some(bn) => {
-                            let gamma = r.get(&format!("{bn}.weight"), &n)?;
-                            let beta = r.get(&format!("{bn}.bias"), &n)?;
-                            let mean = r.get(&format!("{bn}.running_mean"), &n)?;
-                            let var = r.get(&format!("{bn}.running_var"), &n)?;
-                            if let Some(i) = var.iter().position(|&v| v < 0.0) {
-                                let name = format!("{bn}.running_var");
-                                return Err(
-                                    r.invalid(&name, format!("holds a negative variance at {i}"))
-                                );
-                            }
-                            let p = fold_bn(&weight, bias.as_deref(), &gamma, &beta, &mean, &var);
-                            if p.weight.iter().chain(&p.bias).any(|v| !v.is_finite()) {
-                                return Err(r.invalid(
-                                    &c.weight,
-                                    format!("folding BatchNorm `{bn}` into it overflows f32 (running_var too small or weight/gamma too large)"),
-                                ));
-                            }
-                            OpParams::Conv(p)
-                        }
-                        None => OpParams::Conv(ConvParams {
-                            bias: bias.unwrap_or_else(|| vec![0.0; c.out_channels]),
-                            weight,
-                        }),
-                    }
+                    OpParams::Conv(r.folded(
+                        &c.weight,
+                        c.out_channels,
+                        weight,
+                        bias,
+                        c.norm.as_deref(),
+                    )?)
                 }
-                OpKind::SqueezeExcite(se) => OpParams::Se(SeParams {
-                    w1: r.get(
-                        &format!("{}.weight", se.fc1),
-                        &[se.squeeze, se.channels, 1, 1],
-                    )?,
-                    b1: r.get(&format!("{}.bias", se.fc1), &[se.squeeze])?,
-                    w2: r.get(
-                        &format!("{}.weight", se.fc2),
-                        &[se.channels, se.squeeze, 1, 1],
-                    )?,
-                    b2: r.get(&format!("{}.bias", se.fc2), &[se.channels])?,
-                }),
+                OpKind::SqueezeExcite(se) => {
+                    let fc1 = format!("{}.weight", se.fc1);
+                    let w1 = r.get(&fc1, &[se.squeeze, se.channels, 1, 1])?;
+                    let b1 = r.get(&format!("{}.bias", se.fc1), &[se.squeeze])?;
+                    let fc1 = r.folded(&fc1, se.squeeze, w1, Some(b1), se.norm.as_deref())?;
+                    OpParams::Se(SeParams {
+                        w1: fc1.weight,
+                        b1: fc1.bias,
+                        w2: r.get(
+                            &format!("{}.weight", se.fc2),
+                            &[se.channels, se.squeeze, 1, 1],
+                        )?,
+                        b2: r.get(&format!("{}.bias", se.fc2), &[se.channels])?,
+                    })
+                }
                 OpKind::Linear(l) => OpParams::Linear(LinearParams {
                     weight: r.get(&l.weight, &[l.out_features, l.in_features])?,
                     bias: match &l.bias {
@@ -223,7 +243,7 @@ impl Weights {
                         None => vec![0.0; l.out_features],
                     },
                 }),
-                OpKind::GlobalAvgPool => continue,
+                OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => continue,
             };
             ops.insert(op.name.clone(), p);
         }
@@ -287,7 +307,7 @@ impl Weights {
                     ),
                     bias: uniform(l.out_features, 0.1),
                 }),
-                OpKind::GlobalAvgPool => continue,
+                OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => continue,
             };
             ops.insert(op.name.clone(), p);
         }

@@ -1,5 +1,5 @@
-//! The `plan` example as a command: its JSON against torchvision's numbers, `--size`, `--svg`,
-//! and clean errors. It runs through `cargo run --release --example plan` (built once).
+//! The `plan` example as a command: its JSON against torchvision's (and timm's) numbers for
+//! every family, `--size`, `--svg`, and clean errors. It runs through `cargo run --release --example plan` (built once).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -8,6 +8,8 @@ use serde_json::Value;
 
 const Y_400MF_SPEC: &str = "depth=16,w0=48,wa=27.89,wm=2.09,group_width=8,se=0.25";
 const TINY_SPEC: &str = "depth=4,w0=16,wa=12,wm=2,group_width=8,se=0.25,stem=16,classes=10";
+/// `anynet_a` of the family fixtures (`../shared/fixtures/families/manifest.json`).
+const ANYNET_A: &str = "depths=1:2:4:2,widths=24:64:144:320,group_widths=8:16:24:40,bottlenecks=1:1:1:1,strides=2:2:2:2,stem=24,classes=100";
 
 /// Runs `plan ARGS` and returns its output.
 fn plan(args: &[&str]) -> Output {
@@ -182,9 +184,11 @@ fn svg_is_written() {
 
 #[test]
 fn errors_are_clean() {
-    let err = plan_error(&["--model", "resnet50"]);
-    assert!(err.contains("resnet50"), "{err}");
-    assert!(err.contains("regnet_y_400mf"), "known models: {err}");
+    let err = plan_error(&["--model", "vgg16"]);
+    assert!(err.contains("vgg16"), "{err}");
+    for known in ["regnet_y_400mf", "resnet50", "rexnet_100"] {
+        assert!(err.contains(known), "known models: {err}");
+    }
 
     let err = plan_error(&["--regnet", "depth=16,w0=50,wa=27.89,wm=2.09,group_width=8"]);
     assert!(err.contains("w0"), "{err}");
@@ -197,5 +201,191 @@ fn errors_are_clean() {
     }
 
     plan_error(&["--model", "regnet_y_400mf", "--regnet", Y_400MF_SPEC]);
+    plan_error(&["--model", "resnet18", "--anynet", ANYNET_A]);
+    plan_error(&["--regnet", Y_400MF_SPEC, "--anynet", ANYNET_A]);
     plan_error(&[]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every family (counts: torch's own, ../shared/fixtures/families/manifest.json)
+// ---------------------------------------------------------------------------------------------
+
+/// Checks the counts, and that the stem, the stages and the head add up to them.
+fn check_counts(v: &Value, num_params: u64, macs: u64) {
+    assert_eq!(u64_of(v, "num_params"), num_params, "num_params");
+    assert_eq!(u64_of(v, "macs"), macs, "macs");
+    for key in ["num_params", "macs", "activations"] {
+        let stages: u64 = v["stages"]
+            .as_array()
+            .expect("`stages` is an array")
+            .iter()
+            .map(|s| u64_of(s, key))
+            .sum();
+        let parts = u64_of(&v["stem"], key) + stages + u64_of(&v["head"], key);
+        assert_eq!(parts, u64_of(v, key), "stem + stages + head {key}");
+    }
+}
+
+/// The stages' names.
+fn stage_names(v: &Value) -> Vec<String> {
+    v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().expect("a stage `name`").to_string())
+        .collect()
+}
+
+/// The `depth` of each stage, checked against its `blocks`.
+fn stage_depths(v: &Value) -> Vec<u64> {
+    let stages = v["stages"].as_array().unwrap();
+    for s in stages {
+        let blocks = s["blocks"].as_array().expect("`blocks` is an array");
+        assert_eq!(blocks.len() as u64, u64_of(s, "depth"), "{}", s["name"]);
+    }
+    stages.iter().map(|s| u64_of(s, "depth")).collect()
+}
+
+#[test]
+fn resnet18_json_matches_torch() {
+    let v = plan_json(&["--model", "resnet18"]);
+    check_counts(&v, 11_689_512, 1_814_073_344);
+    assert_eq!(v["model"], "resnet18");
+    assert_eq!(v["family"], "ResNet");
+    assert!(v["spec"].is_null(), "{}", v["spec"]);
+    assert_eq!(v["params"]["layers"], serde_json::json!([2, 2, 2, 2]));
+    assert_eq!(stage_names(&v), ["layer1", "layer2", "layer3", "layer4"]);
+    assert_eq!(stage_depths(&v), [2, 2, 2, 2]);
+    assert_eq!(v["size"], serde_json::json!([224, 224]));
+    // conv1 and the max pool: 224 -> 56.
+    assert_eq!(v["stem"]["output_size"], serde_json::json!([56, 56]));
+    assert_eq!(v["stages"][3]["output"]["channels"], 512);
+}
+
+#[test]
+fn resnext50_at_160_matches_torch() {
+    let v = plan_json(&["--model", "resnext50_32x4d", "--size", "160"]);
+    check_counts(&v, 25_028_904, 2_159_411_200);
+    let l1 = &v["stages"][0];
+    assert_eq!(
+        [
+            l1["width_bottleneck"].clone(),
+            l1["groups"].clone(),
+            l1["group_width"].clone()
+        ],
+        [128, 32, 4]
+    );
+    assert_eq!(v["stages"][3]["output_size"], serde_json::json!([5, 5]));
+}
+
+#[test]
+fn rexnet_100_json_matches_timm() {
+    let v = plan_json(&["--model", "rexnet_100"]);
+    check_counts(&v, 4_796_873, 398_370_392);
+    assert_eq!(v["family"], "ReXNet");
+    let names = stage_names(&v);
+    assert_eq!(names.first().map(String::as_str), Some("features.0"));
+    assert_eq!(names.last().map(String::as_str), Some("features.11-15"));
+    assert_eq!(stage_depths(&v), [1, 2, 2, 3, 3, 5]);
+    // The output channels grow linearly, block by block.
+    let outs: Vec<u64> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["blocks"].as_array().unwrap().clone())
+        .map(|b| u64_of(&b, "out_chs"))
+        .collect();
+    assert_eq!(
+        outs,
+        [16, 27, 38, 50, 61, 72, 84, 95, 106, 117, 128, 140, 151, 162, 174, 185]
+    );
+    // The head is the final 1x1 conv to 1280, the pool and the fc.
+    assert!(u64_of(&v["head"], "num_params") > 1280 * 1000);
+}
+
+#[test]
+fn anynet_json_matches_torch() {
+    let v = plan_json(&["--anynet", ANYNET_A, "--size", "96x80"]);
+    check_counts(&v, 997_116, 24_477_440);
+    assert!(v["model"].is_null(), "{}", v["model"]);
+    assert_eq!(v["family"], "AnyNet");
+    assert_eq!(v["spec"], ANYNET_A);
+    assert_eq!(v["size"], serde_json::json!([96, 80]));
+    assert_eq!(stage_names(&v), ["block1", "block2", "block3", "block4"]);
+    assert_eq!(stage_depths(&v), [1, 2, 4, 2]);
+    let widths: Vec<u64> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| u64_of(s, "width_out"))
+        .collect();
+    assert_eq!(widths, [24, 64, 144, 320]);
+}
+
+#[test]
+fn bad_anynet_spec_names_the_parameter() {
+    // Stage 4's bottleneck width, 320, is not a multiple of 48.
+    let bad = ANYNET_A.replace("group_widths=8:16:24:40", "group_widths=8:16:24:48");
+    let err = plan_error(&["--anynet", &bad]);
+    assert!(err.contains("group_widths"), "{err}");
+
+    let err = plan_error(&[
+        "--anynet",
+        &ANYNET_A.replace("depths=1:2:4:2", "depths=1:2:4"),
+    ]);
+    assert!(err.contains("widths"), "{err}");
+}
+
+#[test]
+fn tables_name_each_familys_stages() {
+    for (model, needles) in [
+        (
+            "resnet50",
+            &["resnet50", "layer1", "layer4", "25,557,032", "4.09 GFLOPS"][..],
+        ),
+        (
+            "rexnet_100",
+            &[
+                "rexnet_100",
+                "features.0",
+                "features.1-2",
+                "features.11-15",
+                "4,796,873",
+            ][..],
+        ),
+    ] {
+        let o = plan(&["--model", model]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        for needle in needles {
+            assert!(
+                out.contains(needle),
+                "{model}: table lacks `{needle}`:\n{out}"
+            );
+        }
+    }
+    let o = plan(&["--anynet", ANYNET_A]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("custom AnyNet"), "{}", stdout(&o));
+}
+
+#[test]
+fn rexnet_svg_is_written() {
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("plan_cli_rexnet_{}.svg", std::process::id()));
+    let p = path.to_str().unwrap();
+    let o = plan(&["--model", "rexnet_100", "--svg", p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(&path).expect("the SVG file");
+    let _ = std::fs::remove_file(&path);
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(
+        svg.contains("linear scale"),
+        "ReXNet's widths are drawn on a linear axis"
+    );
+    assert!(svg.contains("features.1-2"));
+    // As many opening tags as closing ones: well formed enough to parse.
+    let opened = svg.matches("<text").count();
+    assert_eq!(opened, svg.matches("</text>").count());
 }

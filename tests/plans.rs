@@ -31,8 +31,11 @@ fn params_from_json(p: &Value) -> RegNetParams {
 /// Compares our stages with a torchvision plan entry (`stages` with `blocks`).
 fn check_stages(label: &str, plan: &Plan, want: &Value) {
     let want = want.as_array().unwrap();
+    let stages = plan.arch.regnet_stages().unwrap().unwrap();
     assert_eq!(plan.stages.len(), want.len(), "{label}: number of stages");
-    for (i, (s, w)) in plan.stages.iter().zip(want).enumerate() {
+    assert_eq!(stages.len(), want.len(), "{label}: number of stages");
+    for (i, (s, w)) in stages.iter().zip(want).enumerate() {
+        assert_eq!(plan.stages[i].blocks, s.depth, "{label}: plan stage {i}");
         let ctx = format!("{label} stage {}", i + 1);
         assert_eq!(s.depth as u64, w["depth"].as_u64().unwrap(), "{ctx} depth");
         assert_eq!(

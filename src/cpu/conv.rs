@@ -467,6 +467,8 @@ mod tests {
                 (Activation::Relu, true),
                 (Activation::Identity, false),
                 (Activation::Sigmoid, true),
+                (Activation::Relu6, true),
+                (Activation::Silu, false),
             ] {
                 for batch in [1, 2, 5] {
                     let case = random_case(

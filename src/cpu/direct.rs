@@ -559,7 +559,7 @@ mod avx2 {
             _mm256_storeu_ps(o.ext.as_mut_ptr().add(start), a0);
             _mm256_storeu_ps(o.ext.as_mut_ptr().add(start + 8), a1);
         }
-        if o.act == Activation::Sigmoid {
+        if !matches!(o.act, Activation::Identity | Activation::Relu) {
             activate(&mut o.ext[start..start + PIX], o.act);
         }
     }

@@ -81,7 +81,7 @@ impl CpuBackend {
                 OpKind::Linear(_) => {
                     weights.linear(&op.name)?;
                 }
-                OpKind::GlobalAvgPool => {}
+                OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => {}
             }
         }
         Ok(CpuBackend {
@@ -114,7 +114,7 @@ impl CpuBackend {
         let plan = if self.plan.input_size() == (h, w) {
             &self.plan
         } else {
-            resized = Plan::new(&self.plan.params, h, w)?;
+            resized = self.plan.resized(h, w)?;
             &resized
         };
         let tap_ids: Vec<(String, usize)> = taps
@@ -315,6 +315,19 @@ impl Run<'_> {
         buf
     }
 
+    /// A buffer of `per_image` floats per image holding value `r` in its first values, zeros
+    /// after: the destination of a conv whose residual has fewer channels than its output.
+    fn partial_residual(&mut self, r: usize, per_image: usize) -> Vec<f32> {
+        let mut buf = self.buffers.take(self.batch * per_image);
+        let src = self.value(r);
+        let len = src.len() / self.batch.max(1);
+        for (dst, img) in buf.chunks_exact_mut(per_image).zip(src.chunks_exact(len)) {
+            dst[..len].copy_from_slice(img);
+            dst[len..].fill(0.0);
+        }
+        buf
+    }
+
     /// Computes op `i`'s output.
     fn op(&mut self, i: usize) -> Result<Vec<f32>> {
         let (plan, backend, n) = (self.plan, self.backend, self.batch);
@@ -323,6 +336,16 @@ impl Run<'_> {
         Ok(match &op.kind {
             OpKind::Conv2d(c) => {
                 let (mut out, accumulate) = match c.residual {
+                    // A residual of fewer channels goes into the first channels of each image.
+                    Some(r) if plan.values[r].channels < out_shape.channels => {
+                        let out = self.partial_residual(r, out_shape.numel());
+                        if self.is_dead(r, i) {
+                            if let Some(v) = self.values[r].take() {
+                                self.buffers.give(v);
+                            }
+                        }
+                        (out, true)
+                    }
                     // The input must stay readable while the residual is overwritten.
                     Some(r) if r == op.input => (self.copy(r), true),
                     Some(r) => (self.take_or_copy(r, i), true),
@@ -341,9 +364,16 @@ impl Run<'_> {
             OpKind::SqueezeExcite(se) => {
                 let mut x = self.take_or_copy(op.input, i);
                 let hw = in_shape.height * in_shape.width;
-                ops::squeeze_excite(backend.weights.se(&op.name)?, &mut x, se.channels, hw);
+                let p = backend.weights.se(&op.name)?;
+                ops::squeeze_excite(p, &mut x, se.channels, hw, se.activation);
                 x
             }
+            OpKind::MaxPool2d(p) => ops::max_pool(
+                self.value(op.input),
+                p,
+                (in_shape.height, in_shape.width),
+                (out_shape.height, out_shape.width),
+            ),
             OpKind::GlobalAvgPool => {
                 ops::global_avg_pool(self.value(op.input), in_shape.height * in_shape.width)
             }

@@ -4,7 +4,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::plan::Activation;
+use crate::plan::{Activation, MaxPool2d};
 use crate::weights::{LinearParams, SeParams};
 
 /// What a convolution does to its sums before storing them.
@@ -38,7 +38,8 @@ pub(crate) fn activate(x: &mut [f32], act: Activation) {
     match act {
         Activation::Identity => {}
         Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Sigmoid => x.iter_mut().for_each(|v| *v = act.apply(*v)),
+        Activation::Relu6 => x.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
+        Activation::Sigmoid | Activation::Silu => x.iter_mut().for_each(|v| *v = act.apply(*v)),
     }
 }
 
@@ -100,8 +101,14 @@ fn matvec(w: &[f32], b: &[f32], x: &[f32], act: Activation) -> Vec<f32> {
         .collect()
 }
 
-/// Squeeze-and-excitation in place on `x` (`[N, C, H, W]`).
-pub(crate) fn squeeze_excite(p: &SeParams, x: &mut [f32], channels: usize, hw: usize) {
+/// Squeeze-and-excitation in place on `x` (`[N, C, H, W]`), `act` applied to the gated values.
+pub(crate) fn squeeze_excite(
+    p: &SeParams,
+    x: &mut [f32],
+    channels: usize,
+    hw: usize,
+    act: Activation,
+) {
     let pooled = global_avg_pool(x, hw);
     let gates: Vec<f32> = pooled
         .par_chunks(channels.max(1))
@@ -113,7 +120,41 @@ pub(crate) fn squeeze_excite(p: &SeParams, x: &mut [f32], channels: usize, hw: u
     x.par_chunks_mut(hw.max(1))
         .zip(gates.par_iter())
         .with_min_len(min_planes(hw))
-        .for_each(|(plane, &g)| plane.iter_mut().for_each(|v| *v *= g));
+        .for_each(|(plane, &g)| {
+            plane.iter_mut().for_each(|v| *v *= g);
+            activate(plane, act);
+        });
+}
+
+/// Max pooling of `x` (`[N, C, H, W]` planes of `in_h` x `in_w`) to `out_h` x `out_w`, padding
+/// never winning (torch's `MaxPool2d`).
+pub(crate) fn max_pool(
+    x: &[f32],
+    pool: &MaxPool2d,
+    (in_h, in_w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+) -> Vec<f32> {
+    let (k, s, pad) = (pool.kernel, pool.stride, pool.padding);
+    let mut out = vec![0.0; x.len() / (in_h * in_w).max(1) * out_h * out_w];
+    out.par_chunks_mut((out_h * out_w).max(1))
+        .zip(x.par_chunks((in_h * in_w).max(1)))
+        .with_min_len(min_planes(in_h * in_w))
+        .for_each(|(o, plane)| {
+            for oy in 0..out_h {
+                let y0 = (oy * s).saturating_sub(pad);
+                let y1 = (oy * s + k - pad).min(in_h);
+                for ox in 0..out_w {
+                    let x0 = (ox * s).saturating_sub(pad);
+                    let x1 = (ox * s + k - pad).min(in_w);
+                    let mut m = f32::NEG_INFINITY;
+                    for row in plane[y0 * in_w..y1 * in_w].chunks_exact(in_w) {
+                        m = row[x0..x1].iter().fold(m, |m, &v| m.max(v));
+                    }
+                    o[oy * out_w + ox] = m;
+                }
+            }
+        });
+    out
 }
 
 /// The linear head on a `[N, in]` batch: `[N, out]`.
@@ -187,7 +228,7 @@ mod tests {
         };
         let x = rng.vec(batch * c * hw);
         let mut got = x.clone();
-        squeeze_excite(&p, &mut got, c, hw);
+        squeeze_excite(&p, &mut got, c, hw, Activation::Identity);
         for n in 0..batch {
             let img = &x[n * c * hw..(n + 1) * c * hw];
             let mean: Vec<f64> = img

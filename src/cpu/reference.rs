@@ -159,7 +159,9 @@ pub(crate) fn naive_conv(case: &Case, batch: usize) -> Vec<f64> {
                     out[i] = match c.activation {
                         Activation::Identity => acc,
                         Activation::Relu => acc.max(0.0),
+                        Activation::Relu6 => acc.clamp(0.0, 6.0),
                         Activation::Sigmoid => 1.0 / (1.0 + (-acc).exp()),
+                        Activation::Silu => acc / (1.0 + (-acc).exp()),
                     };
                 }
             }

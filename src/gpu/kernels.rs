@@ -100,6 +100,8 @@ pub enum Family {
     ConvPointwise,
     /// `pool.wgsl`: global average pooling.
     Pool,
+    /// `max_pool.wgsl`: max pooling with padding.
+    MaxPool,
     /// `linear.wgsl`: fully connected layer (the head).
     Linear,
     /// `squeeze_excite.wgsl`: squeeze-and-excitation's gate (pool, two 1x1 convs) in one pass.
@@ -108,10 +110,11 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Conv,
         Family::ConvPointwise,
         Family::Pool,
+        Family::MaxPool,
         Family::Linear,
         Family::SqueezeExcite,
     ];
@@ -122,6 +125,7 @@ impl Family {
             Family::Conv => "conv.wgsl",
             Family::ConvPointwise => "conv_pointwise.wgsl",
             Family::Pool => "pool.wgsl",
+            Family::MaxPool => "max_pool.wgsl",
             Family::Linear => "linear.wgsl",
             Family::SqueezeExcite => "squeeze_excite.wgsl",
         }
@@ -132,6 +136,7 @@ impl Family {
             Family::Conv => include_str!("../../shaders/conv.wgsl"),
             Family::ConvPointwise => include_str!("../../shaders/conv_pointwise.wgsl"),
             Family::Pool => include_str!("../../shaders/pool.wgsl"),
+            Family::MaxPool => include_str!("../../shaders/max_pool.wgsl"),
             Family::Linear => include_str!("../../shaders/linear.wgsl"),
             Family::SqueezeExcite => include_str!("../../shaders/squeeze_excite.wgsl"),
         }
@@ -174,6 +179,7 @@ impl Family {
             Family::Conv => ConvParams::FIELDS,
             Family::ConvPointwise => PointwiseParams::FIELDS,
             Family::Pool => PoolParams::FIELDS,
+            Family::MaxPool => MaxPoolParams::FIELDS,
             Family::Linear => LinearParams::FIELDS,
             Family::SqueezeExcite => SqueezeExciteParams::FIELDS,
         }
@@ -193,7 +199,7 @@ impl Family {
                 (7, false),
             ],
             // x, y
-            Family::Pool => &[(1, true), (2, false)],
+            Family::Pool | Family::MaxPool => &[(1, true), (2, false)],
             // x, w, b, y, status
             Family::Linear => &[(1, true), (2, true), (3, true), (4, false), (5, false)],
             // x, w (W1 then W2), b (b1 then b2), scratch, gate
@@ -218,6 +224,8 @@ pub struct Variant {
     pub residual: bool,
     /// Squeeze-and-excitation gate fused into the input reads (conv families).
     pub gate: bool,
+    /// Activation of the gated input (`GATE_ACT`, conv families).
+    pub gate_act: u32,
     /// Conv: kernel height, width and stride (`KH`, `KW`, `STRIDE`); 0 for other families.
     pub kernel: [u32; 3],
     /// An invocation's register tile: output channels and pixels (conv: `OCN`, `PX`;
@@ -239,6 +247,7 @@ impl Variant {
             act,
             residual: false,
             gate: false,
+            gate_act: 0,
             kernel: [0; 3],
             tile: [0; 2],
             aligned: false,
@@ -254,6 +263,8 @@ pub fn act_code(a: Activation) -> u32 {
         Activation::Identity => 0,
         Activation::Relu => 1,
         Activation::Sigmoid => 2,
+        Activation::Relu6 => 3,
+        Activation::Silu => 4,
     }
 }
 
@@ -359,6 +370,7 @@ impl Kernels {
                         constants.push(("ACT", v.act as f64));
                         constants.push(("HAS_RESIDUAL", v.residual as u32 as f64));
                         constants.push(("HAS_GATE", v.gate as u32 as f64));
+                        constants.push(("GATE_ACT", v.gate_act as f64));
                         constants.push(("WG", wg));
                         if v.family == Family::Conv {
                             constants.push(("KH", v.kernel[0] as f64));
@@ -377,7 +389,9 @@ impl Kernels {
                         constants.push(("ACT", v.act as f64));
                         constants.push(("WG", wg));
                     }
-                    Family::Pool | Family::SqueezeExcite => constants.push(("WG", wg)),
+                    Family::Pool | Family::MaxPool | Family::SqueezeExcite => {
+                        constants.push(("WG", wg))
+                    }
                 }
                 self.device
                     .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

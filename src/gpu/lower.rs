@@ -7,17 +7,20 @@
 //! | 1x1 conv, one group | `conv_pointwise.wgsl` | [`lower_conv`] | `cpu::conv` (GEMM) |
 //! | any other conv | `conv.wgsl` | [`lower_conv`] | `cpu::direct` |
 //! | squeeze-and-excitation | `squeeze_excite.wgsl` | [`lower_squeeze_excite`] | `cpu::ops` |
-//! | global average pool | `pool.wgsl` | [`lower_pool`] | `cpu::pool` |
+//! | global average pool | `pool.wgsl` | [`lower_pool`] | `cpu::ops::global_avg_pool` |
+//! | max pool | `max_pool.wgsl` | [`lower_max_pool`] | `cpu::ops::max_pool` |
 //! | linear | `linear.wgsl` | [`lower_linear`] | `cpu::ops` |
 
 use super::kernels::{act_code, Family, Variant, SUBGROUP_SIZE};
 use super::params::{
-    to_u32, ConvParams, KernelParams, LinearParams, PointwiseParams, PoolParams,
+    to_u32, ConvParams, KernelParams, LinearParams, MaxPoolParams, PointwiseParams, PoolParams,
     SqueezeExciteParams,
 };
 use super::tiling::Tiling;
 use crate::error::{Error, Result};
-use crate::plan::{Conv2d, Linear, Op, OpKind, Plan, SqueezeExcite, ValueId};
+use crate::plan::{
+    Activation, Conv2d, Linear, MaxPool2d, Op, OpKind, Plan, SqueezeExcite, ValueId,
+};
 
 /// The largest element count (and so index) a kernel may address: `conv.wgsl` computes input
 /// offsets in `i32` (padding makes them negative), everything else in `u32`.
@@ -329,7 +332,12 @@ pub fn lower_conv(
         out_w: out.width as u64,
     };
     let gate = gate_of(plan, op.input);
+    let gate_act = gate.map_or(0, |g| match &plan.ops[g].kind {
+        OpKind::SqueezeExcite(se) => act_code(se.activation),
+        _ => 0,
+    });
     let residual = c.residual.map_or(Binding::Unused, Binding::Value);
+    let res_c = c.residual.map_or(0, |r| plan.values[r].channels as u64);
     parts
         .iter()
         .enumerate()
@@ -344,17 +352,28 @@ pub fn lower_conv(
                     part.first_row + part.rows
                 )
             };
-            let (variant, params, workgroups) = if is_pointwise(c) {
+            let (variant, mut params, workgroups) = if is_pointwise(c) {
                 pointwise_dispatch(c, &s, part, o, &op.name)?
             } else {
                 direct_dispatch(c, &s, part, o, &op.name)?
             };
+            let res = to_u32(&op.name, "res_c", res_c)?;
+            match &mut params {
+                KernelParams::Conv(p) => p.res_c = res,
+                KernelParams::Pointwise(p) => {
+                    p.res_c = res;
+                    let r = s.batch * res_c * s.out_h * s.out_w;
+                    p.r_vec4s = to_u32(&op.name, "r_vec4s", vec4s(r).max(1))?;
+                }
+                _ => {}
+            }
             Ok(Dispatch {
                 label,
                 variant: Variant {
                     act: act_code(c.activation),
                     residual: c.residual.is_some(),
                     gate: gate.is_some(),
+                    gate_act,
                     ..variant
                 },
                 params,
@@ -422,8 +441,9 @@ fn pointwise_dispatch(
         oc_count: u("oc_count", part.rows as u64)?,
         oc_pad4: u("oc_pad4", vec4s(part.rows as u64))?,
         x_vec4s,
-        r_vec4s: u("r_vec4s", vec4s(s.batch * c.out_channels as u64 * hw))?,
+        r_vec4s: 0, // set by lower_conv from the residual's channels
         status_tag: 0,
+        ..Default::default()
     };
     let variant = Variant {
         tile: [tm, tn],
@@ -497,6 +517,7 @@ fn direct_dispatch(
         oc_pad4: u("oc_pad4", vec4s(part_cout as u64))?,
         x_vec4s,
         status_tag: 0,
+        ..Default::default()
     };
     let variant = Variant {
         kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
@@ -575,6 +596,33 @@ pub fn lower_pool(plan: &Plan, i: usize, o: &LowerOptions) -> Result<Dispatch> {
     })
 }
 
+/// Lowers op `i` (max pooling): one invocation per output value.
+pub fn lower_max_pool(plan: &Plan, i: usize, m: &MaxPool2d, o: &LowerOptions) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let (inp, out) = (plan.values[op.input], plan.values[op.output]);
+    let total = o.batch * out.numel() as u64;
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    let wg = Family::MaxPool.workgroup_size() as u64;
+    u("invocations", total.next_multiple_of(wg))?;
+    let params = MaxPoolParams {
+        total: u("total", total)?,
+        in_h: u("in_h", inp.height as u64)?,
+        in_w: u("in_w", inp.width as u64)?,
+        out_h: u("out_h", out.height as u64)?,
+        out_w: u("out_w", out.width as u64)?,
+        kernel: u("kernel", m.kernel as u64)?,
+        stride: u("stride", m.stride as u64)?,
+        pad: u("pad", m.padding as u64)?,
+    };
+    Ok(Dispatch {
+        label: op.name.clone(),
+        variant: Variant::simple(Family::MaxPool, 0),
+        params: KernelParams::MaxPool(params),
+        bindings: vec![Binding::Value(op.input), Binding::Value(op.output)],
+        workgroups: total.div_ceil(wg),
+    })
+}
+
 /// Lowers op `i` (linear): one dispatch per part, one invocation per (image, output feature).
 pub fn lower_linear(
     plan: &Plan,
@@ -648,6 +696,25 @@ pub fn check_supported(plan: &Plan) -> Result<()> {
                     )));
                 }
             }
+            OpKind::SqueezeExcite(se)
+                if !matches!(
+                    se.activation,
+                    Activation::Identity | Activation::Relu | Activation::Relu6 | Activation::Silu
+                ) =>
+            {
+                // The gate and its activation are fused into the next conv's reads, which
+                // pad with zeros: the activation must keep them zero.
+                return Err(Error::InvalidPlan(format!(
+                    "squeeze-and-excitation `{}`: {:?} after the gate does not map 0 to 0",
+                    op.name, se.activation
+                )));
+            }
+            OpKind::MaxPool2d(m) if m.padding * 2 > m.kernel || m.kernel == 0 || m.stride == 0 => {
+                return Err(Error::InvalidPlan(format!(
+                    "max pool `{}`: padding {} is over half its {} window",
+                    op.name, m.padding, m.kernel
+                )));
+            }
             _ if gated => {
                 return Err(Error::InvalidPlan(format!(
                     "op `{}` reads a squeeze-and-excitation output; only convolutions can",
@@ -675,6 +742,7 @@ pub fn lower_plan(
             OpKind::Conv2d(c) => out.extend(lower_conv(plan, i, c, &parts(i), o)?),
             OpKind::SqueezeExcite(se) => out.push(lower_squeeze_excite(plan, i, se, o)?),
             OpKind::GlobalAvgPool => out.push(lower_pool(plan, i, o)?),
+            OpKind::MaxPool2d(m) => out.push(lower_max_pool(plan, i, m, o)?),
             OpKind::Linear(l) => out.extend(lower_linear(plan, i, l, &parts(i), o)?),
         }
     }
@@ -886,7 +954,7 @@ mod tests {
         for d in &ds {
             let n = match d.variant.family {
                 Family::Conv | Family::ConvPointwise => 7,
-                Family::Pool => 2,
+                Family::Pool | Family::MaxPool => 2,
                 Family::Linear | Family::SqueezeExcite => 5,
             };
             assert_eq!(d.bindings.len(), n, "{}", d.label);

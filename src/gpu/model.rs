@@ -237,7 +237,7 @@ impl Uploader<'_> {
                     .collect::<Result<Vec<_>>>()?;
                 (parts, ws, p.bias.clone())
             }
-            OpKind::GlobalAvgPool => return Ok(None),
+            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => return Ok(None),
         };
         Ok(Some(OpBuffers {
             parts,

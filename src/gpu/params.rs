@@ -56,6 +56,14 @@ kernel_params! {
         /// The value this dispatch writes to the status word when it meets a value it cannot
         /// store ([`super::lower::status_tag`]).
         status_tag,
+        /// Channels of the residual (added to the first `res_c` output channels).
+        res_c,
+        /// Padding to 16 bytes.
+        _pad0,
+        /// Padding to 16 bytes.
+        _pad1,
+        /// Padding to 16 bytes.
+        _pad2,
     }
 }
 
@@ -82,6 +90,14 @@ kernel_params! {
         r_vec4s,
         /// See [`ConvParams::status_tag`].
         status_tag,
+        /// See [`ConvParams::res_c`].
+        res_c,
+        /// Padding to 16 bytes.
+        _pad0,
+        /// Padding to 16 bytes.
+        _pad1,
+        /// Padding to 16 bytes.
+        _pad2,
     }
 }
 
@@ -122,6 +138,20 @@ kernel_params! {
 }
 
 kernel_params! {
+    /// `max_pool.wgsl`: max pooling, one invocation per output value.
+    MaxPoolParams {
+        /// batch * channels * out_h * out_w.
+        total,
+        /// Input plane.
+        in_h, in_w,
+        /// Output plane.
+        out_h, out_w,
+        /// Window side, stride, padding.
+        kernel, stride, pad,
+    }
+}
+
+kernel_params! {
     /// `linear.wgsl`: the fully connected head.
     LinearParams {
         /// Images.
@@ -150,6 +180,8 @@ pub enum KernelParams {
     SqueezeExcite(SqueezeExciteParams),
     /// `pool.wgsl`.
     Pool(PoolParams),
+    /// `max_pool.wgsl`.
+    MaxPool(MaxPoolParams),
     /// `linear.wgsl`.
     Linear(LinearParams),
 }
@@ -162,6 +194,7 @@ impl KernelParams {
             KernelParams::Pointwise(p) => bytemuck::bytes_of(p),
             KernelParams::SqueezeExcite(p) => bytemuck::bytes_of(p),
             KernelParams::Pool(p) => bytemuck::bytes_of(p),
+            KernelParams::MaxPool(p) => bytemuck::bytes_of(p),
             KernelParams::Linear(p) => bytemuck::bytes_of(p),
         }
     }
@@ -187,6 +220,7 @@ mod tests {
             PointwiseParams::FIELDS,
             SqueezeExciteParams::FIELDS,
             PoolParams::FIELDS,
+            MaxPoolParams::FIELDS,
             LinearParams::FIELDS,
         ] {
             for (i, (_, offset)) in fields.iter().enumerate() {
@@ -195,7 +229,7 @@ mod tests {
             // Uniform structs are read in whole 16-byte rows.
             assert_eq!(fields.len() % 4, 0, "{fields:?}");
         }
-        assert_eq!(std::mem::size_of::<ConvParams>(), 80);
+        assert_eq!(std::mem::size_of::<ConvParams>(), 96);
     }
 
     #[test]

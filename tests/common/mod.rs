@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use regnet_wgpu::config::{AnyNetParams, Architecture};
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::tensor::read_safetensors;
 use regnet_wgpu::{zoo, Plan, RegNetParams, Tensor, Weights};
@@ -215,5 +216,83 @@ pub fn assert_same_top1(what: &str, out: &Tensor, reference: &Tensor) {
             reference.top_k(n, 1)[0].0,
             "{what}: top-1 of image {n}"
         );
+    }
+}
+
+/// A fixture of `../shared/fixtures/families` (other families than RegNet): its model, weights
+/// file, the reference's input and outputs, and the counts torch measured.
+pub struct FamilyFixture {
+    pub name: String,
+    pub arch: Architecture,
+    pub weights: PathBuf,
+    pub io: HashMap<String, Tensor>,
+    /// Tap names the fixture holds (`stem`, `layer1`, `features.4`, ...).
+    pub taps: Vec<String>,
+    pub params: u64,
+    pub macs: u64,
+}
+
+/// The names in the families manifest, or `None` (recorded as skipped) without the folder.
+pub fn family_fixtures(what: &str) -> Option<(PathBuf, Vec<String>)> {
+    let dir = external_fixtures_for(what)?.join("families");
+    assert!(dir.is_dir(), "missing {}", dir.display());
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut names: Vec<String> = manifest
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with('_'))
+        .cloned()
+        .collect();
+    names.sort();
+    Some((dir, names))
+}
+
+impl FamilyFixture {
+    pub fn load(dir: &Path, name: &str) -> FamilyFixture {
+        let manifest: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap())
+                .unwrap();
+        let m = &manifest[name];
+        let arch = match m["config"]["kind"].as_str().unwrap() {
+            "anynet" => Architecture::AnyNet(
+                m["config"]["spec"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<AnyNetParams>()
+                    .unwrap(),
+            ),
+            _ => Architecture::named(name).unwrap(),
+        };
+        let io = read_safetensors(&dir.join(format!("{name}.io.safetensors"))).unwrap();
+        let taps = m["taps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        FamilyFixture {
+            name: name.to_string(),
+            arch,
+            weights: dir.join(format!("{name}.safetensors")),
+            io,
+            taps,
+            params: m["params"].as_u64().unwrap(),
+            macs: m["macs_per_image"].as_u64().unwrap(),
+        }
+    }
+
+    pub fn input(&self) -> &Tensor {
+        &self.io["input"]
+    }
+
+    pub fn plan(&self) -> Plan {
+        let s = &self.input().shape;
+        Plan::new(&self.arch, s[2], s[3]).unwrap()
+    }
+
+    pub fn load_weights(&self, plan: &Plan) -> Weights {
+        Weights::load(&self.weights, plan).unwrap()
     }
 }

@@ -1,12 +1,26 @@
 //! The layer plan: a model expanded, for one input size, into a list of ops over values
 //! with their shapes, and the counts that describe its cost.
 //!
-//! Ops are general (kernel size, stride, padding, groups, activation, fused residual) so
-//! that other families can be expressed with the same kinds; RegNet is one producer of plans.
+//! A plan is family-agnostic: each family is one small producer (config → ops) in a module of
+//! its own ([`regnet`], [`resnet`], [`rexnet`]), all of them building with the same
+//! [`builder::Builder`]; the backends run op kinds, never families.
+//!
+//! | op kind | what it is | CPU twin | GPU lowering |
+//! |---|---|---|---|
+//! | [`OpKind::Conv2d`] | any conv (dense, grouped, depthwise, 7x7 stem), BN folded, fused bias + (partial) residual + activation | `cpu::conv` | `gpu::lower::lower_conv` |
+//! | [`OpKind::MaxPool2d`] | max pooling with padding | `cpu::ops::max_pool` | `gpu::lower::lower_max_pool` |
+//! | [`OpKind::SqueezeExcite`] | SE, with an optional norm inside and an activation after the gate | `cpu::ops::squeeze_excite` | `gpu::lower::lower_squeeze_excite` |
+//! | [`OpKind::GlobalAvgPool`] | mean over the plane | `cpu::ops::global_avg_pool` | `gpu::lower::lower_pool` |
+//! | [`OpKind::Linear`] | the classifier | `cpu::ops::linear` | `gpu::lower::lower_linear` |
+
+pub mod builder;
+mod regnet;
+mod resnet;
+mod rexnet;
 
 use serde::Serialize;
 
-use crate::config::{RegNetParams, Stage};
+use crate::config::Architecture;
 use crate::error::{Error, Result};
 
 /// Index of a value (an activation tensor) in [`Plan::values`]; value 0 is the input image.
@@ -39,6 +53,10 @@ pub enum Activation {
     Relu,
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+    /// `x * sigmoid(x)` (SiLU, "swish").
+    Silu,
 }
 
 impl Activation {
@@ -49,12 +67,15 @@ impl Activation {
             Activation::Identity => x,
             Activation::Relu => x.max(0.0),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Relu6 => x.clamp(0.0, 6.0),
+            Activation::Silu => x / (1.0 + (-x).exp()),
         }
     }
 }
 
 /// A 2-D convolution, BatchNorm folded in at load, with a fused epilogue:
-/// `out = act(conv(x) + bias + residual)`.
+/// `out = act(conv(x) + bias + residual)`. The residual may have fewer channels than the output
+/// (ReXNet's `x[:, :in_chs] += shortcut`): it is added to the first ones.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Conv2d {
     /// Input channels.
@@ -71,7 +92,8 @@ pub struct Conv2d {
     pub groups: usize,
     /// Activation after the bias and the residual.
     pub activation: Activation,
-    /// A value of the output's shape added before the activation.
+    /// A value of the output's plane size and at most its channels, added to the first
+    /// channels before the activation.
     pub residual: Option<ValueId>,
     /// Name of the weight tensor `[out, in / groups, kh, kw]`.
     pub weight: String,
@@ -99,7 +121,9 @@ impl Conv2d {
     }
 }
 
-/// Squeeze-and-excitation: `x * sigmoid(fc2(relu(fc1(mean_hw(x)))))`, fc1/fc2 being 1x1 convs with bias.
+/// Squeeze-and-excitation: `act(x * sigmoid(fc2(relu(norm(fc1(mean_hw(x)))))))`, fc1/fc2 being
+/// 1x1 convs with bias, `norm` an optional BatchNorm (timm's `SEModule(norm_layer=...)`), `act`
+/// an activation after the gate (ReXNet's ReLU6; identity in RegNet).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SqueezeExcite {
     /// Channels of `x`.
@@ -110,6 +134,30 @@ pub struct SqueezeExcite {
     pub fc1: String,
     /// Module prefix of fc2 (`{prefix}.weight` `[channels, squeeze, 1, 1]`, `{prefix}.bias`).
     pub fc2: String,
+    /// Prefix of the BatchNorm after fc1, if any (folded into fc1 at load).
+    pub norm: Option<String>,
+    /// Applied to the gated value; must map 0 to 0 (identity, ReLU, ReLU6, SiLU).
+    pub activation: Activation,
+}
+
+/// Max pooling over `kernel` x `kernel` windows, padding counting as `-inf` (torch's
+/// `MaxPool2d(kernel, stride, padding)`, `ceil_mode=False`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MaxPool2d {
+    /// Window side.
+    pub kernel: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Padding on each side (at most half the window).
+    pub padding: usize,
+}
+
+impl MaxPool2d {
+    /// Output height and width for an input of `h` x `w`.
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let o = |x: usize| (x + 2 * self.padding - self.kernel) / self.stride + 1;
+        (o(h), o(w))
+    }
 }
 
 /// A fully connected layer on a `[C, 1, 1]` value.
@@ -132,6 +180,8 @@ pub enum OpKind {
     Conv2d(Conv2d),
     /// Squeeze-and-excitation (scales its input's channels).
     SqueezeExcite(SqueezeExcite),
+    /// Max pooling.
+    MaxPool2d(MaxPool2d),
     /// Mean over height and width, to `[C, 1, 1]`.
     GlobalAvgPool,
     /// Fully connected layer.
@@ -141,13 +191,25 @@ pub enum OpKind {
 /// One op: reads `input` (and a conv's `residual`), writes `output`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Op {
-    /// torchvision's module path (`trunk_output.block1.block1-0.f.a`).
+    /// The reference's module path (`trunk_output.block1.block1-0.f.a`, `layer1.0.conv1`,
+    /// `features.3.conv_dw`).
     pub name: String,
     /// What it computes.
     pub kind: OpKind,
     /// The value it reads.
     pub input: ValueId,
     /// The value it writes.
+    pub output: ValueId,
+}
+
+/// A stage of a plan: blocks at one resolution and width rule.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanStage {
+    /// Its name in the reference (`block1`, `layer1`, `features.1-2`).
+    pub name: String,
+    /// Blocks.
+    pub blocks: usize,
+    /// The value it ends with.
     pub output: ValueId,
 }
 
@@ -162,15 +224,16 @@ pub struct Op {
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
-    /// The parameters the plan was made from.
-    pub params: RegNetParams,
-    /// The stages.
-    pub stages: Vec<Stage>,
+    /// The model the plan was made from.
+    pub arch: Architecture,
+    /// The stages, in order (the ops between the stem and the head).
+    pub stages: Vec<PlanStage>,
     /// Shapes of all values; value 0 is the input `[3, H, W]`.
     pub values: Vec<Shape>,
     /// The ops in execution order.
     pub ops: Vec<Op>,
-    /// Named intermediate values: `stem`, `block1`, ... (torchvision's module names).
+    /// Named intermediate values: `stem`, then the reference's module names (`block1`, ...;
+    /// `layer1`, ...; `features.0`, ...).
     pub taps: Vec<(String, ValueId)>,
     /// The logits value `[classes, 1, 1]`.
     pub output: ValueId,
@@ -186,176 +249,42 @@ pub const MAX_VALUE_ELEMENTS: u64 = 1 << 32;
 /// Largest input side accepted (well beyond any real use; it bounds the arithmetic).
 pub const MAX_INPUT_SIDE: usize = 1 << 15;
 
-struct Builder {
-    values: Vec<Shape>,
-    ops: Vec<Op>,
-}
-
-impl Builder {
-    fn push(&mut self, name: String, kind: OpKind, input: ValueId, shape: Shape) -> ValueId {
-        self.values.push(shape);
-        let output = self.values.len() - 1;
-        self.ops.push(Op {
-            name,
-            kind,
-            input,
-            output,
-        });
-        output
-    }
-
-    /// A torchvision `Conv2dNormActivation` at `module` (conv `{module}.0`, BN `{module}.1`).
-    #[allow(clippy::too_many_arguments)]
-    fn conv_bn(
-        &mut self,
-        module: String,
-        input: ValueId,
-        out_channels: usize,
-        kernel: usize,
-        stride: usize,
-        groups: usize,
-        activation: Activation,
-        residual: Option<ValueId>,
-    ) -> ValueId {
-        let s = self.values[input];
-        let conv = Conv2d {
-            in_channels: s.channels,
-            out_channels,
-            kernel: [kernel, kernel],
-            stride,
-            padding: (kernel - 1) / 2,
-            groups,
-            activation,
-            residual,
-            weight: format!("{module}.0.weight"),
-            bias: None,
-            norm: Some(format!("{module}.1")),
-        };
-        let (height, width) = conv.output_size(s.height, s.width);
-        let shape = Shape {
-            channels: out_channels,
-            height,
-            width,
-        };
-        self.push(module, OpKind::Conv2d(conv), input, shape)
-    }
-}
-
 impl Plan {
-    /// Expands `params` for `height` x `width` input images.
-    pub fn new(params: &RegNetParams, height: usize, width: usize) -> Result<Plan> {
+    /// Expands a model for `height` x `width` input images.
+    pub fn new(arch: impl Into<Architecture>, height: usize, width: usize) -> Result<Plan> {
+        let arch = arch.into();
         if height == 0 || width == 0 || height > MAX_INPUT_SIDE || width > MAX_INPUT_SIDE {
             return Err(Error::Input(format!(
                 "input size {height}x{width} is out of range (1..={MAX_INPUT_SIDE} per side)"
             )));
         }
-        let stages = params.stages()?;
-        let mut b = Builder {
-            values: vec![Shape {
-                channels: 3,
-                height,
-                width,
-            }],
-            ops: Vec::new(),
-        };
-        let mut taps = Vec::new();
-        let relu = Activation::Relu;
-        let mut x = b.conv_bn("stem".into(), 0, params.stem_width, 3, 2, 1, relu, None);
-        taps.push(("stem".to_string(), x));
-        for (si, stage) in stages.iter().enumerate() {
-            let sname = format!("block{}", si + 1);
-            for (bi, blk) in stage.blocks.iter().enumerate() {
-                let m = format!("trunk_output.{sname}.{sname}-{bi}");
-                let block_in = x;
-                let wb = stage.width_bottleneck;
-                let a = b.conv_bn(format!("{m}.f.a"), x, wb, 1, 1, 1, relu, None);
-                let mut y = b.conv_bn(
-                    format!("{m}.f.b"),
-                    a,
-                    wb,
-                    3,
-                    blk.stride,
-                    stage.groups,
-                    relu,
-                    None,
-                );
-                if let Some(se) = blk.se_width {
-                    let shape = b.values[y];
-                    let kind = OpKind::SqueezeExcite(SqueezeExcite {
-                        channels: wb,
-                        squeeze: se,
-                        fc1: format!("{m}.f.se.fc1"),
-                        fc2: format!("{m}.f.se.fc2"),
-                    });
-                    y = b.push(format!("{m}.f.se"), kind, y, shape);
-                }
-                let shortcut = if blk.projection {
-                    b.conv_bn(
-                        format!("{m}.proj"),
-                        block_in,
-                        stage.width_out,
-                        1,
-                        blk.stride,
-                        1,
-                        Activation::Identity,
-                        None,
-                    )
-                } else {
-                    block_in
-                };
-                x = b.conv_bn(
-                    format!("{m}.f.c"),
-                    y,
-                    stage.width_out,
-                    1,
-                    1,
-                    1,
-                    relu,
-                    Some(shortcut),
-                );
+        let mut b = builder::Builder::new(height, width);
+        match &arch {
+            Architecture::RegNet(p) => {
+                regnet::build(&mut b, &p.stages()?, p.stem_width, p.num_classes)?
             }
-            taps.push((sname, x));
+            Architecture::AnyNet(p) => {
+                regnet::build(&mut b, &p.stages()?, p.stem_width, p.num_classes)?
+            }
+            Architecture::ResNet(p) => resnet::build(&mut b, p)?,
+            Architecture::ReXNet(p) => rexnet::build(&mut b, p)?,
         }
-        let c = b.values[x].channels;
-        let pooled = b.push(
-            "avgpool".into(),
-            OpKind::GlobalAvgPool,
-            x,
-            Shape {
-                channels: c,
-                height: 1,
-                width: 1,
-            },
-        );
-        let fc = Linear {
-            in_features: c,
-            out_features: params.num_classes,
-            weight: "fc.weight".into(),
-            bias: Some("fc.bias".into()),
-        };
-        let output = b.push(
-            "fc".into(),
-            OpKind::Linear(fc),
-            pooled,
-            Shape {
-                channels: params.num_classes,
-                height: 1,
-                width: 1,
-            },
-        );
-        let plan = Plan {
-            params: params.clone(),
-            stages,
-            values: b.values,
-            ops: b.ops,
-            taps,
-            output,
-        };
-        // Every count must be exact in u64, and no activation absurdly large.
-        let total = |f: fn(&Plan, &Op) -> u128| plan.ops.iter().map(|o| f(&plan, o)).sum::<u128>();
+        let plan = b.finish(arch)?;
+        plan.check_size()?;
+        Ok(plan)
+    }
+
+    /// The same model planned for another input size.
+    pub fn resized(&self, height: usize, width: usize) -> Result<Plan> {
+        Plan::new(&self.arch, height, width)
+    }
+
+    /// Refuses a plan whose counts do not fit in u64, or whose activations are absurdly large.
+    fn check_size(&self) -> Result<()> {
+        let total = |f: fn(&Plan, &Op) -> u128| self.ops.iter().map(|o| f(self, o)).sum::<u128>();
         let params_total = total(Plan::op_params_wide);
         let macs_total = total(Plan::op_macs_wide);
-        let largest = plan
+        let largest = self
             .values
             .iter()
             .map(|v| v.channels as u128 * v.height as u128 * v.width as u128)
@@ -365,12 +294,13 @@ impl Plan {
             || macs_total > u64::MAX as u128
             || largest > MAX_VALUE_ELEMENTS as u128
         {
+            let (height, width) = self.input_size();
             return Err(Error::Input(format!(
                 "this model is absurdly large at {height}x{width}: {params_total} parameters, \
                  {macs_total} multiply-adds per image, {largest} values in its largest activation"
             )));
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// Input height and width.
@@ -405,9 +335,12 @@ impl Plan {
                     + c.norm.as_ref().map_or(0, |_| 2 * w(c.out_channels))
             }
             OpKind::SqueezeExcite(se) => {
-                2 * w(se.channels) * w(se.squeeze) + w(se.channels) + w(se.squeeze)
+                2 * w(se.channels) * w(se.squeeze)
+                    + w(se.channels)
+                    + w(se.squeeze)
+                    + se.norm.as_ref().map_or(0, |_| 2 * w(se.squeeze))
             }
-            OpKind::GlobalAvgPool => 0,
+            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => 0,
             OpKind::Linear(l) => {
                 w(l.in_features) * w(l.out_features)
                     + l.bias.as_ref().map_or(0, |_| w(l.out_features))
@@ -425,7 +358,7 @@ impl Plan {
                     * w(out.width)
             }
             OpKind::SqueezeExcite(se) => 2 * w(se.channels) * w(se.squeeze),
-            OpKind::GlobalAvgPool => 0,
+            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => 0,
             OpKind::Linear(l) => w(l.in_features) * w(l.out_features),
         }
     }
@@ -437,7 +370,7 @@ impl Plan {
                 out.channels as u128 * out.height as u128 * out.width as u128
             }
             OpKind::SqueezeExcite(se) => se.squeeze as u128 + se.channels as u128,
-            OpKind::GlobalAvgPool => 0,
+            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => 0,
         }
     }
 
@@ -469,6 +402,14 @@ impl Plan {
             }
         }
         last
+    }
+
+    /// The family's name and the model's (`ResNet resnet50`, `RegNet regnet_y_400mf`, `AnyNet`).
+    pub fn describe(&self) -> String {
+        match self.arch.name() {
+            Some(n) => format!("{} {n}", self.arch.family()),
+            None => format!("custom {}", self.arch.family()),
+        }
     }
 
     /// The value of a tap (`stem`, `block1`, ...) by name.

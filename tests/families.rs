@@ -1,0 +1,122 @@
+//! ResNet, ResNeXt, ReXNet and AnyNet against their references (torchvision's and timm's
+//! float64 forward passes of `../shared/fixtures/families`): counts, the CPU backend and the
+//! WGSL path in f32 and f16, logits and the taps at each resolution.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::*;
+use regnet_wgpu::cpu::CpuBackend;
+use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
+
+const F16_REL_TOL: f64 = 5e-3;
+
+fn ctx(precision: Precision) -> &'static GpuContext {
+    static F32: OnceLock<GpuContext> = OnceLock::new();
+    static F16: OnceLock<GpuContext> = OnceLock::new();
+    let cell = if precision == Precision::F16 {
+        &F16
+    } else {
+        &F32
+    };
+    cell.get_or_init(|| match GpuContext::new(precision) {
+        Ok(c) => c,
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+}
+
+fn fixtures(what: &str) -> Vec<FamilyFixture> {
+    let Some((dir, names)) = family_fixtures(what) else {
+        return Vec::new();
+    };
+    names.iter().map(|n| FamilyFixture::load(&dir, n)).collect()
+}
+
+#[test]
+fn counts_match_torch() {
+    for fx in fixtures("family counts") {
+        let plan = fx.plan();
+        assert_eq!(plan.num_params(), fx.params, "{} params", fx.name);
+        assert_eq!(plan.macs(), fx.macs, "{} macs", fx.name);
+        for tap in &fx.taps {
+            let v = plan
+                .tap(tap)
+                .unwrap_or_else(|| panic!("{}: no tap {tap}", fx.name));
+            let s = plan.values[v];
+            let want = &fx.io[tap].shape;
+            assert_eq!(
+                [s.channels, s.height, s.width],
+                want[1..],
+                "{} {tap}",
+                fx.name
+            );
+        }
+    }
+}
+
+#[test]
+fn cpu_matches_the_reference() {
+    for fx in fixtures("family fixtures on the CPU") {
+        let plan = fx.plan();
+        let cpu = CpuBackend::new(plan.clone(), fx.load_weights(&plan)).unwrap();
+        let taps: Vec<&str> = fx.taps.iter().map(String::as_str).collect();
+        let (logits, outs) = cpu.run_with_taps(fx.input(), &taps).unwrap();
+        for (name, t) in &outs {
+            assert_close(
+                &format!("{} {name} (cpu)", fx.name),
+                t,
+                &fx.io[name],
+                F32_REL_TOL,
+            );
+        }
+        let e = assert_close(
+            &format!("{} logits (cpu)", fx.name),
+            &logits,
+            &fx.io["logits"],
+            F32_REL_TOL,
+        );
+        assert_same_top1(&fx.name, &logits, &fx.io["logits"]);
+        eprintln!("{} cpu: logits rel err {e:.2e}", fx.name);
+    }
+}
+
+fn check_gpu(fx: &FamilyFixture, precision: Precision, tol: f64) {
+    let plan = fx.plan();
+    let weights = fx.load_weights(&plan);
+    let opts = RunnerOptions {
+        batch: fx.input().shape[0],
+        precision,
+        taps: fx.taps.clone(),
+        ..Default::default()
+    };
+    let runner = GpuRunner::new(ctx(precision), &plan, &weights, opts).unwrap();
+    let (logits, outs) = runner.run_with_taps(fx.input()).unwrap();
+    for (name, t) in &outs {
+        let what = format!("{} {name} (gpu {precision:?})", fx.name);
+        assert_close(&what, t, &fx.io[name], tol);
+    }
+    let what = format!("{} logits (gpu {precision:?})", fx.name);
+    let e = assert_close(&what, &logits, &fx.io["logits"], tol);
+    assert_same_top1(&what, &logits, &fx.io["logits"]);
+    eprintln!("{} gpu {precision:?}: logits rel err {e:.2e}", fx.name);
+}
+
+#[test]
+fn gpu_f32_matches_the_reference() {
+    for fx in fixtures("family fixtures on the GPU, f32") {
+        check_gpu(&fx, Precision::F32, F32_REL_TOL);
+    }
+}
+
+#[test]
+fn gpu_f16_matches_the_reference() {
+    let all = fixtures("family fixtures on the GPU, f16");
+    if !all.is_empty() && GpuContext::new(Precision::F16).is_err() {
+        skip("family fixtures in f16: the adapter lacks shader-f16");
+        return;
+    }
+    for fx in all {
+        check_gpu(&fx, Precision::F16, F16_REL_TOL);
+    }
+}
