@@ -1,7 +1,7 @@
-//! bench: latency, throughput and achieved GFLOP/s of a RegNet on the GPU and the CPU.
+//! bench: latency, throughput and achieved GFLOP/s of a model (any family) on the GPU and the CPU.
 //!
 //! ```text
-//! bench (--model NAME | --regnet SPEC) [--batch 1,8,...] [--size 224] [--backend gpu,cpu]
+//! bench (--model NAME | --regnet SPEC | --anynet SPEC) [--batch 1,8,...] [--size 224] [--backend gpu,cpu]
 //!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
 //! ```
 //!
@@ -25,9 +25,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{ArgGroup, Parser, ValueEnum};
+use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
-use regnet_wgpu::{zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
+use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -36,16 +37,19 @@ enum Prec {
     F16,
 }
 
-/// Times RegNet inference on the GPU (wgpu) and the CPU.
+/// Times inference on the GPU (wgpu) and the CPU.
 #[derive(Parser, Debug)]
-#[command(name = "bench", group(ArgGroup::new("network").required(true).args(["model", "regnet"])))]
+#[command(name = "bench", group(ArgGroup::new("network").required(true).args(["model", "regnet", "anynet"])))]
 struct Args {
-    /// A zoo model (regnet_y_400mf, ...).
+    /// A named model (regnet_y_400mf, resnet50, resnext50_32x4d, rexnet_100, ...).
     #[arg(long)]
     model: Option<String>,
     /// A RegNet spec: depth=..,w0=..,wa=..,wm=..,group_width=..[,bottleneck=..][,se=..][,stem=..][,classes=..].
     #[arg(long)]
     regnet: Option<String>,
+    /// An AnyNet spec: depths=..,widths=..,group_widths=..,bottlenecks=..,strides=..[,se=..][,stem=..][,classes=..].
+    #[arg(long)]
+    anynet: Option<String>,
     /// Batch sizes, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     batch: Vec<usize>,
@@ -188,17 +192,19 @@ fn profile_svg(rows: &[(String, f64, f64)], title: &str) -> String {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let (name, params) = match (&args.model, &args.regnet) {
-        (Some(m), _) => (m.clone(), zoo::get(m)?),
-        (None, Some(s)) => (s.clone(), s.parse::<RegNetParams>()?),
-        _ => unreachable!("clap requires one of --model and --regnet"),
-    };
+    let arch = Architecture::from_args(
+        args.model.as_deref(),
+        args.regnet.as_deref(),
+        args.anynet.as_deref(),
+    )?
+    .ok_or_else(|| Error::Input("give --model, --regnet or --anynet".into()))?;
+    let name = arch.to_string();
     if args.iters == 0 || args.batch.contains(&0) || args.size == 0 {
         return Err(Error::Input(
             "--iters, --batch and --size must be at least 1".into(),
         ));
     }
-    let plan = Plan::new(&params, args.size, args.size)?;
+    let plan = Plan::new(&arch, args.size, args.size)?;
     let weights = Weights::random(&plan, 0);
     let macs = plan.macs() as f64;
     let precision = match args.precision {

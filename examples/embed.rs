@@ -28,11 +28,12 @@ use std::time::Instant;
 
 use clap::Parser;
 use image::RgbImage;
+use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::readback::read_buffer_blocking;
 use regnet_wgpu::gpu::{GpuContext, GpuPreprocess, GpuRunner, LogitsReadback, RunnerOptions};
 use regnet_wgpu::preprocess::{load_rgb8, stack, EvalTransform};
-use regnet_wgpu::{zoo, Error, Plan, Result, Tensor, Weights};
+use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 
 const SAMPLE_PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/chelsea.png");
 const IMAGENET_CLASSES: &str = include_str!("../assets/imagenet_classes.txt");
@@ -41,10 +42,10 @@ const IMAGENET_CLASSES: &str = include_str!("../assets/imagenet_classes.txt");
 #[derive(Parser, Debug)]
 #[command(name = "embed")]
 struct Args {
-    /// A zoo model.
+    /// A named model (regnet_y_400mf, resnet50, rexnet_100, ...).
     #[arg(long, default_value = "regnet_y_400mf")]
     model: String,
-    /// torchvision state_dict as safetensors. Without it: random weights.
+    /// torchvision / timm state_dict as safetensors. Without it: random weights.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// The photo the host draws (PNG or JPEG).
@@ -218,7 +219,7 @@ fn run(args: &Args) -> Result<bool> {
     let (draw, draw_bind) = host_draw(&ctx, &photo, frame_format);
 
     // --- The classifier, on the host's device ----------------------------------------------
-    let plan = Plan::new(&zoo::get(&args.model)?, 224, 224)?;
+    let plan = Plan::new(Architecture::named(&args.model)?, 224, 224)?;
     let (weights, random) = match &args.weights {
         Some(p) => (Weights::load(p, &plan)?, false),
         None => (Weights::random(&plan, 0), true),

@@ -1,7 +1,8 @@
-//! gpu_infer: classify images (or a tensor) with a RegNet, on the GPU or the CPU.
+//! gpu_infer: classify images (or a tensor) with a RegNet, ResNet, ResNeXt, Wide ResNet, ReXNet
+//! or any AnyNet, on the GPU or the CPU.
 //!
 //! ```text
-//! gpu_infer (--model NAME | --regnet SPEC) [--weights FILE] [--image FILE ...]
+//! gpu_infer (--model NAME | --regnet SPEC | --anynet SPEC) [--weights FILE] [--image FILE ...]
 //!           [--input-tensor FILE] [--save-logits FILE] [--backend gpu|cpu]
 //!           [--precision f32|f16] [--unchecked-shaders] [--top K] [--json]
 //! ```
@@ -14,6 +15,7 @@
 //! cargo run --release --example gpu_infer
 //! cargo run --release --example gpu_infer -- --model regnet_y_400mf \
 //!     --weights regnet_y_400mf.safetensors --image photo.jpg --top 5
+//! cargo run --release --example gpu_infer -- --model resnet50 --weights resnet50.safetensors
 //! cargo run --release --example gpu_infer -- --model regnet_x_400mf --backend cpu \
 //!     --input-tensor in.safetensors --save-logits out.safetensors
 //! ```
@@ -23,10 +25,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
+use regnet_wgpu::config::Architecture;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
 use regnet_wgpu::preprocess::{stack, EvalTransform};
 use regnet_wgpu::tensor::{read_input_tensor, write_safetensors};
-use regnet_wgpu::{cpu::CpuBackend, zoo, Error, Plan, RegNetParams, Result, Tensor, Weights};
+use regnet_wgpu::{cpu::CpuBackend, Error, Plan, Result, Tensor, Weights};
 
 /// The bundled sample photo (CC0, scikit-image's `chelsea`), built into the program.
 const SAMPLE_PHOTO: &[u8] = include_bytes!("../assets/chelsea.png");
@@ -44,17 +47,23 @@ enum Prec {
     F16,
 }
 
-/// Classify images with a RegNet (torchvision-exact), on the GPU through wgpu or on the CPU.
+/// Classify images with a RegNet, ResNet, ResNeXt, Wide ResNet (torchvision-exact), ReXNet
+/// (timm-exact) or AnyNet, on the GPU through wgpu or on the CPU.
 #[derive(Parser, Debug)]
 #[command(name = "gpu_infer", version)]
 struct Args {
-    /// A zoo model: regnet_{x,y}_{200mf,400mf,600mf,800mf,1_6gf,3_2gf,4_0gf,6_4gf,8gf,12gf,16gf,32gf}, regnet_y_128gf.
-    #[arg(long, conflicts_with = "regnet")]
+    /// A named model: regnet_{x,y}_{200mf,...,32gf}, regnet_y_128gf; resnet{18,34,50,101,152},
+    /// resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet{50,101}_2;
+    /// rexnet_{100,130,150,200}.
+    #[arg(long, conflicts_with_all = ["regnet", "anynet"])]
     model: Option<String>,
     /// A RegNet spec: depth=16,w0=48,wa=27.89,wm=2.09,group_width=8[,bottleneck=1.0][,se=0.25][,stem=32][,classes=1000].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "anynet")]
     regnet: Option<String>,
-    /// torchvision state_dict as safetensors (see scripts/pth_to_safetensors.py). Without it: random weights.
+    /// An AnyNet spec: depths=1:2:4:2,widths=24:64:144:320,group_widths=8:16:24:40,bottlenecks=1:1:1:1,strides=2:2:2:2[,se=0.25][,stem=32][,classes=1000].
+    #[arg(long)]
+    anynet: Option<String>,
+    /// torchvision / timm state_dict as safetensors (see scripts/pth_to_safetensors.py). Without it: random weights.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// JPEG or PNG images, each through torchvision's ImageNet evaluation transform.
@@ -87,17 +96,22 @@ struct Args {
 /// The model, its input and where they came from.
 struct Job {
     name: String,
-    params: RegNetParams,
+    arch: Architecture,
     input: Tensor,
     sources: Vec<String>,
 }
 
 fn load_job(args: &Args) -> Result<Job> {
-    let (name, params) = match (&args.model, &args.regnet) {
-        (Some(m), _) => (m.clone(), zoo::get(m)?),
-        (None, Some(spec)) => (spec.clone(), spec.parse::<RegNetParams>()?),
-        (None, None) => ("regnet_y_400mf".to_string(), zoo::get("regnet_y_400mf")?),
+    let arch = Architecture::from_args(
+        args.model.as_deref(),
+        args.regnet.as_deref(),
+        args.anynet.as_deref(),
+    )?;
+    let arch = match arch {
+        Some(a) => a,
+        None => Architecture::named("regnet_y_400mf")?,
     };
+    let name = arch.to_string();
     let (input, sources) = if let Some(path) = &args.input_tensor {
         let t = read_input_tensor(path)?;
         let sources = (0..t.shape[0])
@@ -125,7 +139,7 @@ fn load_job(args: &Args) -> Result<Job> {
     };
     Ok(Job {
         name,
-        params,
+        arch,
         input,
         sources,
     })
@@ -196,7 +210,7 @@ fn class_name(classes: usize, i: usize) -> String {
 fn run(args: &Args) -> Result<()> {
     let job = load_job(args)?;
     let (h, w) = (job.input.shape[2], job.input.shape[3]);
-    let plan = Plan::new(&job.params, h, w)?;
+    let plan = Plan::new(&job.arch, h, w)?;
     let (weights, random) = match &args.weights {
         Some(p) => (Weights::load(p, &plan)?, false),
         None => (Weights::random(&plan, 0), true),

@@ -17,15 +17,16 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
-use regnet_wgpu::{zoo, Error, Plan, Result, Tensor, Weights};
+use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 
 /// Runs many inferences on one runner and reports resident memory.
 #[derive(Parser, Debug)]
 #[command(name = "soak")]
 struct Args {
-    /// Zoo model.
+    /// A named model (any family).
     #[arg(long, default_value = "regnet_x_200mf")]
     model: String,
     /// Input size (square).
@@ -60,7 +61,7 @@ fn run(args: &Args) -> Result<()> {
             "--iters, --batch and --size must be at least 1".into(),
         ));
     }
-    let plan = Plan::new(&zoo::get(&args.model)?, args.size, args.size)?;
+    let plan = Plan::new(Architecture::named(&args.model)?, args.size, args.size)?;
     let weights = Weights::random(&plan, 0);
     let n = args.batch * 3 * args.size * args.size;
     let x = Tensor::new(

@@ -120,3 +120,29 @@ fn gpu_f16_matches_the_reference() {
         check_gpu(&fx, Precision::F16, F16_REL_TOL);
     }
 }
+
+/// Every named model of the new families runs on the WGSL path and equals the CPU backend
+/// (random weights, 32x32, f32): the shapes the fixtures do not cover (ResNet-34/50/101/152,
+/// the wide and 101-layer ResNeXts, ReXNet 1.3-2.0).
+#[test]
+fn every_named_model_runs_on_the_gpu_like_the_cpu() {
+    use regnet_wgpu::config::Architecture;
+    use regnet_wgpu::{Plan, Weights};
+    for name in Architecture::names().filter(|n| !n.starts_with("regnet")) {
+        let plan = Plan::new(Architecture::named(name).unwrap(), 32, 32).unwrap();
+        let weights = Weights::random(&plan, 3);
+        let x = test_input(1, 32, 32);
+        let cpu = cpu_logits(&plan, &weights, &x);
+        let opts = RunnerOptions::default();
+        let gpu = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts)
+            .unwrap()
+            .run(&x)
+            .unwrap();
+        assert_close(
+            &format!("{name} at 32x32 (gpu vs cpu)"),
+            &gpu,
+            &cpu,
+            F32_REL_TOL,
+        );
+    }
+}

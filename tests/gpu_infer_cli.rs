@@ -114,11 +114,14 @@ impl Drop for TempFile {
     }
 }
 
-/// The `--model NAME` or `--regnet SPEC` arguments of a fixture, from its manifest entry.
+/// The `--model NAME`, `--regnet SPEC` or `--anynet SPEC` arguments of a fixture, from its
+/// manifest entry.
 fn model_args(name: &str, entry: &Value) -> Vec<String> {
     let cfg = &entry["config"];
-    if cfg["kind"] == "builder" {
-        return vec!["--model".into(), name.into()];
+    match cfg["kind"].as_str() {
+        Some("builder" | "torchvision" | "timm") => return vec!["--model".into(), name.into()],
+        Some("anynet") => return vec!["--anynet".into(), cfg["spec"].as_str().unwrap().into()],
+        _ => {}
     }
     let int = |k: &str| {
         cfg[k]
@@ -183,6 +186,11 @@ const RUNS: &[Run] = &[
 /// `--save-logits`, and checks the saved logits against torchvision's (relative L2 error and
 /// top-1 of every image). Returns the errors, one per backend checked.
 fn check_fixture(dir: &Path, name: &str) -> Vec<(&'static str, f64)> {
+    check_fixture_on(dir, name, RUNS)
+}
+
+/// [`check_fixture`] on the backends of `runs` only.
+fn check_fixture_on(dir: &Path, name: &str, runs: &[Run]) -> Vec<(&'static str, f64)> {
     let entry = &manifest(dir)[name];
     assert!(
         entry.is_object(),
@@ -199,7 +207,7 @@ fn check_fixture(dir: &Path, name: &str) -> Vec<(&'static str, f64)> {
     assert_eq!(reference.shape[0], n, "{name}: logits and input disagree");
 
     let mut errors = Vec::new();
-    for run in RUNS {
+    for run in runs {
         let out = TempFile::new(&format!("{name}_logits"), "safetensors");
         let mut args = model_args(name, entry);
         args.extend(run.args.iter().map(|s| s.to_string()));
@@ -312,6 +320,32 @@ fn every_fixture_is_tested() {
         [vec!["_about".to_string()], sorted(holdout::NAMES)].concat(),
         "the holdout folder holds only the tested fixtures"
     );
+}
+
+/// The other families' fixtures (`../shared/fixtures/families`) through `--model` /
+/// `--anynet`: on the CPU (the WGSL path of the same fixtures is tests/families.rs), and the
+/// small AnyNet on every backend.
+#[test]
+fn families_reproduce_their_references() {
+    let Some(dir) = common::external_fixtures_for("gpu_infer on the family fixtures") else {
+        return;
+    };
+    let dir = dir.join("families");
+    let names = manifest_names(&dir, "");
+    assert_eq!(
+        names,
+        [
+            "_about",
+            "anynet_a",
+            "resnet18",
+            "resnext50_32x4d",
+            "rexnet_100"
+        ]
+    );
+    for name in &names[1..] {
+        let runs = if name == "anynet_a" { RUNS } else { &RUNS[..1] };
+        check_fixture_on(&dir, name, runs);
+    }
 }
 
 fn check_zoo(name: &str) {

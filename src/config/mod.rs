@@ -63,6 +63,31 @@ impl Architecture {
             })
     }
 
+    /// The model a command line names with `--model NAME`, `--regnet SPEC` or `--anynet SPEC`
+    /// (at most one of them; `None` when none is given).
+    ///
+    /// ```
+    /// use regnet_wgpu::config::Architecture;
+    /// let a = Architecture::from_args(None, None, Some("depths=1,widths=16,group_widths=8,bottlenecks=1,strides=2"));
+    /// assert_eq!(a.unwrap().unwrap().family(), "AnyNet");
+    /// assert!(Architecture::from_args(Some("resnet50"), Some("depth=1"), None).is_err());
+    /// ```
+    pub fn from_args(
+        model: Option<&str>,
+        regnet: Option<&str>,
+        anynet: Option<&str>,
+    ) -> crate::Result<Option<Architecture>> {
+        match (model, regnet, anynet) {
+            (None, None, None) => Ok(None),
+            (Some(name), None, None) => Self::named(name).map(Some),
+            (None, Some(spec), None) => Ok(Some(Architecture::RegNet(spec.parse()?))),
+            (None, None, Some(spec)) => Ok(Some(Architecture::AnyNet(spec.parse()?))),
+            _ => Err(crate::Error::Spec(
+                "give one of --model NAME, --regnet SPEC and --anynet SPEC".into(),
+            )),
+        }
+    }
+
     /// Every named model: RegNet's zoo, then the ResNets, then the ReXNets.
     pub fn names() -> impl Iterator<Item = &'static str> {
         zoo::names()
