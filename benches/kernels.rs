@@ -35,7 +35,7 @@ fn conv(name: &str, cin: usize, cout: usize, k: usize, stride: usize, groups: us
 
 /// input [3,H,W] -> 1x1 conv to `c_in` -> the ops under test -> pool -> linear(1).
 fn graph(label: &str, c_in: usize, hw: usize, body: &[(String, OpKind)]) -> Plan {
-    let mut plan = Plan::new(&zoo::get("regnet_y_200mf").unwrap(), hw, hw).unwrap();
+    let mut plan = Plan::new(zoo::get("regnet_y_200mf").unwrap(), hw, hw).unwrap();
     let mut values = vec![Shape {
         channels: 3,
         height: hw,
@@ -203,7 +203,7 @@ fn benches(c: &mut Criterion) {
         eprintln!("no gpu adapter: cpu only");
     }
     let mut all = cases();
-    let model = Plan::new(&zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
+    let model = Plan::new(zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
     let macs = model.macs();
     all.push(("model", "regnet_y_400mf @224".into(), model, macs));
     for (family, case, plan, macs) in all {

@@ -88,7 +88,7 @@ fn tiny_and_odd_sizes_run() {
 
 #[test]
 fn bad_inputs_are_errors() {
-    let plan = Plan::new(&regnet_wgpu::zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap();
+    let plan = Plan::new(regnet_wgpu::zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap();
     let cpu = CpuBackend::new(plan.clone(), Weights::random(&plan, 1)).unwrap();
     for (shape, what) in [
         (vec![1, 3, 32], "rank"),

@@ -364,7 +364,7 @@ fn f16_output_matches_the_cpu_transform() {
     );
 
     // Into an f16 runner, in one submission: within the WGSL path's f16 bound (5e-3).
-    let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
     let weights = Weights::random(&plan, 11);
     let opts = RunnerOptions {
         precision: Precision::F16,
@@ -399,7 +399,7 @@ fn f16_output_matches_the_cpu_transform() {
 fn texture_to_logits_in_one_submission_matches_the_cpu_backend() {
     let ctx = host();
     let tf = small_transform();
-    let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
     let weights = Weights::random(&plan, 3);
     let mut runner = GpuRunner::new(
         ctx,
@@ -491,7 +491,7 @@ fn two_runners_share_one_device() {
     let texture = upload(ctx, &img, wgpu::TextureFormat::Rgba8Unorm);
     let mut models = Vec::new();
     for (name, seed) in [("regnet_x_200mf", 1), ("regnet_y_400mf", 2)] {
-        let plan = Plan::new(&zoo::get(name).unwrap(), 32, 32).unwrap();
+        let plan = Plan::new(zoo::get(name).unwrap(), 32, 32).unwrap();
         let weights = Weights::random(&plan, seed);
         let runner = GpuRunner::new(ctx, &plan, &weights, RunnerOptions::default()).unwrap();
         models.push((name, plan, weights, runner));
@@ -533,7 +533,7 @@ fn one_runner_from_two_threads() {
     send_sync::<GpuContext>();
 
     let ctx = host();
-    let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap();
     let weights = Weights::random(&plan, 5);
     let runner = Arc::new(GpuRunner::new(ctx, &plan, &weights, RunnerOptions::default()).unwrap());
     let inputs: Vec<Tensor> = (0..2)
@@ -572,7 +572,7 @@ fn one_runner_from_two_threads() {
 #[test]
 fn missing_features_and_limits_are_named() {
     let ctx = host(); // no features
-    let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap();
     let weights = Weights::random(&plan, 0);
     if !ctx.has_f16() {
         let opts = RunnerOptions {
@@ -618,7 +618,7 @@ fn missing_features_and_limits_are_named() {
     let split = GpuRunner::new(&tight, &plan, &weights, RunnerOptions::default()).unwrap();
     assert!(split.dispatches() > plan.ops.len());
     // ...but a 224x224 input's activations (the stem's output is 1.6 MB) cannot be split.
-    let big = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 224, 224).unwrap();
+    let big = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 224, 224).unwrap();
     let e = GpuRunner::new(
         &tight,
         &big,

@@ -135,7 +135,7 @@ fn odd_shapes_match_the_cpu_backend() {
 /// A zoo model with random weights: GPU equals CPU (covers the widest group counts).
 #[test]
 fn zoo_model_random_weights_match_the_cpu_backend() {
-    let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
     let weights = Weights::random(&plan, 7);
     let x = Tensor::new(
         vec![2, 3, 64, 64],

@@ -72,7 +72,7 @@ fn every_zoo_model_runs_on_default_limits() {
         skip("zoo models in f16: the adapter lacks shader-f16");
     }
     for name in zoo::names() {
-        let plan = Plan::new(&zoo::get(name).unwrap(), 32, 32).unwrap();
+        let plan = Plan::new(zoo::get(name).unwrap(), 32, 32).unwrap();
         let weights = Weights::random(&plan, 11);
         let x = test_input(1, 32, 32);
         let cpu = cpu_logits(&plan, &weights, &x);
@@ -100,7 +100,7 @@ fn convolutions_split_at_a_1_mib_device_limit() {
         max_storage_buffer_binding_size: 1 << 20,
         ..l
     });
-    let plan = Plan::new(&zoo::get("regnet_x_1_6gf").unwrap(), 32, 32).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_1_6gf").unwrap(), 32, 32).unwrap();
     let weights = Weights::random(&plan, 5);
     let x = test_input(2, 32, 32);
     let cpu = cpu_logits(&plan, &weights, &x);
@@ -244,7 +244,7 @@ fn f16_weights_out_of_range_are_named() {
 /// before anything is allocated for them.
 #[test]
 fn index_overflow_is_refused() {
-    let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 1024, 1024).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 1024, 1024).unwrap();
     let weights = Weights::random(&plan, 1);
     let opts = RunnerOptions {
         batch: 256,
@@ -263,7 +263,7 @@ fn device_limits_are_matchable_errors() {
         max_storage_buffer_binding_size: 1 << 16,
         ..l
     });
-    let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
+    let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 64, 64).unwrap();
     let e = GpuRunner::new(
         &tight,
         &plan,

@@ -679,7 +679,7 @@ fn y_weights_for_x_plan_fail() {
 #[test]
 fn other_models_weights_fail_with_a_named_tensor() {
     for (zoo_name, tiny) in [("regnet_y_400mf", "tiny_y"), ("regnet_x_400mf", "tiny_x")] {
-        let plan = Plan::new(&zoo::get(zoo_name).unwrap(), 224, 224).unwrap();
+        let plan = Plan::new(zoo::get(zoo_name).unwrap(), 224, 224).unwrap();
         let fx = Fixture::load(&fixtures_dir(), tiny);
         let err = expect_err(Weights::load(&fx.weights, &plan), zoo_name);
         // The stem is 32 wide in the zoo, 16 in the tiny models.
@@ -847,7 +847,7 @@ fn random_weights_are_deterministic() {
     assert_eq!(w.len(), fx.load_weights(&plan).len());
     assert_names(&w.source, &["7"]);
     // Random weights work for a zoo-size plan too.
-    let zoo_plan = Plan::new(&zoo::get("regnet_y_400mf").unwrap(), 32, 32).unwrap();
+    let zoo_plan = Plan::new(zoo::get("regnet_y_400mf").unwrap(), 32, 32).unwrap();
     let z = run_cpu(
         &zoo_plan,
         Weights::random(&zoo_plan, 1),

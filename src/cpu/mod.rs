@@ -396,7 +396,7 @@ mod tests {
     fn concurrent_runs_agree_with_a_lone_run() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<CpuBackend>();
-        let plan = Plan::new(&crate::zoo::get("regnet_y_400mf").unwrap(), 40, 36).unwrap();
+        let plan = Plan::new(crate::zoo::get("regnet_y_400mf").unwrap(), 40, 36).unwrap();
         let cpu = CpuBackend::new(plan.clone(), Weights::random(&plan, 5)).unwrap();
         let n = 3 * 3 * 40 * 36;
         let x = Tensor::new(vec![3, 3, 40, 36], reference::Rng::new(1).vec(n)).unwrap();

@@ -815,7 +815,7 @@ mod tests {
         // Stage 4's 7392x7392 1x1 conv: 7392 rows of 7392 f32 are 218.6 MB; halves of 3696
         // rows fit 128 MiB by the unpadded estimate but not packed (3696 pads to 3696, the
         // input side is what is large): the split must count the packed bytes.
-        let plan = Plan::new(&zoo::get("regnet_y_128gf").unwrap(), 32, 32).unwrap();
+        let plan = Plan::new(zoo::get("regnet_y_128gf").unwrap(), 32, 32).unwrap();
         let limit = 128 << 20;
         for op in &plan.ops {
             if let OpKind::Conv2d(c) = &op.kind {
@@ -929,11 +929,11 @@ mod tests {
 
     #[test]
     fn element_counts_past_i32_are_refused() {
-        let plan = Plan::new(&zoo::get("regnet_y_128gf").unwrap(), 224, 224).unwrap();
+        let plan = Plan::new(zoo::get("regnet_y_128gf").unwrap(), 224, 224).unwrap();
         check_indices(&plan, 256).unwrap();
         let e = check_indices(&plan, 512).unwrap_err();
         assert!(matches!(e, Error::IndexOverflow { .. }), "{e}");
-        let big = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 1024, 1024).unwrap();
+        let big = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 1024, 1024).unwrap();
         check_indices(&big, 1).unwrap();
         check_indices(&big, 128).unwrap();
         let e = check_indices(&big, 256).unwrap_err().to_string();
@@ -942,7 +942,7 @@ mod tests {
 
     #[test]
     fn a_zoo_model_lowers_with_consistent_bindings() {
-        let plan = Plan::new(&zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
+        let plan = Plan::new(zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
         let o = LowerOptions {
             batch: 2,
             tiling: Tiling::Cpu,

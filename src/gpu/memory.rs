@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_zoo_model_needs_three_slots_and_taps_stay_alive() {
-        let plan = Plan::new(&zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
+        let plan = Plan::new(zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
         let m = plan_memory(&plan, 1, 4, &[], u64::MAX).unwrap();
         // x, the block's branch and the shortcut/projection are live at once.
         assert!(m.slot_sizes.len() <= 4, "{:?}", m.slot_sizes);
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn values_over_the_buffer_limit_are_named() {
-        let plan = Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 224, 224).unwrap();
+        let plan = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 224, 224).unwrap();
         let e = plan_memory(&plan, 1, 4, &[], 1 << 20).unwrap_err();
         assert!(
             matches!(e, Error::DeviceLimit { needed, .. } if needed == 32 * 112 * 112 * 4),
@@ -238,7 +238,7 @@ mod tests {
         );
         // 1 MiB holds every value of a 32x32 input.
         plan_memory(
-            &Plan::new(&zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap(),
+            &Plan::new(zoo::get("regnet_x_200mf").unwrap(), 32, 32).unwrap(),
             1,
             4,
             &[],

@@ -265,7 +265,7 @@ impl FamilyFixture {
             ),
             _ => Architecture::named(name).unwrap(),
         };
-        let io = read_safetensors(&dir.join(format!("{name}.io.safetensors"))).unwrap();
+        let io = read_safetensors(dir.join(format!("{name}.io.safetensors"))).unwrap();
         let taps = m["taps"]
             .as_array()
             .unwrap()
