@@ -134,7 +134,7 @@ def bench_ort(model, x, args, tmpdir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="regnet_y_400mf", help="a torchvision model name")
+    ap.add_argument("--model", default="regnet_y_400mf", help="a torchvision model name, or a timm rexnet_*")
     ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
     ap.add_argument("--size", type=int, default=224, help="input height and width")
     ap.add_argument("--iters", type=int, default=20, help="timed runs per measurement")
@@ -155,7 +155,12 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = getattr(torchvision.models, args.model)().eval()
+    if args.model.startswith("rexnet"):
+        import timm  # timm's ReXNet, as the library builds it
+
+        model = timm.create_model(args.model, pretrained=False).eval()
+    else:
+        model = getattr(torchvision.models, args.model)().eval()
     macs = count_macs(model, args.size)
     adapter = cpu_name()
     with tempfile.TemporaryDirectory() as tmpdir:

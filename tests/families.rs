@@ -146,3 +146,29 @@ fn every_named_model_runs_on_the_gpu_like_the_cpu() {
         );
     }
 }
+
+/// Shapes the fixtures do not cover, GPU against CPU: sizes down to 1x1, odd and non-square
+/// (max pool windows clipped at every border, ReXNet's partial residuals on odd planes), and
+/// batch 3.
+#[test]
+fn odd_shapes_match_the_cpu_backend() {
+    use regnet_wgpu::config::Architecture;
+    use regnet_wgpu::{Plan, Weights};
+    for name in ["resnet18", "rexnet_100"] {
+        for (n, h, w) in [(1, 1, 1), (3, 2, 5), (1, 7, 3), (2, 33, 17)] {
+            let plan = Plan::new(Architecture::named(name).unwrap(), h, w).unwrap();
+            let weights = Weights::random(&plan, 5);
+            let x = test_input(n, h, w);
+            let cpu = cpu_logits(&plan, &weights, &x);
+            let opts = RunnerOptions {
+                batch: n,
+                ..Default::default()
+            };
+            let gpu = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts)
+                .unwrap()
+                .run(&x)
+                .unwrap();
+            assert_close(&format!("{name} {n}x{h}x{w}"), &gpu, &cpu, F32_REL_TOL);
+        }
+    }
+}
