@@ -3,6 +3,7 @@
 //! ```text
 //! bench (--model NAME | --regnet SPEC | --anynet SPEC) [--batch 1,8,...] [--size 224] [--backend gpu,cpu]
 //!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
+//!       [--shader-checks checked,unchecked,...] [--peak]
 //! ```
 //!
 //! Weights are deterministic random ones (speed does not depend on their values). For each
@@ -82,6 +83,10 @@ struct Args {
     /// only). Rows other than `checked` are labelled `gpu/<checks>`.
     #[arg(long, value_delimiter = ',', default_value = "checked")]
     shader_checks: Vec<String>,
+    /// Also measure the adapter's FMA peak (a register-only microkernel,
+    /// `shaders/fma_peak.wgsl`), to compare the kernels' GFLOP/s with.
+    #[arg(long)]
+    peak: bool,
 }
 
 /// The runtime checks a `--shader-checks` name stands for.
@@ -212,6 +217,21 @@ fn run(args: &Args) -> Result<()> {
         Prec::F16 => Precision::F16,
     };
     let prec_name = format!("{precision:?}").to_lowercase();
+    if args.peak {
+        let ctx = GpuContext::new(precision)?;
+        let gflops = regnet_wgpu::gpu::peak::fma_peak(&ctx, 5)?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"backend": "gpu-fma-peak", "adapter": ctx.describe(), "gflops": gflops})
+            );
+        } else {
+            println!(
+                "adapter FMA peak: {gflops:.1} GFLOP/s ({}, shaders/fma_peak.wgsl)",
+                ctx.describe()
+            );
+        }
+    }
     let mut rows = Vec::new();
     let mut profile = None;
     for backend in &args.backend {

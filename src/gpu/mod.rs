@@ -24,6 +24,7 @@ pub mod lower;
 pub mod memory;
 pub mod model;
 pub mod params;
+pub mod peak;
 pub mod preprocess;
 pub mod readback;
 pub mod runner;
