@@ -51,6 +51,7 @@ override PX: u32 = 4u;       // pixels per invocation: 4, 8, 12 or 16
 const MAX_OC: u32 = 8u;
 const MAX_PV: u32 = 4u;      // vec4s of pixels: PX / 4 <= MAX_PV
 const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + (PX - 1) * STRIDE + KW) / 4 + 1 <= MAX_SV
+const MAX_KW: u32 = 7u;      // kernel width: KW <= MAX_KW (the kx loop is written out)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
@@ -100,13 +101,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
         for (var ky = 0u; ky < KH; ky++) {
             var xs = row_span(plane, i32(oy * STRIDE + ky) - i32(p.pad), ix0, scale);
-            for (var kx = 0u; kx < KW; kx++) {
-                var xv = tap_inputs(&xs, kx);
-                let tap = ((w_group + c) * KH + ky) * KW + kx;
-                for (var t = 0u; t < MAX_OC / 4u; t++) {
-                    if (t < (OCN + 3u) / 4u) {
-                        let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
-                        tap_fma(&acc, w4, t, &xv);
+            // unroll
+            for (var kx = 0u; kx < MAX_KW; kx++) {
+                if (kx < KW) {
+                    var xv = tap_inputs(&xs, kx);
+                    let tap = ((w_group + c) * KH + ky) * KW + kx;
+                    // unroll
+                    for (var t = 0u; t < MAX_OC / 4u; t++) {
+                        if (t < (OCN + 3u) / 4u) {
+                            let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
+                            tap_fma(&acc, w4, t, &xv);
+                        }
                     }
                 }
             }
@@ -161,12 +166,14 @@ fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
     let sh = u32(a & 3);
     let q = (a - i32(sh)) / 4;
     var v: Span;
+    // unroll
     for (var m = 0u; m < MAX_SV; m++) {
         if (m <= (sh + span - 1u) / 4u) {
             v[m] = vec4<f32>(x[u32(clamp(q + i32(m), 0, last))]);
         }
     }
     var xs: Span;
+    // unroll
     for (var m = 0u; m < MAX_SV; m++) {
         if (4u * m < span) {
             let u = realign(v[m], v[min(m + 1u, MAX_SV - 1u)], sh);
@@ -185,6 +192,7 @@ fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
 // kx + (4 * j + e) * STRIDE.
 fn tap_inputs(xs: ptr<function, Span>, kx: u32) -> array<vec4<f32>, MAX_PV> {
     var xv: array<vec4<f32>, MAX_PV>;
+    // unroll
     for (var j = 0u; j < MAX_PV; j++) {
         if (j < PX / 4u) {
             let i0 = kx + 4u * j * STRIDE;
@@ -197,8 +205,10 @@ fn tap_inputs(xs: ptr<function, Span>, kx: u32) -> array<vec4<f32>, MAX_PV> {
 
 // acc[4 t + i] += w4[i] * xv for one input tap and vec4 t of the output channels.
 fn tap_fma(acc: ptr<function, Acc>, w4: vec4<f32>, t: u32, xv: ptr<function, array<vec4<f32>, MAX_PV>>) {
+    // unroll
     for (var i = 0u; i < 4u; i++) {
         let wv = vec4<f32>(w4[i]);
+        // unroll
         for (var j = 0u; j < MAX_PV; j++) {
             if (j < PX / 4u) {
                 (*acc)[4u * t + i][j] = fma(wv, (*xv)[j], (*acc)[4u * t + i][j]);
@@ -210,12 +220,15 @@ fn tap_fma(acc: ptr<function, Acc>, w4: vec4<f32>, t: u32, xv: ptr<function, arr
 // Adds bias and residual to the tile of channels oc0..=oc_last (at most OCN) and pixels ox0.. of
 // row oy of image n, applies the activation and stores what lies in the output.
 fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, oc_last: u32, oy: u32, ox0: u32) {
+    // unroll
     for (var o = 0u; o < MAX_OC; o++) {
         let oc = oc0 + o;
         if (o < OCN && oc <= oc_last) {
             let base = ((n * p.out_c + oc) * p.out_h + oy) * p.out_w;
             let b = bias[oc];
+            // unroll
             for (var j = 0u; j < MAX_PV; j++) {
+                // unroll
                 for (var e = 0u; e < 4u; e++) {
                     let ox = ox0 + 4u * j + e;
                     if (j < PX / 4u && ox < p.out_w) {

@@ -86,6 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     // Strided: the input offset (within a plane) of each pixel of the tile, read value by value.
     var at: array<u32, MAX_PX>;
     if (STRIDE > 1u) {
+        // unroll
         for (var k = 0u; k < MAX_PX; k++) {
             let px = min(p0 + k, hw - 1u);
             at[k] = (px / p.out_w) * STRIDE * p.in_w + (px % p.out_w) * STRIDE;
@@ -98,6 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var c = 0u; c < p.in_c; c++) {
         let q = plane / 4u + p0 / 4u;
         var xv: Pixels;
+        // unroll
         for (var j = 0u; j < MAX_NV; j++) {
             if (j < nv) {
                 if (STRIDE == 1u) {
@@ -112,6 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             // The plane starts `plane % 4` values into a vec4: realign.
             let r = plane % 4u;
             let extra = vec4<f32>(x[min(q + nv, last)]);
+            // unroll
             for (var j = 0u; j < MAX_NV; j++) {
                 if (j < nv) {
                     xv[j] = realign(xv[j], select(extra, xv[min(j + 1u, MAX_NV - 1u)], j + 1u < nv), r);
@@ -120,6 +123,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         if (HAS_GATE) {
             let s = gate[n * p.in_c + c];
+            // unroll
             for (var j = 0u; j < MAX_NV; j++) {
                 xv[j] = gate_activate4(xv[j] * s);
             }
@@ -141,11 +145,14 @@ alias Pixels = array<vec4<f32>, MAX_NV>;
 // acc += w[row, oc0..oc0 + TM] (outer product) xv: one input channel's contribution, its
 // weights loaded as TM / 4 vec4s from the weight row starting at vec4 `wrow`.
 fn channel_fma(acc: ptr<function, Acc>, wrow: u32, oc0: u32, xv: ptr<function, Pixels>) {
+    // unroll
     for (var t = 0u; t < MAX_TM / 4u; t++) {
         if (t < TM / 4u) {
             let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
+            // unroll
             for (var i = 0u; i < 4u; i++) {
                 let wv = vec4<f32>(w4[i]);
+                // unroll
                 for (var j = 0u; j < MAX_NV; j++) {
                     if (j < TN / 4u) {
                         (*acc)[4u * t + i][j] = fma(wv, (*xv)[j], (*acc)[4u * t + i][j]);
@@ -161,12 +168,14 @@ fn channel_fma(acc: ptr<function, Acc>, wrow: u32, oc0: u32, xv: ptr<function, P
 fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
     let hw = p.out_h * p.out_w;
     let oc_end = p.oc_begin + p.oc_count;
+    // unroll
     for (var o = 0u; o < MAX_TM; o++) {
         let oc = p.oc_begin + oc0 + o;
         if (o < TM && oc < oc_end) {
             let base = (n * p.out_c + oc) * hw;  // the output plane
             let rbase = (n * p.res_c + oc) * hw; // the residual's plane, when oc < res_c
             let bv = vec4<f32>(bias[oc]);
+            // unroll
             for (var j = 0u; j < MAX_NV; j++) {
                 let px = p0 + 4u * j;
                 if (j < TN / 4u && px < hw) {
@@ -177,6 +186,7 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
                     let a = activate4(v);
                     if (!(storable(v.x, a.x) && storable(v.y, a.y) && storable(v.z, a.z) && storable(v.w, a.w))) {
                         // Lanes past the plane's end hold clamped copies: only stored ones count.
+                        // unroll
                         for (var e = 0u; e < 4u; e++) {
                             if (e < hw - px && !storable(v[e], a[e])) {
                                 atomicMax(&status, p.status_tag);
@@ -208,6 +218,7 @@ fn residual4(at: u32) -> vec4<f32> {
 
 // Stores the first min(4, room) values of `v` at value `at`.
 fn store4(at: u32, room: u32, v: vec4<f32>) {
+    // unroll
     for (var j = 0u; j < 4u; j++) {
         if (j < room) {
             y[at + j] = store_t(v[j]);

@@ -45,6 +45,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
 
     // First value of channel c's tile, for each of the two tiles (clamped to the last tile).
     var base: array<u32, 2>;
+    // unroll
     for (var s = 0u; s < 2u; s++) {
         let t = min(nt0 + s, p.batch * p.tiles - 1u);
         base[s] = (t / p.tiles) * p.in_c * hw + (t % p.tiles) * TN;
@@ -56,6 +57,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         // k % nvl of channel c + (k / nvl) % 2 of tile k / per_tile; zero past the last
         // channel, scaled by the SE gate.
         var ld: array<vec4<f32>, 3>;
+        // unroll
         for (var r = 0u; r < 3u; r++) {
             if (SG * r < 2u * per_tile) {
                 let k = min(lane + SG * r, 2u * per_tile - 1u);
@@ -70,6 +72,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                     // Output pixels 4 v.. of the tile, each read under its input pixel.
                     let t = min(nt0 + s, p.batch * p.tiles - 1u) % p.tiles;
                     let plane = (img * p.in_c + c + h) * in_hw;
+                    // unroll
                     for (var e = 0u; e < 4u; e++) {
                         let px = min(t * TN + 4u * v + e, hw - 1u);
                         val[e] = x_at(plane + (px / p.out_w) * STRIDE * p.in_w + (px % p.out_w) * STRIDE);
@@ -82,8 +85,10 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
         var xk: array<vec4<f32>, MAX_XK>;
+        // unroll
         for (var r = 0u; r < 3u; r++) {
             let b = broadcast8(ld[r]);
+            // unroll
             for (var l = 0u; l < SG; l++) {
                 xk[SG * r + l] = b[l];
             }
@@ -95,8 +100,10 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         var wrows: array<u32, 2>;
         wrows[0] = min(c, p.in_c - 1u) * p.oc_pad4;
         wrows[1] = min(c + 1u, p.in_c - 1u) * p.oc_pad4;
+        // unroll
         for (var h = 0u; h < 2u; h++) {
             var xv: Pixels;
+            // unroll
             for (var j = 0u; j < MAX_NV; j++) {
                 if (j < nv) {
                     // This lane's tile's vec4s: the first tile's at k, the second's at

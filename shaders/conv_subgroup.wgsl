@@ -49,6 +49,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     // indices into wk below become constants.
     var kys: array<u32, MAX_K>;
     var kxs: array<u32, MAX_K>;
+    // unroll
     for (var k = 0u; k < MAX_K; k++) {
         kys[k] = k;
         kxs[k] = k;
@@ -60,6 +61,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         // k % ocn4 of the block's channels).
         let taps = (w_group + c) * KH * KW;
         var ld: array<vec4<f32>, 3>;
+        // unroll
         for (var s = 0u; s < 3u; s++) {
             if (SG * s < nw) {
                 let k = min(lane + SG * s, nw - 1u);
@@ -68,8 +70,10 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
         var wk: array<vec4<f32>, MAX_WK>;
+        // unroll
         for (var s = 0u; s < 3u; s++) {
             let b = broadcast8(ld[s]);
+            // unroll
             for (var l = 0u; l < SG; l++) {
                 wk[SG * s + l] = b[l];
             }
@@ -81,14 +85,17 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
             scale = gate[n * p.in_c + ic];
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
+        // unroll
         for (var j = 0u; j < MAX_K; j++) {
             let ky = kys[j];
             if (ky < KH) {
                 var xs = row_span(plane, i32(oy * STRIDE + ky) - i32(p.pad), ix0, scale);
+                // unroll
                 for (var i = 0u; i < MAX_K; i++) {
                     let kx = kxs[i];
                     if (kx < KW) {
                         var xv = tap_inputs(&xs, kx);
+                        // unroll
                         for (var t = 0u; t < MAX_OC / 4u; t++) {
                             if (t < ocn4) {
                                 tap_fma(&acc, wk[(ky * KW + kx) * ocn4 + t], t, &xv);

@@ -43,6 +43,15 @@ fn subgroup_probe_parses_and_validates() {
 }
 
 #[test]
+fn fma_peak_parses_and_validates() {
+    validate(
+        "fma_peak.wgsl",
+        Precision::F32,
+        include_str!("../shaders/fma_peak.wgsl"),
+    );
+}
+
+#[test]
 fn every_shader_parses_and_validates() {
     for precision in [Precision::F32, Precision::F16] {
         for (family, src) in Family::ALL.iter().flat_map(|&f| {
@@ -86,6 +95,7 @@ fn every_wgsl_file_is_used() {
             || name == "conv_subgroup.wgsl"
             || name == "subgroup.wgsl"
             || name == "subgroup_probe.wgsl"
+            || name == "fma_peak.wgsl"
         {
             continue;
         }

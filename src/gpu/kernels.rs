@@ -1,8 +1,9 @@
 //! One dispatcher per shader family, and the pipeline cache.
 //!
-//! Shaders are real `.wgsl` files under `shaders/`. The only templating step: each module is
+//! Shaders are real `.wgsl` files under `shaders/`. The templating steps: each module is
 //! the precision line (`alias store_t = f32;` or `enable f16; alias store_t = f16;`), then
-//! `prelude.wgsl`, then the kernel; on devices with 8-invocation subgroups the convolutions'
+//! `prelude.wgsl`, then the kernel, with its loops marked `// unroll` written out
+//! ([`super::unroll`]); on devices with 8-invocation subgroups the convolutions'
 //! modules also get `subgroup.wgsl` and `conv_pointwise_subgroup.wgsl` / `conv_subgroup.wgsl`, a
 //! second entry point of the same kernel. Variants (activation, fused residual, fused SE gate,
 //! register tile, workgroup size) are pipeline-overridable constants; the register tiles come
@@ -142,8 +143,13 @@ impl Family {
         }
     }
 
-    /// The complete WGSL source of this family at `precision` (precision line + prelude + kernel).
+    /// The complete WGSL source of this family at `precision` (precision line + prelude +
+    /// kernel), its `// unroll` loops written out ([`super::unroll`]).
     pub fn source(self, precision: Precision) -> String {
+        unrolled(self.raw_source(precision))
+    }
+
+    fn raw_source(self, precision: Precision) -> String {
         // STORE_LIMIT: the f32 bit pattern of the smallest magnitude store_t cannot hold
         // (infinity for f32; 65520 for f16, which rounds to infinity).
         let line = match precision {
@@ -158,17 +164,17 @@ impl Family {
     /// [`Family::source`] with, for the two convolution families, their subgroup entry point
     /// appended (it needs the device's `subgroups` feature).
     pub fn source_with_subgroups(self, precision: Precision) -> String {
-        let mut src = self.source(precision);
+        let mut src = self.raw_source(precision);
         let entry = match self {
             Family::ConvPointwise => SUBGROUP_POINTWISE,
             Family::Conv => SUBGROUP_CONV,
-            _ => return src,
+            _ => return unrolled(src),
         };
         src.push('\n');
         src.push_str(SUBGROUP_SHARED);
         src.push('\n');
         src.push_str(entry);
-        src
+        unrolled(src)
     }
 
     /// The fields of the family's `Params` struct (name, byte offset), from its Rust twin in
@@ -255,6 +261,12 @@ impl Variant {
             wg: 0,
         }
     }
+}
+
+/// `src` with its marked loops written out. The marks are in this crate's own shaders, and
+/// `tests/shaders.rs` compiles every family's source: an unsupported mark is a bug found there.
+fn unrolled(src: String) -> String {
+    super::unroll::expand(&src).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `ACT` constant of an activation.

@@ -13,6 +13,8 @@
 //!   `wgpu::Texture` to a runner's input.
 //! - [`readback`]: logits off the GPU through futures, without blocking.
 //! - [`tiling`]: the register tiles the kernels use, per adapter type.
+//! - [`unroll`]: the `// unroll` loops of the kernels written out before compilation.
+//! - [`peak`]: the adapter's measured FMA peak, for benchmarks.
 //!
 //! Embedding in a wgpu application: [`GpuContext::from_device`] on the host's device,
 //! [`GpuPreprocess`] and [`GpuRunner::encode`] into the host's encoder, [`LogitsReadback`]
@@ -29,6 +31,7 @@ pub mod preprocess;
 pub mod readback;
 pub mod runner;
 pub mod tiling;
+pub mod unroll;
 
 pub use context::{GpuContext, Precision};
 pub use kernels::ShaderChecks;

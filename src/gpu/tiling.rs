@@ -25,6 +25,7 @@ pub const SHADER_CONSTANTS: &[(&str, &str, u32)] = &[
     ("conv.wgsl", "MAX_OC", CONV_MAX_OC),
     ("conv.wgsl", "MAX_PV", CONV_MAX_PV),
     ("conv.wgsl", "MAX_SV", CONV_MAX_SV),
+    ("conv.wgsl", "MAX_KW", CONV_MAX_KW),
     ("conv_pointwise.wgsl", "MAX_TM", POINTWISE_MAX_TM),
     ("conv_pointwise.wgsl", "MAX_NV", POINTWISE_MAX_NV),
     (
@@ -46,6 +47,8 @@ pub const CONV_MAX_SV: u32 = 12;
 /// Most input values of a row one direct-conv invocation can hold: `(PX - 1) * STRIDE + KW`
 /// plus up to 3 values of realignment fit `CONV_MAX_SV - 1` vec4s.
 pub const MAX_SPAN: usize = 4 * (CONV_MAX_SV as usize - 1) - 3;
+/// `conv.wgsl`: the widest kernel (its loop over kernel columns is written out to this bound).
+pub const CONV_MAX_KW: u32 = 7;
 /// `conv_pointwise.wgsl`: output channels per invocation at most (`TM`).
 pub const POINTWISE_MAX_TM: u32 = 16;
 /// `conv_pointwise.wgsl`: vec4s of pixels per invocation at most (`TN / 4`).
@@ -138,6 +141,9 @@ impl Tiling {
     /// 1/7 of its width (then 4; on lavapipe 16 measured slower than 8: the tile no longer
     /// stays in registers); GPUs take 4. `None` when even 4 pixels do not fit.
     pub fn conv(self, cout_g: usize, kw: usize, stride: usize, out_w: u64) -> Option<[u32; 2]> {
+        if kw > CONV_MAX_KW as usize {
+            return None;
+        }
         let ocn = if cout_g <= 4 { 4 } else { 8 };
         let fits = |px: usize| (px - 1) * stride + kw <= MAX_SPAN;
         let px = match self {
