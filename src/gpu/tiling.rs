@@ -215,7 +215,8 @@ mod tests {
         );
         assert_eq!(Tiling::Cpu.conv(4, 3, 2, 56), Some([4, 8]));
         assert_eq!(Tiling::Gpu.conv(8, 3, 2, 56), Some([8, 4]));
-        assert_eq!(Tiling::Cpu.conv(8, 38, 1, 56), Some([8, 4]));
-        assert_eq!(Tiling::Cpu.conv(8, 39, 1, 56), None);
+        assert_eq!(Tiling::Cpu.conv(8, 7, 2, 56), Some([8, 8]));
+        // conv.wgsl writes out its loop over kernel columns up to MAX_KW.
+        assert_eq!(Tiling::Cpu.conv(8, CONV_MAX_KW as usize + 1, 1, 56), None);
     }
 }
