@@ -547,13 +547,21 @@ fn errors_are_clean() {
         "{err}"
     );
 
-    // An unknown model lists the known ones.
-    let err = gpu_infer_error(&["--model", "resnet50", "--backend", "cpu"]);
-    assert!(err.contains("resnet50"), "{err}");
+    // An unknown model lists the known ones, of every family.
+    let err = gpu_infer_error(&["--model", "vgg16", "--backend", "cpu"]);
+    assert!(err.contains("vgg16"), "{err}");
     assert!(
-        err.contains("regnet_y_400mf") && err.contains("regnet_x_1_6gf"),
+        err.contains("regnet_y_400mf") && err.contains("resnet50") && err.contains("rexnet_100"),
         "known models: {err}"
     );
+    // An AnyNet whose bottleneck width is not a multiple of its group width names the list.
+    let err = gpu_infer_error(&[
+        "--anynet",
+        "depths=1,widths=24,group_widths=7,bottlenecks=1,strides=2",
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("group_widths") && err.contains("24"), "{err}");
 
     // Malformed specs name the key.
     let err = gpu_infer_error(&["--regnet", &format!("{TINY_X_SPEC},colour=red")]);
