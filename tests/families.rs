@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::*;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
 
 const F16_REL_TOL: f64 = 5e-3;
-
-fn ctx(precision: Precision) -> &'static GpuContext {
-    static F32: OnceLock<GpuContext> = OnceLock::new();
-    static F16: OnceLock<GpuContext> = OnceLock::new();
-    let cell = if precision == Precision::F16 {
-        &F16
-    } else {
-        &F32
-    };
-    cell.get_or_init(|| match GpuContext::new(precision) {
-        Ok(c) => c,
-        Err(e) => panic!("GPU tests need an adapter: {e}"),
-    })
-}
 
 fn fixtures(what: &str) -> Vec<FamilyFixture> {
     let Some((dir, names)) = family_fixtures(what) else {
@@ -84,21 +68,8 @@ fn cpu_matches_the_reference() {
 fn check_gpu(fx: &FamilyFixture, precision: Precision, tol: f64) {
     let plan = fx.plan();
     let weights = fx.load_weights(&plan);
-    let opts = RunnerOptions {
-        batch: fx.input().shape[0],
-        precision,
-        taps: fx.taps.clone(),
-        ..Default::default()
-    };
-    let runner = GpuRunner::new(ctx(precision), &plan, &weights, opts).unwrap();
-    let (logits, outs) = runner.run_with_taps(fx.input()).unwrap();
-    for (name, t) in &outs {
-        let what = format!("{} {name} (gpu {precision:?})", fx.name);
-        assert_close(&what, t, &fx.io[name], tol);
-    }
-    let what = format!("{} logits (gpu {precision:?})", fx.name);
-    let e = assert_close(&what, &logits, &fx.io["logits"], tol);
-    assert_same_top1(&what, &logits, &fx.io["logits"]);
+    let pw = (&plan, &weights);
+    let (_, e) = check_gpu_against(&fx.name, pw, &fx.io, &fx.taps, precision, tol);
     eprintln!("{} gpu {precision:?}: logits rel err {e:.2e}", fx.name);
 }
 
@@ -134,7 +105,7 @@ fn every_named_model_runs_on_the_gpu_like_the_cpu() {
         let x = test_input(1, 32, 32);
         let cpu = cpu_logits(&plan, &weights, &x);
         let opts = RunnerOptions::default();
-        let gpu = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts)
+        let gpu = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts)
             .unwrap()
             .run(&x)
             .unwrap();
@@ -164,7 +135,7 @@ fn odd_shapes_match_the_cpu_backend() {
                 batch: n,
                 ..Default::default()
             };
-            let gpu = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts)
+            let gpu = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts)
                 .unwrap()
                 .run(&x)
                 .unwrap();

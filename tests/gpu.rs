@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::*;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, Tiling};
 use regnet_wgpu::{zoo, Plan, Tensor, Weights};
@@ -12,51 +10,17 @@ use regnet_wgpu::{zoo, Plan, Tensor, Weights};
 /// f16 storage must land this close to torchvision's logits (the WGSL-path issue's bound).
 const F16_REL_TOL: f64 = 5e-3;
 
-fn ctx(precision: Precision) -> &'static GpuContext {
-    static F32: OnceLock<GpuContext> = OnceLock::new();
-    static F16: OnceLock<GpuContext> = OnceLock::new();
-    let cell = if precision == Precision::F16 {
-        &F16
-    } else {
-        &F32
-    };
-    cell.get_or_init(|| match GpuContext::new(precision) {
-        Ok(c) => {
-            eprintln!("adapter: {}", c.describe());
-            c
-        }
-        Err(e) => panic!("GPU tests need an adapter: {e}"),
-    })
-}
-
 fn check(fx: &Fixture, precision: Precision, tol: f64) {
     let plan = fx.plan();
     let weights = fx.load_weights(&plan);
-    let taps = fx.taps();
-    let opts = RunnerOptions {
-        batch: fx.input().shape[0],
+    let (runner, e) = check_gpu_against(
+        &fx.name,
+        (&plan, &weights),
+        &fx.io,
+        &fx.taps(),
         precision,
-        taps: taps.clone(),
-        ..Default::default()
-    };
-    let runner = GpuRunner::new(ctx(precision), &plan, &weights, opts).unwrap();
-    let (logits, outs) = runner.run_with_taps(fx.input()).unwrap();
-    assert_eq!(outs.len(), taps.len());
-    for (name, t) in &outs {
-        assert_close(
-            &format!("{} {name} (gpu {precision:?})", fx.name),
-            t,
-            &fx.io[name],
-            tol,
-        );
-    }
-    let e = assert_close(
-        &format!("{} logits (gpu {precision:?})", fx.name),
-        &logits,
-        &fx.io["logits"],
         tol,
     );
-    assert_same_top1(&fx.name, &logits, &fx.io["logits"]);
     eprintln!(
         "{} gpu {precision:?}: logits rel err {e:.2e}; {} dispatches, {} pipelines, peak activations {} KiB",
         fx.name,
@@ -89,7 +53,7 @@ fn zoo_fixtures_f32_match_torchvision() {
 
 #[test]
 fn f16_matches_torchvision_within_5e3() {
-    if !ctx(Precision::F32).has_f16() && GpuContext::new(Precision::F16).is_err() {
+    if !gpu_ctx(Precision::F32).has_f16() && GpuContext::new(Precision::F16).is_err() {
         // The error for a missing feature is checked here; the accuracy needs the feature.
         let e = GpuContext::new(Precision::F16).unwrap_err().to_string();
         assert!(e.contains("shader-f16"), "{e}");
@@ -124,7 +88,7 @@ fn odd_shapes_match_the_cpu_backend() {
             batch: n,
             ..Default::default()
         };
-        let gpu = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts)
+        let gpu = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts)
             .unwrap()
             .run(&x)
             .unwrap();
@@ -149,7 +113,7 @@ fn zoo_model_random_weights_match_the_cpu_backend() {
         batch: 2,
         ..Default::default()
     };
-    let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
+    let runner = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts).unwrap();
     let gpu = runner.run(&x).unwrap();
     assert_close("regnet_x_200mf random", &gpu, &cpu, F32_REL_TOL);
     // Runs are repeatable on one runner (buffers are reused, nothing leaks between runs).
@@ -178,12 +142,12 @@ fn subgroup_gemm_edges_match_the_cpu_backend() {
                 tiling: Some(Tiling::Cpu),
                 ..Default::default()
             };
-            let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
+            let runner = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts).unwrap();
             // The subgroup kernels really ran (or the device has none, and that is said).
             let ran = runner.subgroup_dispatches();
             if !subgroups {
                 assert_eq!(ran, 0);
-            } else if ctx(Precision::F32).has_subgroups() {
+            } else if gpu_ctx(Precision::F32).has_subgroups() {
                 assert!(ran >= 2, "{ran} subgroup dispatches");
             } else {
                 skip_optional("subgroup kernels: the device has no probed 8-lane subgroups");
@@ -204,7 +168,7 @@ fn wrong_input_shape_is_an_error() {
     let fx = Fixture::load(&fixtures_dir(), "tiny_x");
     let plan = fx.plan();
     let runner = GpuRunner::new(
-        ctx(Precision::F32),
+        gpu_ctx(Precision::F32),
         &plan,
         &fx.load_weights(&plan),
         RunnerOptions::default(),
@@ -251,7 +215,7 @@ fn split_convolutions_match_torchvision() {
                 max_binding_bytes: Some(limit),
                 ..Default::default()
             };
-            let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
+            let runner = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts).unwrap();
             assert!(
                 limit > min || runner.dispatches() > plan.ops.len(),
                 "{name}: limit {limit} split nothing"
@@ -274,7 +238,7 @@ fn split_convolutions_match_torchvision() {
 fn every_tiling_matches_torchvision() {
     eprintln!(
         "subgroup GEMM available: {}",
-        ctx(Precision::F32).has_subgroups()
+        gpu_ctx(Precision::F32).has_subgroups()
     );
     for (tiling, subgroups) in [
         (Tiling::Cpu, true),
@@ -291,7 +255,7 @@ fn every_tiling_matches_torchvision() {
                 subgroups,
                 ..Default::default()
             };
-            let runner = GpuRunner::new(ctx(Precision::F32), &plan, &weights, opts).unwrap();
+            let runner = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts).unwrap();
             if !subgroups || tiling == Tiling::Gpu {
                 // The GPU rules never pick the subgroup kernels (untested on GPUs).
                 assert_eq!(runner.subgroup_dispatches(), 0);

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::regnet::round_half_even;
+use super::regnet::{round_half_even, se_width};
 use super::{BlockSpec, Stage, MAX_CLASSES, MAX_RATIO, MAX_WIDTH};
 use crate::error::{Error, Result};
 
@@ -152,23 +152,10 @@ impl AnyNetParams {
         let blocks = (0..depth)
             .map(|k| {
                 let (bw_in, st) = if k == 0 { (width_in, stride) } else { (w, 1) };
-                let se_width = match se {
-                    Some(r) => {
-                        let s_w = round_half_even(r * bw_in as f64);
-                        if s_w < 1.0 {
-                            return Err(invalid(
-                                "se",
-                                format!("{r} gives an SE width of 0 for a block of width {bw_in}"),
-                            ));
-                        }
-                        Some(s_w as usize)
-                    }
-                    None => None,
-                };
                 Ok(BlockSpec {
                     width_in: bw_in,
                     stride: st,
-                    se_width,
+                    se_width: se_width(se, bw_in)?,
                     projection: bw_in != w || st != 1,
                 })
             })

@@ -85,6 +85,22 @@ pub(crate) fn round_half_even(x: f64) -> f64 {
     x.round_ties_even()
 }
 
+/// The SE width of a block of input width `width_in`: torchvision's
+/// `int(round(se_ratio * width_in))`; an error when it rounds to 0.
+pub(crate) fn se_width(se_ratio: Option<f64>, width_in: usize) -> Result<Option<usize>> {
+    let Some(r) = se_ratio else {
+        return Ok(None);
+    };
+    let s = round_half_even(r * width_in as f64);
+    if s < 1.0 {
+        return Err(invalid(
+            "se",
+            format!("{r} gives an SE width of 0 for a block of width {width_in}"),
+        ));
+    }
+    Ok(Some(s as usize))
+}
+
 /// torchvision's `_make_divisible(v, divisor)` (never more than 10% below `v`).
 fn make_divisible(v: usize, divisor: usize) -> usize {
     let min_value = divisor;
@@ -295,19 +311,7 @@ impl RegNetParams {
                 } else {
                     (width_out, 1)
                 };
-                let se_width = match self.effective_se() {
-                    Some(r) => {
-                        let s = round_half_even(r * bw_in as f64);
-                        if s < 1.0 {
-                            return Err(invalid(
-                                "se",
-                                format!("{r} gives an SE width of 0 for a block of width {bw_in}"),
-                            ));
-                        }
-                        Some(s as usize)
-                    }
-                    None => None,
-                };
+                let se_width = se_width(self.effective_se(), bw_in)?;
                 blocks.push(BlockSpec {
                     width_in: bw_in,
                     stride,

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use regnet_wgpu::config::{AnyNetParams, Architecture};
 use regnet_wgpu::cpu::CpuBackend;
+use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
 use regnet_wgpu::tensor::read_safetensors;
 use regnet_wgpu::{zoo, Plan, RegNetParams, Tensor, Weights};
 use serde_json::Value;
@@ -295,4 +297,57 @@ impl FamilyFixture {
     pub fn load_weights(&self, plan: &Plan) -> Weights {
         Weights::load(&self.weights, plan).unwrap()
     }
+}
+
+/// The GPU context of a precision, made once per test binary (its adapter printed); no adapter
+/// is a failure, not a skip.
+pub fn gpu_ctx(precision: Precision) -> &'static GpuContext {
+    static F32: OnceLock<GpuContext> = OnceLock::new();
+    static F16: OnceLock<GpuContext> = OnceLock::new();
+    let cell = if precision == Precision::F16 {
+        &F16
+    } else {
+        &F32
+    };
+    cell.get_or_init(|| match GpuContext::new(precision) {
+        Ok(c) => {
+            eprintln!("adapter: {}", c.describe());
+            c
+        }
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+}
+
+/// Runs `plan` with `weights` on the GPU at `precision` on the reference's `input` and checks
+/// every tap in `taps` and the logits against `io` within `tol`, and the same top-1; returns the
+/// runner and the logits' relative error.
+pub fn check_gpu_against(
+    what: &str,
+    (plan, weights): (&Plan, &Weights),
+    io: &HashMap<String, Tensor>,
+    taps: &[String],
+    precision: Precision,
+    tol: f64,
+) -> (GpuRunner, f64) {
+    let opts = RunnerOptions {
+        batch: io["input"].shape[0],
+        precision,
+        taps: taps.to_vec(),
+        ..Default::default()
+    };
+    let runner = GpuRunner::new(gpu_ctx(precision), plan, weights, opts).unwrap();
+    let (logits, outs) = runner.run_with_taps(&io["input"]).unwrap();
+    assert_eq!(outs.len(), taps.len());
+    for (name, t) in &outs {
+        assert_close(
+            &format!("{what} {name} (gpu {precision:?})"),
+            t,
+            &io[name],
+            tol,
+        );
+    }
+    let label = format!("{what} logits (gpu {precision:?})");
+    let e = assert_close(&label, &logits, &io["logits"], tol);
+    assert_same_top1(&label, &logits, &io["logits"]);
+    (runner, e)
 }
