@@ -404,14 +404,6 @@ impl Plan {
         last
     }
 
-    /// The family's name and the model's (`ResNet resnet50`, `RegNet regnet_y_400mf`, `AnyNet`).
-    pub fn describe(&self) -> String {
-        match self.arch.name() {
-            Some(n) => format!("{} {n}", self.arch.family()),
-            None => format!("custom {}", self.arch.family()),
-        }
-    }
-
     /// The value of a tap (`stem`, `block1`, ...) by name.
     pub fn tap(&self, name: &str) -> Option<ValueId> {
         self.taps.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
