@@ -985,15 +985,9 @@ fn resnet_figure(net: &Network, p: &ResNetParams, plan: &Plan, label: String) ->
 }
 
 /// ReXNet: output channels per block on a linear scale, with timm's linear rule
-/// `(16 + 180·j/n)·width_mult` (`16/width_mult` for narrow models) they are rounded from.
+/// ([`ReXNetParams::linear_rule`]) they are rounded from.
 fn rexnet_figure(p: &ReXNetParams, blocks: &[ReXBlock], plan: &Plan, label: String) -> Figure {
-    let n = blocks.len().max(1) as f64;
-    let base = if p.width_mult < 1.0 {
-        16.0 / p.width_mult
-    } else {
-        16.0
-    };
-    let (c0, slope) = (base * p.width_mult, 180.0 / n * p.width_mult);
+    let (c0, slope) = p.linear_rule();
     let widths: Vec<usize> = blocks.iter().map(|b| b.out_chs).collect();
     // The rule is timm's; drawn only when it is what the blocks were rounded from.
     let rule_holds = widths

@@ -140,6 +140,30 @@ impl ReXNetParams {
         make_divisible(1280.0 * self.width_mult, CH_DIV)
     }
 
+    /// The linear rule the blocks' output channels are rounded from: block `j` has
+    /// `round(c0 + slope * j)` (timm's `_block_cfg`); returns `(c0, slope)`.
+    ///
+    /// ```
+    /// let p = regnet_wgpu::config::ReXNetParams::named("rexnet_100").unwrap();
+    /// assert_eq!(p.linear_rule(), (16.0, 11.25));
+    /// ```
+    pub fn linear_rule(&self) -> (f64, f64) {
+        let count: usize = self.layers().iter().sum();
+        (
+            self.initial_base() * self.width_mult,
+            FINAL_CHS / count.max(1) as f64 * self.width_mult,
+        )
+    }
+
+    /// timm's `base_chs` before the first block.
+    fn initial_base(&self) -> f64 {
+        if self.width_mult < 1.0 {
+            INITIAL_CHS / self.width_mult
+        } else {
+            INITIAL_CHS
+        }
+    }
+
     /// Blocks per stage (`ceil(layers * depth_mult)`).
     pub fn layers(&self) -> [usize; 6] {
         LAYERS.map(|l| (l as f64 * self.depth_mult).ceil() as usize)
@@ -150,11 +174,7 @@ impl ReXNetParams {
         self.validate()?;
         let layers = self.layers();
         let count: usize = layers.iter().sum();
-        let mut base = if self.width_mult < 1.0 {
-            INITIAL_CHS / self.width_mult
-        } else {
-            INITIAL_CHS
-        };
+        let mut base = self.initial_base();
         let mut blocks = Vec::with_capacity(count);
         let mut in_chs = self.stem_chs();
         for (stage, &depth) in layers.iter().enumerate() {
