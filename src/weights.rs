@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::plan::{OpKind, Plan};
 use crate::tensor::{parse_safetensors, read_file, view_to_f32};
 
-/// BatchNorm's epsilon in torchvision's RegNet.
+/// BatchNorm's epsilon: torch's default, which every model here uses (torchvision's, timm's).
 pub const BN_EPS: f64 = 1e-5;
 
 /// A convolution with its BatchNorm folded in.

@@ -33,7 +33,7 @@ use crate::weights::Weights;
 use conv::ConvLayer;
 use pool::{BufferPool, Buffers};
 
-/// Runs RegNet inference on the CPU.
+/// Runs a plan (any family) on the CPU.
 ///
 /// ```
 /// use regnet_wgpu::{cpu::CpuBackend, zoo, Plan, Tensor, Weights};
