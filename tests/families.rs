@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use regnet_wgpu::cpu::CpuBackend;
-use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
+use regnet_wgpu::gpu::{GpuContext, Precision};
 
 const F16_REL_TOL: f64 = 5e-3;
 
@@ -102,19 +102,8 @@ fn every_named_model_runs_on_the_gpu_like_the_cpu() {
     for name in Architecture::names().filter(|n| !n.starts_with("regnet")) {
         let plan = Plan::new(Architecture::named(name).unwrap(), 32, 32).unwrap();
         let weights = Weights::random(&plan, 3);
-        let x = test_input(1, 32, 32);
-        let cpu = cpu_logits(&plan, &weights, &x);
-        let opts = RunnerOptions::default();
-        let gpu = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts)
-            .unwrap()
-            .run(&x)
-            .unwrap();
-        assert_close(
-            &format!("{name} at 32x32 (gpu vs cpu)"),
-            &gpu,
-            &cpu,
-            F32_REL_TOL,
-        );
+        let what = format!("{name} at 32x32 (gpu vs cpu)");
+        assert_gpu_equals_cpu(&what, &plan, &weights, &test_input(1, 32, 32));
     }
 }
 
@@ -129,17 +118,8 @@ fn odd_shapes_match_the_cpu_backend() {
         for (n, h, w) in [(1, 1, 1), (3, 2, 5), (1, 7, 3), (2, 33, 17)] {
             let plan = Plan::new(Architecture::named(name).unwrap(), h, w).unwrap();
             let weights = Weights::random(&plan, 5);
-            let x = test_input(n, h, w);
-            let cpu = cpu_logits(&plan, &weights, &x);
-            let opts = RunnerOptions {
-                batch: n,
-                ..Default::default()
-            };
-            let gpu = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts)
-                .unwrap()
-                .run(&x)
-                .unwrap();
-            assert_close(&format!("{name} {n}x{h}x{w}"), &gpu, &cpu, F32_REL_TOL);
+            let what = format!("{name} {n}x{h}x{w}");
+            assert_gpu_equals_cpu(&what, &plan, &weights, &test_input(n, h, w));
         }
     }
 }

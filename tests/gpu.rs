@@ -82,17 +82,8 @@ fn odd_shapes_match_the_cpu_backend() {
     for (n, h, w) in [(1, 1, 1), (3, 2, 5), (1, 7, 3), (2, 33, 17), (1, 64, 48)] {
         let plan = Plan::new(&fx.params, h, w).unwrap();
         let weights = fx.load_weights(&plan);
-        let x = test_input(n, h, w);
-        let cpu = cpu_logits(&plan, &weights, &x);
-        let opts = RunnerOptions {
-            batch: n,
-            ..Default::default()
-        };
-        let gpu = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts)
-            .unwrap()
-            .run(&x)
-            .unwrap();
-        assert_close(&format!("tiny_y {n}x{h}x{w}"), &gpu, &cpu, F32_REL_TOL);
+        let what = format!("tiny_y {n}x{h}x{w}");
+        assert_gpu_equals_cpu(&what, &plan, &weights, &test_input(n, h, w));
     }
 }
 

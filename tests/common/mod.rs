@@ -351,3 +351,18 @@ pub fn check_gpu_against(
     assert_same_top1(&label, &logits, &io["logits"]);
     (runner, e)
 }
+
+/// Runs `plan` on `x` on the GPU (f32, default options, the batch of `x`) and on the CPU
+/// backend, and asserts they agree within the f32 tolerance.
+pub fn assert_gpu_equals_cpu(what: &str, plan: &Plan, weights: &Weights, x: &Tensor) {
+    let cpu = cpu_logits(plan, weights, x);
+    let opts = RunnerOptions {
+        batch: x.shape[0],
+        ..Default::default()
+    };
+    let gpu = GpuRunner::new(gpu_ctx(Precision::F32), plan, weights, opts)
+        .unwrap()
+        .run(x)
+        .unwrap();
+    assert_close(what, &gpu, &cpu, F32_REL_TOL);
+}
