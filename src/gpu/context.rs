@@ -1,7 +1,9 @@
 //! The adapter, device and queue the runners work on.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::pipeline_cache::DiskPipelineCache;
 use crate::error::{Error, Result};
 
 /// Storage and arithmetic precision of a runner.
@@ -43,13 +45,22 @@ pub struct GpuContext {
     subgroup_layout: Arc<OnceLock<bool>>,
     /// Why the device was lost, once it is (the library's own devices only).
     lost: Arc<Mutex<Option<String>>>,
+    /// Compiled pipelines kept on disk ([`GpuContext::with_pipeline_cache`]).
+    pipeline_cache: Option<Arc<DiskPipelineCache>>,
 }
 
 impl GpuContext {
     /// Creates the library's own device on the best adapter (Vulkan, Metal, DX12 or WebGPU),
     /// with every limit the adapter offers, `shader-f16` when `precision` is f16, and the
-    /// `timestamp-query` and `subgroups` features when the adapter has them.
+    /// `timestamp-query`, `subgroups` and `pipeline-cache` features when the adapter has them.
+    ///
+    /// On Linux, when `XDG_RUNTIME_DIR` is unset (headless machines, containers, CI) it first
+    /// points it at a private temporary directory: Vulkan drivers probe for a Wayland display
+    /// while the instance is made, and without it libwayland prints `error: XDG_RUNTIME_DIR is
+    /// invalid or not set in the environment.` on stderr, twice per process, which reads like
+    /// an error of the program's own. A variable that is already set is left as it is.
     pub async fn new_async(precision: Precision) -> Result<Self> {
+        quiet_wayland_probe();
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
         let instance = wgpu::Instance::new(desc);
@@ -77,8 +88,10 @@ impl GpuContext {
         if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
-        if adapter.features().contains(wgpu::Features::SUBGROUP) {
-            features |= wgpu::Features::SUBGROUP;
+        for optional in [wgpu::Features::SUBGROUP, wgpu::Features::PIPELINE_CACHE] {
+            if adapter.features().contains(optional) {
+                features |= optional;
+            }
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -128,6 +141,49 @@ impl GpuContext {
             info,
             subgroup_layout: Arc::new(OnceLock::new()),
             lost: Arc::new(Mutex::new(None)),
+            pipeline_cache: None,
+        }
+    }
+
+    /// This context with an on-disk pipeline cache in `dir` (see
+    /// [`pipeline_cache`](super::pipeline_cache)): the runners and models made on it afterwards
+    /// create their pipelines through it, so a second process skips most of the driver's
+    /// compilation. Call [`GpuContext::save_pipeline_cache`] after building them. Where wgpu
+    /// cannot cache pipelines for this device (not Vulkan, or a host's device without the
+    /// `pipeline-cache` feature) the context is returned unchanged.
+    ///
+    /// ```no_run
+    /// use regnet_wgpu::gpu::{pipeline_cache::default_cache_dir, GpuContext, Precision};
+    /// let mut ctx = GpuContext::new(Precision::F32)?;
+    /// if let Some(dir) = default_cache_dir() {
+    ///     ctx = ctx.with_pipeline_cache(&dir);
+    /// }
+    /// // ... build runners on `ctx`, then:
+    /// ctx.save_pipeline_cache()?;
+    /// # Ok::<(), regnet_wgpu::Error>(())
+    /// ```
+    pub fn with_pipeline_cache(mut self, dir: impl AsRef<Path>) -> Self {
+        self.pipeline_cache =
+            DiskPipelineCache::open(&self.device, &self.info, dir.as_ref()).map(Arc::new);
+        self
+    }
+
+    /// The pipeline cache pipelines are created with, if any.
+    pub fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.pipeline_cache.as_ref().map(|c| &c.cache)
+    }
+
+    /// Whether the pipeline cache was seeded from a valid file (a warm start).
+    pub fn pipeline_cache_loaded(&self) -> bool {
+        self.pipeline_cache.as_ref().is_some_and(|c| c.loaded)
+    }
+
+    /// Writes the pipeline cache to its file; `Ok(false)` when there is no cache or the driver
+    /// had nothing to give. An error names the file that could not be written.
+    pub fn save_pipeline_cache(&self) -> Result<bool> {
+        match &self.pipeline_cache {
+            Some(c) => c.save(),
+            None => Ok(false),
         }
     }
 
@@ -165,6 +221,30 @@ impl GpuContext {
     /// Whether the device has `shader-f16` enabled.
     pub fn has_f16(&self) -> bool {
         self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+}
+
+/// Points `XDG_RUNTIME_DIR` at a private directory when it is unset or not absolute (Linux
+/// only, once per process; see [`GpuContext::new_async`]). libwayland only checks that the
+/// variable names an absolute path; the directory is made (mode 0700) so that anything else
+/// that uses it finds one it owns.
+fn quiet_wayland_probe() {
+    #[cfg(target_os = "linux")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let set =
+                std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|v| Path::new(&v).is_absolute());
+            if set {
+                return;
+            }
+            use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+            let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+            let dir = std::env::temp_dir().join(format!("regnet-wgpu-runtime-{uid}"));
+            let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+            // The variable is set once, before this process makes its first wgpu instance.
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        });
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::Precision;
+use super::{GpuContext, Precision};
 use crate::plan::Activation;
 
 const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
@@ -284,6 +284,7 @@ pub fn act_code(a: Activation) -> u32 {
 #[derive(Debug)]
 pub struct Kernels {
     device: wgpu::Device,
+    cache: Option<wgpu::PipelineCache>,
     modules: HashMap<Family, wgpu::ShaderModule>,
     layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<HashMap<Variant, wgpu::ComputePipeline>>,
@@ -291,14 +292,16 @@ pub struct Kernels {
 
 impl Kernels {
     /// Compiles every family's module for `precision`; `subgroups`: the device runs the
-    /// subgroup entry points ([`GpuContext::has_subgroups`](super::GpuContext::has_subgroups)),
-    /// so the convolutions' modules get them.
+    /// subgroup entry points ([`GpuContext::has_subgroups`]),
+    /// so the convolutions' modules get them. Pipelines go through the context's pipeline
+    /// cache, if it has one ([`GpuContext::with_pipeline_cache`]).
     pub fn new(
-        device: &wgpu::Device,
+        ctx: &GpuContext,
         precision: Precision,
         subgroups: bool,
         checks: ShaderChecks,
     ) -> Self {
+        let device = &ctx.device;
         let mut modules = HashMap::new();
         let mut layouts = HashMap::new();
         for f in Family::ALL {
@@ -354,6 +357,7 @@ impl Kernels {
         }
         Kernels {
             device: device.clone(),
+            cache: ctx.pipeline_cache().cloned(),
             modules,
             layouts,
             pipelines: Mutex::new(HashMap::new()),
@@ -368,57 +372,94 @@ impl Kernels {
     /// The pipeline of a variant, compiled on first use.
     pub fn pipeline(&self, v: Variant) -> wgpu::ComputePipeline {
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry(v)
-            .or_insert_with(|| {
-                let wg = if v.wg == 0 {
-                    v.family.workgroup_size()
-                } else {
-                    v.wg
-                } as f64;
-                let mut constants: Vec<(&str, f64)> = Vec::new();
-                match v.family {
-                    Family::Conv | Family::ConvPointwise => {
-                        constants.push(("ACT", v.act as f64));
-                        constants.push(("HAS_RESIDUAL", v.residual as u32 as f64));
-                        constants.push(("HAS_GATE", v.gate as u32 as f64));
-                        constants.push(("GATE_ACT", v.gate_act as f64));
-                        constants.push(("WG", wg));
-                        if v.family == Family::Conv {
-                            constants.push(("KH", v.kernel[0] as f64));
-                            constants.push(("KW", v.kernel[1] as f64));
-                            constants.push(("STRIDE", v.kernel[2] as f64));
-                            constants.push(("OCN", v.tile[0] as f64));
-                            constants.push(("PX", v.tile[1] as f64));
-                        } else {
-                            constants.push(("TM", v.tile[0] as f64));
-                            constants.push(("TN", v.tile[1] as f64));
-                            constants.push(("STRIDE", v.kernel[2] as f64));
-                            constants.push(("ALIGNED", v.aligned as u32 as f64));
+        cache.entry(v).or_insert_with(|| self.compile(v)).clone()
+    }
+
+    /// Compiles the pipelines of `variants` not compiled yet, on up to `threads` threads at
+    /// once: drivers that compile on the CPU (lavapipe: about a second per convolution
+    /// pipeline) then use every core, which divides a first run's setup by about the number
+    /// of cores.
+    pub fn prepare(&self, variants: &[Variant], threads: usize) {
+        let todo: Vec<Variant> = {
+            let cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = std::collections::HashSet::new();
+            variants
+                .iter()
+                .filter(|v| !cache.contains_key(v) && seen.insert(**v))
+                .copied()
+                .collect()
+        };
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let compiled: Vec<(Variant, wgpu::ComputePipeline)> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads.clamp(1, todo.len().max(1)))
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&v) = todo.get(i) else { break out };
+                            out.push((v, self.compile(v)));
                         }
-                    }
-                    Family::Linear => {
-                        constants.push(("ACT", v.act as f64));
-                        constants.push(("WG", wg));
-                    }
-                    Family::Pool | Family::MaxPool | Family::SqueezeExcite => {
-                        constants.push(("WG", wg))
-                    }
-                }
-                self.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(v.family.file()),
-                        layout: Some(&self.layouts[&v.family].1),
-                        module: &self.modules[&v.family],
-                        entry_point: Some(if v.subgroup { "main_subgroup" } else { "main" }),
-                        compilation_options: wgpu::PipelineCompilationOptions {
-                            constants: &constants,
-                            zero_initialize_workgroup_memory: false,
-                        },
-                        cache: None,
                     })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap_or_default())
+                .collect()
+        });
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        for (v, p) in compiled {
+            cache.entry(v).or_insert(p);
+        }
+    }
+
+    /// Creates the pipeline of a variant: its module with the variant's override constants.
+    fn compile(&self, v: Variant) -> wgpu::ComputePipeline {
+        let wg = if v.wg == 0 {
+            v.family.workgroup_size()
+        } else {
+            v.wg
+        } as f64;
+        let mut constants: Vec<(&str, f64)> = Vec::new();
+        match v.family {
+            Family::Conv | Family::ConvPointwise => {
+                constants.push(("ACT", v.act as f64));
+                constants.push(("HAS_RESIDUAL", v.residual as u32 as f64));
+                constants.push(("HAS_GATE", v.gate as u32 as f64));
+                constants.push(("GATE_ACT", v.gate_act as f64));
+                constants.push(("WG", wg));
+                if v.family == Family::Conv {
+                    constants.push(("KH", v.kernel[0] as f64));
+                    constants.push(("KW", v.kernel[1] as f64));
+                    constants.push(("STRIDE", v.kernel[2] as f64));
+                    constants.push(("OCN", v.tile[0] as f64));
+                    constants.push(("PX", v.tile[1] as f64));
+                } else {
+                    constants.push(("TM", v.tile[0] as f64));
+                    constants.push(("TN", v.tile[1] as f64));
+                    constants.push(("STRIDE", v.kernel[2] as f64));
+                    constants.push(("ALIGNED", v.aligned as u32 as f64));
+                }
+            }
+            Family::Linear => {
+                constants.push(("ACT", v.act as f64));
+                constants.push(("WG", wg));
+            }
+            Family::Pool | Family::MaxPool | Family::SqueezeExcite => constants.push(("WG", wg)),
+        }
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(v.family.file()),
+                layout: Some(&self.layouts[&v.family].1),
+                module: &self.modules[&v.family],
+                entry_point: Some(if v.subgroup { "main_subgroup" } else { "main" }),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: self.cache.as_ref(),
             })
-            .clone()
     }
 
     /// Number of pipelines compiled so far.

@@ -27,6 +27,7 @@ pub mod memory;
 pub mod model;
 pub mod params;
 pub mod peak;
+pub mod pipeline_cache;
 pub mod preprocess;
 pub mod readback;
 pub mod runner;

@@ -303,7 +303,7 @@ impl GpuModel {
                 shader_checks: opts.shader_checks,
                 subgroups_requested: opts.subgroups,
                 subgroups,
-                kernels: Kernels::new(&ctx.device, prec, subgroups, opts.shader_checks),
+                kernels: Kernels::new(ctx, prec, subgroups, opts.shader_checks),
                 buffers,
                 weight_bytes,
             }),

@@ -436,7 +436,7 @@ impl GpuPreprocess {
                     constants: &[("INPUT", input), ("PIL", pil)],
                     zero_initialize_workgroup_memory: false,
                 },
-                cache: None,
+                cache: ctx.pipeline_cache(),
             })
         };
         let pipelines = [pipeline(0.0), pipeline(1.0), pipeline(2.0)];

@@ -384,6 +384,9 @@ impl GpuRunner {
         let dispatches = lower_plan(plan, &parts, &lower)?;
         let memory = plan_memory(plan, n, prec.bytes(), &kept, max_binding(&limits))?;
         let bufs = Buffers::new(&ctx.device, plan, n, prec, &memory.slot_sizes, &dispatches)?;
+        let variants: Vec<_> = dispatches.iter().map(|d| d.variant).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        model.kernels().prepare(&variants, threads);
         let steps = dispatches
             .iter()
             .enumerate()
