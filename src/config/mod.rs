@@ -8,6 +8,7 @@
 //! ResNet `torchvision.models.resnet`, ReXNet timm's `rexnet.py`.
 
 mod anynet;
+mod pretrained;
 mod regnet;
 mod resnet;
 mod rexnet;
@@ -19,6 +20,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use anynet::AnyNetParams;
+pub use pretrained::{pretrained, Pretrained};
 pub use regnet::{BlockSpec, RegNetParams, Stage, MAX_CLASSES, MAX_RATIO, MAX_WIDTH};
 pub use resnet::{ResNetBlock, ResNetParams};
 pub use rexnet::{ReXBlock, ReXNetParams};
