@@ -323,9 +323,10 @@ fn run(args: &Args) -> Result<()> {
 fn print_rows(args: &Args, name: &str, macs: f64, prec_name: &str, rows: &[Row]) {
     if !args.json {
         println!(
-            "{name} at {0}x{0}, {1:.3} GFLOPs per image, {2} iterations after {3} warm-ups",
+            "{name} at {0}x{0}, {1:.3} GMACs per image, {2} iterations after {3} warm-ups \
+             (GFLOP/s counts 2 FLOPs per multiply-add, as the FMA peak does)",
             args.size,
-            2.0 * macs / 1e9,
+            macs / 1e9,
             args.iters,
             args.warmup
         );

@@ -17,12 +17,12 @@
 //! blocks, widths, groups and stride of `layer1` .. `layer4`; ReXNet: blocks, output and
 //! depthwise channels, expansion and SE width of each stage of `features`), each with its output
 //! resolution, parameters and multiply-adds, the stem and the head, then the totals:
-//! parameters, MACs (also as the GFLOPS torchvision publishes: multiply-adds of convolutions
-//! and linear layers) and activations, for one image of the given size (224 by default).
+//! parameters, MACs (multiply-adds of convolutions and linear layers, also in GMACs: the number
+//! torchvision's model table calls GFLOPS) and activations, for one image of the given size (224 by default).
 //!
 //! * `--json` prints one JSON object instead. Every family has `model` (the name, or null),
 //!   `family`, `spec` (the `--regnet` / `--anynet` string, or null), `params` (the family's
-//!   parameters), `size`, `input`, `num_params`, `macs`, `gflops`, `activations`, `stem`,
+//!   parameters), `size`, `input`, `num_params`, `macs`, `gmacs`, `activations`, `stem`,
 //!   `head` and `stages`: each with `name`, `depth` (its number of blocks), `width_out`,
 //!   `stride`, `output` (its shape), `output_size`, `num_params`, `macs`, `activations` and
 //!   `blocks` (one object per block), plus the family's own fields (RegNet, AnyNet and ResNet:
@@ -376,15 +376,16 @@ fn si(n: u64) -> String {
     }
 }
 
-/// MACs as torchvision publishes them (it calls multiply-adds FLOPS): `0.40 GFLOPS (401.8 MFLOPS)`.
-fn flops(macs: u64) -> String {
+/// MACs in G or M: `0.40 GMACs = 401.8 MMACs` (torchvision's model table prints the GMACs
+/// figure as "GFLOPS"; every program here counts a multiply-add as one MAC and two FLOPs).
+fn gmacs(macs: u64) -> String {
     let g = macs as f64 / 1e9;
     if g >= 1.0 {
-        format!("{g:.2} GFLOPS")
+        format!("{g:.2} GMACs")
     } else if macs < 10_000_000 {
-        format!("{:.3} MFLOPS", macs as f64 / 1e6)
+        format!("{:.3} MMACs", macs as f64 / 1e6)
     } else {
-        format!("{g:.2} GFLOPS = {:.1} MFLOPS", macs as f64 / 1e6)
+        format!("{g:.2} GMACs = {:.1} MMACs", macs as f64 / 1e6)
     }
 }
 
@@ -660,7 +661,7 @@ fn totals(plan: &Plan) -> String {
     let (p, m, a) = (plan.num_params(), plan.macs(), plan.activations());
     let rows = [
         ("params", thousands(p), si(p)),
-        ("MACs", thousands(m), flops(m)),
+        ("MACs", thousands(m), gmacs(m)),
         ("activations", thousands(a), si(a)),
     ];
     let num_w = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
@@ -790,7 +791,7 @@ fn render_json(net: &Network, plan: &Plan, parts: &Parts) -> Value {
         "head": head,
         "num_params": plan.num_params(),
         "macs": plan.macs(),
-        "gflops": plan.macs() as f64 / 1e9,
+        "gmacs": plan.macs() as f64 / 1e9,
         "activations": plan.activations(),
     })
 }
@@ -1538,7 +1539,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
 }

@@ -158,7 +158,7 @@ fn table_names_stages_and_totals() {
         "4,344,144",
         "401,842,848",
         "3,892,496",
-        "0.40 GFLOPS",
+        "0.40 GMACs",
     ] {
         assert!(out.contains(needle), "table lacks `{needle}`:\n{out}");
     }
@@ -341,7 +341,7 @@ fn tables_name_each_familys_stages() {
     for (model, needles) in [
         (
             "resnet50",
-            &["resnet50", "layer1", "layer4", "25,557,032", "4.09 GFLOPS"][..],
+            &["resnet50", "layer1", "layer4", "25,557,032", "4.09 GMACs"][..],
         ),
         (
             "rexnet_100",
