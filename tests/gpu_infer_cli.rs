@@ -379,9 +379,11 @@ fn zoo_holdout_when_present() {
     }
 }
 
-/// Runs `gpu_infer ARGS --json`, checks it succeeded, and parses stdout as one JSON object.
-fn gpu_infer_json(args: &[&str]) -> Value {
-    let mut all = args.to_vec();
+/// Runs `gpu_infer ARGS --json`, checks it succeeded and printed JSON lines (one object per
+/// input, then `{"summary": ...}`), and returns the summary with the per-input lines added as
+/// `results`.
+fn gpu_infer_json<S: AsRef<str>>(args: &[S]) -> Value {
+    let mut all: Vec<&str> = args.iter().map(|s| s.as_ref()).collect();
     all.push("--json");
     let o = gpu_infer(&all);
     assert!(
@@ -389,13 +391,23 @@ fn gpu_infer_json(args: &[&str]) -> Value {
         "gpu_infer {all:?} failed: {}",
         stderr(&o)
     );
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| {
-        panic!(
-            "stdout of gpu_infer {all:?} is not one JSON value ({e}):\n{}",
-            stdout(&o)
-        )
-    });
-    assert!(v.is_object(), "gpu_infer {all:?}: not a JSON object: {v}");
+    let out = stdout(&o);
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| {
+                panic!("gpu_infer {all:?}: a line of stdout is not JSON ({e}): {l}\n{out}")
+            })
+        })
+        .collect();
+    let (summary, results) = lines.split_last().expect("no JSON lines");
+    let mut v = summary["summary"].clone();
+    assert!(
+        v.is_object(),
+        "gpu_infer {all:?}: last line is no summary: {summary}"
+    );
+    assert!(results.iter().all(|r| r["source"].is_string()), "{out}");
+    v["results"] = Value::Array(results.to_vec());
     v
 }
 
@@ -623,4 +635,233 @@ fn errors_are_clean() {
     gpu_infer_error(&["--regnet", TINY_X_SPEC, "--backend", "tpu"]);
     gpu_infer_error(&["--regnet", TINY_X_SPEC, "--precision", "f64"]);
     gpu_infer_error(&["--regnet", TINY_X_SPEC, "--image", mi, "--input-tensor", io]);
+}
+
+/// A folder of photos: every JPEG/PNG in it (recursively, sorted) is classified in batches,
+/// exactly as torchvision's preprocessed tensors of the same photos are; a file that cannot
+/// be decoded is reported and skipped; JSON lines, CSV and the GPU with a padded last batch.
+#[test]
+fn folder_of_photos() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = temp_path("photos", "d");
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    let photo = root.join("assets/chelsea.png");
+    std::fs::copy(&photo, dir.join("a/chelsea.png")).unwrap();
+    std::fs::copy(&photo, dir.join("b.png")).unwrap();
+    std::fs::write(dir.join("broken.jpg"), b"not a jpeg").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"ignored").unwrap();
+    let weights = common::fixtures_dir().join("tiny_y.safetensors");
+    let w = weights.to_str().unwrap();
+    let d = dir.to_str().unwrap();
+
+    // The reference: torchvision's own transform of the photo, twice, through --input-tensor.
+    let tv = read_safetensors(common::fixtures_dir().join("preprocess_torchvision.safetensors"))
+        .unwrap();
+    let chelsea = &tv["chelsea"];
+    let both = Tensor::new(
+        vec![2, 3, 224, 224],
+        [&chelsea.data[..], &chelsea.data[..]].concat(),
+    )
+    .unwrap();
+    let input = temp_safetensors("photos_ref", &[("input", &both)]);
+    let ref_logits = TempFile::new("photos_ref_logits", "safetensors");
+    let _ = gpu_infer_json(&[
+        "--regnet",
+        TINY_Y_SPEC,
+        "--weights",
+        w,
+        "--backend",
+        "cpu",
+        "--input-tensor",
+        input.0.to_str().unwrap(),
+        "--save-logits",
+        ref_logits.0.to_str().unwrap(),
+    ]);
+    let reference = &read_safetensors(&ref_logits.0).unwrap()["logits"];
+
+    for (backend, batch) in [("cpu", "2"), ("gpu", "4")] {
+        let logits = TempFile::new("photos_logits", "safetensors");
+        let v = gpu_infer_json(&[
+            "--regnet",
+            TINY_Y_SPEC,
+            "--weights",
+            w,
+            "--backend",
+            backend,
+            "--image",
+            d,
+            "--batch",
+            batch,
+            "--top",
+            "3",
+            "--save-logits",
+            logits.0.to_str().unwrap(),
+        ]);
+        let results = v["results"].as_array().unwrap();
+        let sources: Vec<&str> = results
+            .iter()
+            .map(|r| r["source"].as_str().unwrap())
+            .collect();
+        let want: Vec<String> = ["a/chelsea.png", "b.png", "broken.jpg"]
+            .iter()
+            .map(|f| dir.join(f).display().to_string())
+            .collect();
+        assert_eq!(
+            sources, want,
+            "{backend}: one line per input, in path order"
+        );
+        assert_eq!(
+            results[0]["top"], results[1]["top"],
+            "{backend}: same photo, same result"
+        );
+        assert!(
+            results[2]["error"].as_str().unwrap().contains("broken.jpg"),
+            "{}",
+            results[2]
+        );
+        assert_eq!(
+            (v["images"].as_u64(), v["skipped"].as_u64()),
+            (Some(2), Some(1)),
+            "{v}"
+        );
+        let out = &read_safetensors(&logits.0).unwrap()["logits"];
+        assert_eq!(out.shape, vec![2, 10], "{backend}: logits of the 2 photos");
+        common::assert_close(
+            &format!("{backend} folder vs torchvision's transform"),
+            out,
+            reference,
+            1e-4,
+        );
+    }
+
+    // CSV: a header, then one row per input; the summary goes to stderr.
+    let o = gpu_infer(&[
+        "--regnet",
+        TINY_Y_SPEC,
+        "--weights",
+        w,
+        "--backend",
+        "cpu",
+        "--image",
+        d,
+        "--csv",
+        "--top",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut rows = csv::Reader::from_reader(o.stdout.as_slice());
+    let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header,
+        ["source", "index_1", "class_1", "prob_1", "index_2", "class_2", "prob_2", "error"]
+    );
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].get(1), rows[1].get(1));
+    assert!(rows[2].get(7).unwrap().contains("broken.jpg") && rows[0].get(7) == Some(""));
+    assert!(
+        stderr(&o).contains("2 images classified, 1 skipped"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("warning: skipped"), "{}", stderr(&o));
+
+    // Nothing to classify: an error, not an empty success.
+    let empty = temp_path("no_photos", "d");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = gpu_infer_error(&["--backend", "cpu", "--image", empty.to_str().unwrap()]);
+    assert!(err.contains("no JPEG or PNG"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&empty);
+}
+
+/// Usage errors exit 2 with clap's message, errors exit 1; --top is checked and capped aloud.
+#[test]
+fn exit_statuses_and_top() {
+    let o = gpu_infer(&["--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = gpu_infer(&["--top", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a whole number of at least 1"),
+        "{}",
+        stderr(&o)
+    );
+    let o = gpu_infer(&["--model", "vgg16"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = gpu_infer(&["--regnet", TINY_X_SPEC, "--backend", "cpu", "--top", "2000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--top 2000 is more than the model's 10 classes"),
+        "{}",
+        stderr(&o)
+    );
+    let ranks = stdout(&o).lines().filter(|l| l.contains("% ")).count();
+    assert_eq!(ranks, 10, "{}", stdout(&o));
+    let help = stdout(&gpu_infer(&["--help"]));
+    for needle in [
+        "default: regnet_y_400mf",
+        "default: the bundled photo",
+        "FILE|DIR",
+    ] {
+        assert!(help.contains(needle), "--help lacks `{needle}`:\n{help}");
+    }
+}
+
+/// Without XDG_RUNTIME_DIR (headless machines), the GPU path prints no libwayland error; the
+/// RANDOM-weights line says where real weights come from; the pipeline cache is written and
+/// a second run reads it (where the driver supports one) with the same logits.
+#[test]
+fn quiet_headless_run_and_pipeline_cache() {
+    let o = gpu_infer(&[
+        "--model",
+        "regnet_y_400mf",
+        "--backend",
+        "cpu",
+        "--top",
+        "1",
+    ]);
+    let out = stdout(&o);
+    assert!(out.contains("weights: RANDOM"), "{out}");
+    assert!(
+        out.contains("download https://download.pytorch.org/models/regnet_y_400mf"),
+        "{out}"
+    );
+    assert!(out.contains("--resize 232"), "{out}");
+
+    let cache = temp_path("pipeline_cache", "d");
+    let run = || {
+        Command::new(gpu_infer_exe())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .args(["--regnet", TINY_X_SPEC, "--top", "1"])
+            .arg("--pipeline-cache")
+            .arg(&cache)
+            .output()
+            .expect("cannot run gpu_infer")
+    };
+    let first = run();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        !stderr(&first).contains("XDG_RUNTIME_DIR"),
+        "{}",
+        stderr(&first)
+    );
+    let out = stdout(&first);
+    if !out.contains("backend: gpu") {
+        common::skip("gpu_infer pipeline cache: no GPU adapter (ran on the CPU)");
+        return;
+    }
+    let second = run();
+    let out2 = stdout(&second);
+    let top1 = |s: &str| s.lines().find(|l| l.contains("% ")).map(String::from);
+    assert_eq!(top1(&out), top1(&out2), "{out}\n{out2}");
+    let cached = std::fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    if out.contains("pipeline cache: unsupported") {
+        assert_eq!(cached, 0);
+    } else {
+        assert!(out.contains("pipeline cache: cold") && cached == 1, "{out}");
+        assert!(out2.contains("pipeline cache: warm"), "{out2}");
+    }
+    let _ = std::fs::remove_dir_all(&cache);
 }
