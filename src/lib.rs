@@ -27,7 +27,7 @@ pub mod tensor;
 pub mod weights;
 
 pub use config::{zoo, BlockSpec, RegNetParams, Stage};
-pub use error::{Error, Result};
+pub use error::{Error, PthError, Result};
 pub use plan::Plan;
 pub use tensor::Tensor;
 pub use weights::Weights;
