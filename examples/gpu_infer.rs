@@ -14,7 +14,7 @@
 //! ```text
 //! cargo run --release --example gpu_infer
 //! cargo run --release --example gpu_infer -- --model regnet_y_400mf \
-//!     --weights regnet_y_400mf.safetensors --image photo.jpg --top 5
+//!     --weights regnet_y_400mf-c65dace8.pth --image photo.jpg --top 5
 //! cargo run --release --example gpu_infer -- --model resnet50 --weights resnet50.safetensors
 //! cargo run --release --example gpu_infer -- --model regnet_x_400mf --backend cpu \
 //!     --input-tensor in.safetensors --save-logits out.safetensors
@@ -63,7 +63,7 @@ struct Args {
     /// An AnyNet spec: depths=1:2:4:2,widths=24:64:144:320,group_widths=8:16:24:40,bottlenecks=1:1:1:1,strides=2:2:2:2[,se=0.25][,stem=32][,classes=1000].
     #[arg(long)]
     anynet: Option<String>,
-    /// torchvision / timm state_dict as safetensors (see scripts/pth_to_safetensors.py). Without it: random weights.
+    /// torchvision / timm state_dict: a PyTorch checkpoint (torch.save, zip or legacy format, e.g. torchvision's .pth downloads) or safetensors, told apart by content. Without it: random weights.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// JPEG or PNG images, each through torchvision's ImageNet evaluation transform.
