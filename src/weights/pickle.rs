@@ -386,7 +386,7 @@ impl Unpickler<'_> {
     }
 
     fn set_items(&mut self, pairs: Vec<Value>, at: usize) -> Result<(), PthError> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(self.malformed(at, "SETITEMS with an odd number of values"));
         }
         let extra = pairs.iter().map(Value::depth).max().unwrap_or(0);
@@ -827,12 +827,8 @@ mod tests {
     #[test]
     fn nesting_is_bounded() {
         let mut p = vec![0x80, 2];
-        for _ in 0..100 {
-            p.push(b']');
-        }
-        for _ in 0..99 {
-            p.push(b'a');
-        }
+        p.extend([b']'; 100]);
+        p.extend([b'a'; 99]);
         p.push(b'.');
         assert!(matches!(load(&p), Err(PthError::Limit { .. })));
     }
