@@ -7,7 +7,7 @@
 //!
 //! Data flows one way: [`config`] (a family's parameters, [`config::Architecture`]) →
 //! [`plan`] (ops with shapes, one producer per family) → [`weights`] (torchvision or timm
-//! `state_dict`, BatchNorm folded) → a backend → logits.
+//! `state_dict` from a `.pth` checkpoint or safetensors, BatchNorm folded) → a backend → logits.
 //!
 //! ```no_run
 //! use regnet_wgpu::{config::Architecture, cpu::CpuBackend, Plan, Tensor, Weights};
