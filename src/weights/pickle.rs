@@ -164,10 +164,10 @@ pub enum Value {
     },
     /// An allowed global, not yet called.
     Global(GlobalValue),
-    /// A storage reference (BINPERSID).
-    Storage(StorageRef),
-    /// A rebuilt tensor.
-    Tensor(TensorRef),
+    /// A storage reference (BINPERSID), boxed to keep values small.
+    Storage(Box<StorageRef>),
+    /// A rebuilt tensor, boxed to keep values small.
+    Tensor(Box<TensorRef>),
 }
 
 /// An allowed global as a value (opaque outside this module).
@@ -218,6 +218,11 @@ impl Value {
 
 /// Deepest nesting of containers accepted (a state_dict needs 4: `_metadata`'s dict of dicts).
 pub const MAX_DEPTH: u32 = 64;
+
+/// Most values on the stack and in the memo (torch's pickles hold a few per tensor: the
+/// stack peaks at 2 x 1000 during a SETITEMS batch, the memo at ~10 per tensor). With values
+/// of 32 bytes this bounds either to about 128 MiB whatever the file's size.
+pub const MAX_ITEMS: usize = 1 << 22;
 
 enum Item {
     Value(Value),
@@ -298,6 +303,17 @@ impl Unpickler<'_> {
 
     fn push(&mut self, v: Value) {
         self.stack.push(Item::Value(v));
+    }
+
+    fn check_sizes(&self, at: usize) -> Result<(), PthError> {
+        if self.stack.len() > MAX_ITEMS || self.memo.len() > MAX_ITEMS {
+            return Err(PthError::Limit {
+                what: format!(
+                    "over {MAX_ITEMS} values on the pickle's stack or in its memo (at byte {at})"
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn pop(&mut self, at: usize) -> Result<Value, PthError> {
@@ -475,7 +491,7 @@ impl Unpickler<'_> {
             Global::OrderedDict => {
                 return Err(self.malformed(at, "OrderedDict called with arguments"))
             }
-            Global::RebuildTensorV2 => Value::Tensor(rebuild_tensor(args, at)?),
+            Global::RebuildTensorV2 => Value::Tensor(Box::new(rebuild_tensor(args, at)?)),
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 match args.into_iter().next() {
                     Some(Value::Tensor(t)) => Value::Tensor(t),
@@ -536,12 +552,13 @@ impl Unpickler<'_> {
         if it.next().is_some() {
             return Err(bad("has too many fields"));
         }
-        Ok(Value::Storage(StorageRef { dtype, key, numel }))
+        Ok(Value::Storage(Box::new(StorageRef { dtype, key, numel })))
     }
 
     fn run(mut self) -> Result<(Value, usize), PthError> {
         loop {
             let at = self.pos;
+            self.check_sizes(at)?;
             let op = self.u8()?;
             match op {
                 0x80 => {
@@ -738,7 +755,7 @@ fn rebuild_tensor(args: Vec<Value>, at: usize) -> Result<TensorRef, PthError> {
     }
     let mut it = args.into_iter();
     let storage = match it.next() {
-        Some(Value::Storage(s)) => s,
+        Some(Value::Storage(s)) => *s,
         Some(v) => return Err(bad(format!("on {}, not a storage", v.kind()))),
         None => unreachable!("6 or 7 arguments"),
     };
@@ -822,6 +839,26 @@ mod tests {
             Err(PthError::Opcode { opcode: b'i', .. })
         ));
         assert!(matches!(load(b"\x80\x02"), Err(PthError::Truncated { .. })));
+    }
+
+    #[test]
+    fn values_are_small() {
+        assert!(
+            std::mem::size_of::<Value>() <= 32,
+            "{}",
+            std::mem::size_of::<Value>()
+        );
+        assert!(std::mem::size_of::<Item>() <= 32);
+    }
+
+    #[test]
+    fn stack_and_memo_are_bounded() {
+        let mut p = vec![0x80, 2];
+        p.extend(std::iter::repeat_n(b'(', MAX_ITEMS + 1));
+        assert!(matches!(load(&p), Err(PthError::Limit { .. })));
+        let mut p = vec![0x80, 4];
+        p.extend(std::iter::repeat_n([b'N', 0x94, b'0'], MAX_ITEMS + 1).flatten());
+        assert!(matches!(load(&p), Err(PthError::Limit { .. })));
     }
 
     #[test]

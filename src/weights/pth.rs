@@ -346,7 +346,7 @@ fn state_dict_refs(v: Value) -> Result<Vec<(String, TensorRef)>, PthError> {
                 reason: format!("`{name}` appears twice"),
             });
         }
-        out.push((name, t));
+        out.push((name, *t));
     }
     Ok(out)
 }
