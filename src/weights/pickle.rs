@@ -2,7 +2,9 @@
 //! writes, and nothing else.
 //!
 //! It never calls anything: the few globals it accepts (`collections.OrderedDict`, torch's
-//! tensor rebuild functions and storage classes) are recognised by name and interpreted here;
+//! tensor rebuild functions `torch._utils._rebuild_tensor_v2`, `_rebuild_tensor` (torch < 0.4),
+//! `_rebuild_parameter`, `_rebuild_parameter_with_state`, and the storage classes
+//! `torch.FloatStorage`, `HalfStorage`, `BFloat16Storage`, `LongStorage`, ...) are recognised by name and interpreted here;
 //! every other global, every other opcode and every call on anything else is an error that
 //! names it ([`PthError`]). Values are plain data ([`Value`]), bounded in nesting depth and in
 //! the work spent copying memoized values, so a hostile pickle cannot exhaust the stack or the
@@ -11,7 +13,8 @@
 //! Opcodes accepted (protocols 2 to 5, which is what torch writes: protocol 2 by default,
 //! FRAME / SHORT_BINUNICODE / MEMOIZE / STACK_GLOBAL when `pickle_protocol=4`): PROTO, FRAME,
 //! STOP, MARK, POP, POP_MARK, EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, TUPLE, TUPLE1-3, BINUNICODE,
-//! SHORT_BINUNICODE, BINUNICODE8, BININT, BININT1, BININT2, LONG1 (up to 16 bytes), NONE,
+//! SHORT_BINUNICODE, BINUNICODE8, SHORT_BINSTRING and BINSTRING (Python 2's `str`, in
+//! checkpoints saved by Python 2, UTF-8 only), BININT, BININT1, BININT2, LONG1 (up to 16 bytes), NONE,
 //! NEWTRUE, NEWFALSE, BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET, SETITEM, SETITEMS,
 //! APPEND, APPENDS, GLOBAL and STACK_GLOBAL (allowed names only), REDUCE (on an allowed
 //! callable only), BINPERSID (a torch storage reference only) and BUILD (on an OrderedDict:
@@ -119,6 +122,7 @@ pub struct TensorRef {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Global {
     OrderedDict,
+    RebuildTensor,
     RebuildTensorV2,
     RebuildParameter,
     RebuildParameterWithState,
@@ -129,6 +133,7 @@ impl Global {
     fn resolve(module: &str, name: &str) -> Option<Global> {
         Some(match (module, name) {
             ("collections", "OrderedDict") => Global::OrderedDict,
+            ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
             ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
             ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
             ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
@@ -492,6 +497,15 @@ impl Unpickler<'_> {
                 return Err(self.malformed(at, "OrderedDict called with arguments"))
             }
             Global::RebuildTensorV2 => Value::Tensor(Box::new(rebuild_tensor(args, at)?)),
+            Global::RebuildTensor => {
+                // torch < 0.4: (storage, offset, size, stride), no requires_grad nor hooks.
+                let mut args = args;
+                if args.len() != 4 {
+                    return Err(self.malformed(at, "_rebuild_tensor without 4 arguments"));
+                }
+                args.extend([Value::Bool(false), Value::None]);
+                Value::Tensor(Box::new(rebuild_tensor(args, at)?))
+            }
             Global::RebuildParameter | Global::RebuildParameterWithState => {
                 match args.into_iter().next() {
                     Some(Value::Tensor(t)) => Value::Tensor(t),
@@ -616,6 +630,18 @@ impl Unpickler<'_> {
                 }
                 0x8c => {
                     let n = self.u8()?;
+                    let s = self.string(n as u64, at)?;
+                    self.push(s);
+                }
+                b'U' => {
+                    // SHORT_BINSTRING (a Python 2 str)
+                    let n = self.u8()?;
+                    let s = self.string(n as u64, at)?;
+                    self.push(s);
+                }
+                b'T' => {
+                    // BINSTRING (a Python 2 str)
+                    let n = self.u32()?;
                     let s = self.string(n as u64, at)?;
                     self.push(s);
                 }
@@ -839,6 +865,25 @@ mod tests {
             Err(PthError::Opcode { opcode: b'i', .. })
         ));
         assert!(matches!(load(b"\x80\x02"), Err(PthError::Truncated { .. })));
+    }
+
+    #[test]
+    fn reads_torch_0_3_tensors_and_python_2_strings() {
+        // OrderedDict(); SETITEM 'w' -> _rebuild_tensor(storage, 1, (2,), (1,))
+        let mut p = b"\x80\x02ccollections\nOrderedDict\n)RU\x01w".to_vec();
+        p.extend(b"ctorch._utils\n_rebuild_tensor\n(");
+        p.extend(b"(T\x07\x00\x00\x00storagectorch\nFloatStorage\nU\x010U\x03cpuK\x03NtQ");
+        p.extend(b"K\x01K\x02\x85K\x01\x85tRs.");
+        let (v, _) = load(&p).unwrap();
+        let Value::Dict { items, .. } = v else {
+            panic!("{v:?}")
+        };
+        let (Value::Str(k), Value::Tensor(t)) = &items[0] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(k, "w");
+        assert_eq!((t.offset, &t.shape, &t.stride), (1, &vec![2], &vec![1]));
+        assert_eq!((t.storage.key.as_str(), t.storage.numel), ("0", 3));
     }
 
     #[test]
