@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Convert a torchvision RegNet checkpoint (.pth) to the safetensors file regnet-wgpu loads.
 
-regnet-wgpu reads weights only from safetensors files holding torchvision's own state_dict
-names (``stem.0.weight``, ``trunk_output.block1.block1-0.f.a.1.running_var``, ``fc.bias``, ...)
-in F32, F16 or BF16. This script turns a PyTorch checkpoint into such a file:
+regnet-wgpu reads a ``torch.save(state_dict)`` checkpoint directly (``--weights model.pth``,
+``Weights::load``), so this script is only for those who want safetensors files, or whose
+checkpoint is not a bare state_dict (a training checkpoint, a whole pickled model, float64
+tensors), which the direct loader refuses. It writes torchvision's own state_dict names
+(``stem.0.weight``, ``trunk_output.block1.block1-0.f.a.1.running_var``, ``fc.bias``, ...) in
+F32, F16 or BF16:
 
 * it loads the checkpoint on the CPU with ``torch.load(..., weights_only=True)`` (a plain
   ``torch.load`` on a torch too old for that argument; ``--trust`` for a full unpickling of a

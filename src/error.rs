@@ -41,6 +41,23 @@ pub enum Error {
         /// What the parser said.
         reason: String,
     },
+    /// A PyTorch checkpoint (`torch.save` of a `state_dict`, zip or legacy format) is malformed,
+    /// or holds something a `state_dict` does not (see [`PthError`]).
+    #[error("{}: cannot read as a PyTorch checkpoint: {source}", path.display())]
+    Pth {
+        /// The file (or the label given for bytes in memory).
+        path: PathBuf,
+        /// What is wrong.
+        source: PthError,
+    },
+    /// Two tensors have the same name once a DataParallel `module.` prefix is stripped.
+    #[error("tensor `{name}` appears twice in {} (once with a `module.` prefix)", path.display())]
+    DuplicateTensor {
+        /// The name without the prefix.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
     /// An expected tensor is absent.
     #[error("missing tensor `{name}`{context}")]
     MissingTensor {
@@ -158,6 +175,97 @@ pub enum Error {
     /// Any other failure of the GPU path (a wgpu validation error).
     #[error("gpu: {0}")]
     Gpu(String),
+}
+
+/// What is wrong with a PyTorch checkpoint ([`Error::Pth`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PthError {
+    /// The file or one of its parts ends early.
+    #[error("truncated: the {what} ends early")]
+    Truncated {
+        /// Which part (`pickle`, a storage, ...).
+        what: &'static str,
+    },
+    /// A pickle opcode that a `state_dict` does not need (and so is never run).
+    #[error("pickle opcode 0x{opcode:02x} at byte {offset} is not one a state_dict uses; refused")]
+    Opcode {
+        /// The opcode byte.
+        opcode: u8,
+        /// Where, in the pickle.
+        offset: usize,
+    },
+    /// A global (a class or function) that a `state_dict` does not need (and so is never run).
+    #[error("the pickle names `{module}.{name}`, which is not allowed (only OrderedDict, torch's tensor rebuild functions and storage classes are)")]
+    DisallowedGlobal {
+        /// Its module.
+        module: String,
+        /// Its name.
+        name: String,
+    },
+    /// A call (REDUCE) on something that is not an allowed callable.
+    #[error("the pickle calls {what}, which is not allowed")]
+    DisallowedCall {
+        /// What it tried to call.
+        what: String,
+    },
+    /// A pickle that does not make sense (stack underflow, wrong argument types, ...).
+    #[error("malformed pickle at byte {offset}: {reason}")]
+    Malformed {
+        /// Where, in the pickle.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A resource limit (nesting depth, copies of memoized values).
+    #[error("over a limit: {what}")]
+    Limit {
+        /// Which.
+        what: String,
+    },
+    /// Something valid in torch that this reader does not handle.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What.
+        what: String,
+    },
+    /// The pickle's object is not a `state_dict` (a dict of names to tensors).
+    #[error("not a state_dict: {reason}")]
+    NotAStateDict {
+        /// Why.
+        reason: String,
+    },
+    /// A tensor refers to a storage the file does not hold.
+    #[error("tensor `{tensor}` refers to storage `{key}`, which the file does not hold")]
+    MissingStorage {
+        /// The tensor's name.
+        tensor: String,
+        /// The storage's key.
+        key: String,
+    },
+    /// A storage's data do not have the size its reference says.
+    #[error("storage `{key}` holds {found} bytes, but its reference says {expected}")]
+    StorageSize {
+        /// The storage's key.
+        key: String,
+        /// Bytes expected (elements x element size).
+        expected: u64,
+        /// Bytes found.
+        found: u64,
+    },
+    /// A tensor's offset, sizes or strides reach outside its storage (or overflow).
+    #[error("tensor `{tensor}`: {reason}")]
+    OutOfRange {
+        /// The tensor's name.
+        tensor: String,
+        /// What is out of range.
+        reason: String,
+    },
+    /// The zip container is malformed, or an entry is compressed.
+    #[error("zip archive: {reason}")]
+    Zip {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// `Result` with [`Error`].

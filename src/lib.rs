@@ -7,7 +7,7 @@
 //!
 //! Data flows one way: [`config`] (a family's parameters, [`config::Architecture`]) →
 //! [`plan`] (ops with shapes, one producer per family) → [`weights`] (torchvision or timm
-//! `state_dict`, BatchNorm folded) → a backend → logits.
+//! `state_dict` from a `.pth` checkpoint or safetensors, BatchNorm folded) → a backend → logits.
 //!
 //! ```no_run
 //! use regnet_wgpu::{config::Architecture, cpu::CpuBackend, Plan, Tensor, Weights};
@@ -27,7 +27,7 @@ pub mod tensor;
 pub mod weights;
 
 pub use config::{zoo, BlockSpec, RegNetParams, Stage};
-pub use error::{Error, Result};
+pub use error::{Error, PthError, Result};
 pub use plan::Plan;
 pub use tensor::Tensor;
 pub use weights::Weights;

@@ -90,28 +90,8 @@ impl Tensor {
 
 /// Converts one safetensors view to f32, accepting F32, F16 and BF16.
 pub(crate) fn view_to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
-    let bytes = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        other => {
-            return Err(Error::UnsupportedDtype {
-                name: name.to_string(),
-                dtype: format!("{other:?}"),
-                expected: "F32, F16 or BF16",
-            })
-        }
-    })
+    let dtype = crate::weights::Dtype::from_safetensors(view.dtype());
+    crate::weights::state_dict::decode_f32(name, &dtype, view.data())
 }
 
 /// Parses safetensors bytes, mapping the parser's errors to [`Error::Safetensors`].

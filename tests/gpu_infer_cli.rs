@@ -411,6 +411,63 @@ fn gpu_infer_json<S: AsRef<str>>(args: &[S]) -> Value {
     v
 }
 
+/// `--weights X.pth` (a torch.save checkpoint, zip and legacy; tests/data/pth, made by
+/// scripts/gen_pth_fixtures.py) reproduces torchvision's logits on the CPU backend, and the
+/// source is named in the output.
+#[test]
+fn pth_weights_on_the_cpu() {
+    let dir = common::fixtures_dir();
+    let io_path = dir.join("tiny_y.io.safetensors");
+    let io = read_safetensors(&io_path).unwrap();
+    let reference = &io["logits"];
+    for file in ["tiny_y.zip.pth", "tiny_y.legacy.pth"] {
+        let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/pth")
+            .join(file);
+        assert!(weights.is_file(), "missing {}", weights.display());
+        let out = TempFile::new("pth_logits", "safetensors");
+        let args = [
+            "--regnet",
+            TINY_Y_SPEC,
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input-tensor",
+            io_path.to_str().unwrap(),
+            "--save-logits",
+            out.0.to_str().unwrap(),
+            "--backend",
+            "cpu",
+        ];
+        let o = gpu_infer(&args);
+        assert!(
+            o.status.success(),
+            "gpu_infer {args:?} failed: {}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).contains(file), "{file}: {}", stdout(&o));
+        let saved = read_safetensors(&out.0).unwrap();
+        let what = format!("gpu_infer --weights {file} logits (cpu)");
+        common::assert_close(&what, &saved["logits"], reference, common::F32_REL_TOL);
+        common::assert_same_top1(&what, &saved["logits"], reference);
+    }
+    // A checkpoint that is not a state_dict's is refused with its reason, and no panic.
+    let bad = TempFile::new("evil", "pth");
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/pth_loader/seed-os_system.pth"),
+    )
+    .unwrap();
+    std::fs::write(&bad.0, bytes).unwrap();
+    let err = gpu_infer_error(&[
+        "--regnet",
+        TINY_Y_SPEC,
+        "--weights",
+        bad.0.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(err.contains("os.system"), "{err}");
+}
+
 #[test]
 fn json_has_per_image_top_k() {
     let dir = common::fixtures_dir();

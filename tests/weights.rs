@@ -551,18 +551,24 @@ fn unexpected_tensor_is_named() {
     );
     assert_names(&err.to_string(), &[extra]);
 
-    // A `module.` prefix (a DataParallel checkpoint not run through the converter) is not
-    // stripped: the unprefixed tensor is reported missing.
+    // A `module.` prefix (a DataParallel checkpoint) is stripped, as from a PyTorch checkpoint
+    // (tests/pth.rs): the prefixed tensor loads under its plain name...
     let mut prefixed = sd.clone();
     let mut e = prefixed.remove("fc.bias");
     e.name = "module.fc.bias".into();
-    prefixed.insert(e);
-    let err = expect_err(from_bytes(&prefixed.to_bytes(), &plan), "module. prefix");
+    prefixed.insert(e.clone());
+    let w = from_bytes(&prefixed.to_bytes(), &plan).unwrap();
+    let plain = from_bytes(&sd.to_bytes(), &plan).unwrap();
+    assert_eq!(w.linear("fc").unwrap(), plain.linear("fc").unwrap());
+    // ...and a name present both with and without it is an error naming it.
+    let mut both = sd.clone();
+    both.insert(e);
+    let err = expect_err(from_bytes(&both.to_bytes(), &plan), "module. prefix twice");
     assert!(
-        matches!(&err, Error::MissingTensor { name, .. } if name == "fc.bias"),
+        matches!(&err, Error::DuplicateTensor { name, .. } if name == "fc.bias"),
         "{err:?}"
     );
-    assert_names(&err.to_string(), &["module.fc.bias", "strip"]);
+    assert_names(&err.to_string(), &["fc.bias", "module."]);
 
     // Several extras, of odd dtypes: all counted, the first (sorted) named.
     let mut bad = sd.clone();

@@ -1,20 +1,28 @@
-//! Weights: a torchvision or timm `state_dict` in safetensors, checked against a [`Plan`],
-//! with every BatchNorm folded into its convolution at load.
+//! Weights: a torchvision or timm `state_dict`, checked against a [`Plan`], with every
+//! BatchNorm folded into its convolution at load.
+//!
+//! The file is a PyTorch checkpoint (`torch.save(state_dict)`, zip or legacy format: [`pth`],
+//! read by a restricted unpickler, [`pickle`]) or safetensors, told apart by content; each is
+//! read into one [`StateDict`] ([`state_dict`]), which this module checks and folds.
 //!
 //! Names are torchvision's own (`stem.0.weight`, `stem.1.running_mean`,
 //! `trunk_output.block1.block1-0.f.a.0.weight`, `...f.se.fc1.weight`, `...proj.1.bias`,
-//! `fc.weight`, ...). F32, F16 and BF16 tensors are accepted; `num_batches_tracked`
-//! buffers are ignored. Every tensor the plan needs must be present with its shape, and
-//! nothing else may be left over.
+//! `fc.weight`, ...), a leading `module.` (DataParallel) stripped. F32, F16 and BF16 tensors
+//! are accepted; `num_batches_tracked` buffers are ignored. Every tensor the plan needs must be
+//! present with its shape, and nothing else may be left over.
+
+pub mod pickle;
+pub mod pth;
+pub mod state_dict;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use safetensors::SafeTensors;
-
 use crate::error::{Error, Result};
 use crate::plan::{OpKind, Plan};
-use crate::tensor::{parse_safetensors, read_file, view_to_f32};
+use crate::tensor::read_file;
+
+pub use state_dict::{Dtype, Format, RawTensor, StateDict};
 
 /// BatchNorm's epsilon: torch's default, which every model here uses (torchvision's, timm's).
 pub const BN_EPS: f64 = 1e-5;
@@ -71,7 +79,7 @@ pub struct Weights {
 }
 
 struct Reader<'a> {
-    st: SafeTensors<'a>,
+    st: StateDict<'a>,
     used: HashSet<String>,
     path: &'a Path,
 }
@@ -86,27 +94,18 @@ impl Reader<'_> {
     }
 
     fn get(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let view = self.st.tensor(name).map_err(|_| {
-            let hint = if self.st.tensor(&format!("module.{name}")).is_ok() {
-                format!(
-                    " (the file has `module.{name}`: strip the `module.` prefix, e.g. with scripts/pth_to_safetensors.py)"
-                )
-            } else {
-                String::new()
-            };
-            Error::MissingTensor {
-                name: name.to_string(),
-                context: format!(" in {}{hint}", self.path.display()),
-            }
+        let t = self.st.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            context: format!(" in {}", self.path.display()),
         })?;
-        if view.shape() != shape {
+        if t.shape != shape {
             return Err(Error::ShapeMismatch {
                 name: name.to_string(),
-                found: view.shape().to_vec(),
+                found: t.shape.clone(),
                 expected: shape.to_vec(),
             });
         }
-        let data = view_to_f32(name, &view)?;
+        let data = t.to_f32(name)?;
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(self.invalid(
                 name,
@@ -182,11 +181,20 @@ fn fold_bn(
 }
 
 impl Weights {
-    /// Loads a safetensors `state_dict` and checks it against `plan`.
+    /// Loads a `state_dict` and checks it against `plan`: a PyTorch checkpoint
+    /// (`torch.save(model.state_dict(), ...)`, such as torchvision's downloads, in the zip or
+    /// the legacy format) or a safetensors file, told apart by content, not by the file's name
+    /// ([`Format::detect`]). A `module.` prefix (DataParallel) is stripped.
+    ///
+    /// PyTorch checkpoints are read by a restricted unpickler that runs nothing: anything but
+    /// tensors in a dict is refused with [`Error::Pth`].
     ///
     /// ```no_run
     /// use regnet_wgpu::{zoo, Plan, Weights};
     /// let plan = Plan::new(&zoo::get("regnet_y_400mf")?, 224, 224)?;
+    /// // torchvision's own checkpoint, as downloaded:
+    /// let weights = Weights::load("regnet_y_400mf-c65dace8.pth", &plan)?;
+    /// // or a safetensors file:
     /// let weights = Weights::load("regnet_y_400mf.safetensors", &plan)?;
     /// # Ok::<(), regnet_wgpu::Error>(())
     /// ```
@@ -196,9 +204,14 @@ impl Weights {
         Self::from_bytes(&bytes, path, plan)
     }
 
-    /// Reads a safetensors `state_dict` held in memory; `label` names it in errors.
+    /// Reads a `state_dict` held in memory (a PyTorch checkpoint or safetensors, as
+    /// [`Weights::load`]); `label` names it in errors.
     pub fn from_bytes(bytes: &[u8], label: &Path, plan: &Plan) -> Result<Weights> {
-        let st = parse_safetensors(bytes, label)?;
+        Self::from_state_dict(StateDict::from_bytes(bytes, label)?, label, plan)
+    }
+
+    /// Checks a [`StateDict`] against `plan` and folds it; `label` names it in errors.
+    pub fn from_state_dict(st: StateDict<'_>, label: &Path, plan: &Plan) -> Result<Weights> {
         let mut r = Reader {
             st,
             used: HashSet::new(),
@@ -249,7 +262,6 @@ impl Weights {
         }
         let mut left: Vec<String> =
             r.st.names()
-                .into_iter()
                 .filter(|n| !r.used.contains(*n) && !n.ends_with("num_batches_tracked"))
                 .map(str::to_string)
                 .collect();
