@@ -18,8 +18,12 @@
 //! ```
 
 pub mod config;
+#[cfg(feature = "cpu")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cpu")))]
 pub mod cpu;
 pub mod error;
+#[cfg(feature = "gpu")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gpu")))]
 pub mod gpu;
 pub mod plan;
 pub mod preprocess;
