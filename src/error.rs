@@ -274,6 +274,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A [`Error::DeviceLimit`] on `max_storage_buffer_binding_size`: `what` needs a binding of
     /// `needed` bytes, the device allows `have`; `advice` starts with `; ` when present.
+    #[cfg(feature = "gpu")]
     pub(crate) fn binding_limit(what: String, have: u64, needed: u64, advice: &str) -> Self {
         Error::DeviceLimit {
             what,

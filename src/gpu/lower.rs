@@ -32,7 +32,12 @@ pub enum Binding {
     /// The buffer a value lives in.
     Value(ValueId),
     /// Weights of op `op`, part `part` (convolutions split over the binding limit have several).
-    Weight { op: usize, part: usize },
+    Weight {
+        /// The op's index in the plan.
+        op: usize,
+        /// The part's index (0 unless the op is split).
+        part: usize,
+    },
     /// Biases of op `op`.
     Bias(usize),
     /// The per-image scratch of squeeze-and-excitation op `op`.

@@ -32,7 +32,23 @@ kernel_params! {
     /// `conv.wgsl`: one part of a direct convolution (any kernel, stride, padding, groups).
     ConvParams {
         /// Images.
-        batch, in_c, in_h, in_w, out_c, out_h, out_w, groups, pad,
+        batch,
+        /// Input channels.
+        in_c,
+        /// Input height.
+        in_h,
+        /// Input width.
+        in_w,
+        /// Output channels.
+        out_c,
+        /// Output height.
+        out_h,
+        /// Output width.
+        out_w,
+        /// Groups.
+        groups,
+        /// Zero padding on each side.
+        pad,
         /// ceil(part_cout / OCN).
         oc_blocks,
         /// PX-pixel tiles per output row.
@@ -71,7 +87,19 @@ kernel_params! {
     /// `conv_pointwise.wgsl`: one part of a 1x1 convolution with one group, as a GEMM.
     PointwiseParams {
         /// Images.
-        batch, in_c, in_h, in_w, out_c, out_h, out_w,
+        batch,
+        /// Input channels.
+        in_c,
+        /// Input height.
+        in_h,
+        /// Input width.
+        in_w,
+        /// Output channels.
+        out_c,
+        /// Output height.
+        out_h,
+        /// Output width.
+        out_w,
         /// ceil(oc_count / TM).
         oc_blocks,
         /// TN-pixel tiles per plane.
@@ -142,12 +170,20 @@ kernel_params! {
     MaxPoolParams {
         /// batch * channels * out_h * out_w.
         total,
-        /// Input plane.
-        in_h, in_w,
-        /// Output plane.
-        out_h, out_w,
-        /// Window side, stride, padding.
-        kernel, stride, pad,
+        /// Input height.
+        in_h,
+        /// Input width.
+        in_w,
+        /// Output height.
+        out_h,
+        /// Output width.
+        out_w,
+        /// Window side.
+        kernel,
+        /// Stride.
+        stride,
+        /// Padding on each side (never selected: the window always overlaps the image).
+        pad,
     }
 }
 
@@ -155,7 +191,11 @@ kernel_params! {
     /// `linear.wgsl`: the fully connected head.
     LinearParams {
         /// Images.
-        batch, in_f, out_f,
+        batch,
+        /// Input features.
+        in_f,
+        /// Output features (classes).
+        out_f,
         /// vec4s per padded weight row.
         in4,
         /// vec4s holding x.

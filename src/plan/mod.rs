@@ -2,7 +2,7 @@
 //! with their shapes, and the counts that describe its cost.
 //!
 //! A plan is family-agnostic: each family is one small producer (config → ops) in a module of
-//! its own ([`regnet`], [`resnet`], [`rexnet`]), all of them building with the same
+//! its own (`src/plan/{regnet,resnet,rexnet}.rs`), all of them building with the same
 //! [`builder::Builder`]; the backends run op kinds, never families.
 //!
 //! | op kind | what it is | CPU twin | GPU lowering |
