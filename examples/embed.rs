@@ -79,6 +79,7 @@ fn fs(@builtin(position) pos: vec4<f32>) -> @location(0) vec4<f32> {
 
 /// The host's device: its own instance and adapter, WebGPU's default limits, no features.
 fn host_device() -> Result<GpuContext> {
+    regnet_wgpu::gpu::quiet_headless_wayland();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
     let instance = wgpu::Instance::new(desc);

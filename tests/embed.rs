@@ -23,6 +23,7 @@ use regnet_wgpu::{zoo, Plan, Tensor, Weights};
 /// A device as a host application makes it: its own instance and adapter, WebGPU's default
 /// limits (not the adapter's) and only the features it asks for.
 fn host_device(features: wgpu::Features, limits: wgpu::Limits) -> GpuContext {
+    regnet_wgpu::gpu::quiet_headless_wayland();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
     let instance = wgpu::Instance::new(desc);
@@ -320,6 +321,7 @@ fn f16_output_matches_the_cpu_transform() {
     let ctx = if probe.device.features().contains(wgpu::Features::SHADER_F16) {
         probe.clone()
     } else {
+        regnet_wgpu::gpu::quiet_headless_wayland();
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
         let adapter =

@@ -24,6 +24,7 @@ fn ctx() -> &'static GpuContext {
 
 /// A device as a host makes it, with `limits` and `shader-f16` when the adapter has it.
 fn device_with(limits: impl FnOnce(wgpu::Limits) -> wgpu::Limits) -> GpuContext {
+    regnet_wgpu::gpu::quiet_headless_wayland();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
     let adapter =

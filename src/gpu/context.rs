@@ -60,7 +60,7 @@ impl GpuContext {
     /// invalid or not set in the environment.` on stderr, twice per process, which reads like
     /// an error of the program's own. A variable that is already set is left as it is.
     pub async fn new_async(precision: Precision) -> Result<Self> {
-        quiet_wayland_probe();
+        quiet_headless_wayland();
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
         desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
         let instance = wgpu::Instance::new(desc);
@@ -225,10 +225,13 @@ impl GpuContext {
 }
 
 /// Points `XDG_RUNTIME_DIR` at a private directory when it is unset or not absolute (Linux
-/// only, once per process; see [`GpuContext::new_async`]). libwayland only checks that the
-/// variable names an absolute path; the directory is made (mode 0700) so that anything else
-/// that uses it finds one it owns.
-fn quiet_wayland_probe() {
+/// only, once per process). Vulkan drivers probe for a Wayland display while a `wgpu::Instance`
+/// is made, and libwayland prints `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.` on headless machines without it. [`GpuContext::new_async`] calls this; a host
+/// that makes its own instance can call it first. libwayland only checks that the variable
+/// names an absolute path; the directory is made (mode 0700) so that anything else that uses
+/// it finds one it owns.
+pub fn quiet_headless_wayland() {
     #[cfg(target_os = "linux")]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();

@@ -34,7 +34,7 @@ pub mod runner;
 pub mod tiling;
 pub mod unroll;
 
-pub use context::{GpuContext, Precision};
+pub use context::{quiet_headless_wayland, GpuContext, Precision};
 pub use kernels::ShaderChecks;
 pub use model::GpuModel;
 pub use preprocess::{GpuPreprocess, PreprocessBinding, PreprocessOptions, Rounding};
