@@ -231,23 +231,36 @@ fn summary_text(s: &Summary) -> String {
             String::new()
         }
     )];
+    let gpu = s.backend.starts_with("gpu");
     lines.push(format!(
-        "time:    {} for inference ({:.1} images/s over {} wall); the first run took {}, \
-         which includes the driver's first-use work (steady-state timings: the `bench` example)",
+        "time:    {} for inference ({:.1} images/s over {} wall); the first run took {}{} \
+         (steady-state timings: the `bench` example)",
         secs(s.time_ms),
         s.images_per_s,
         secs(s.wall_ms),
-        secs(s.first_batch_ms)
+        secs(s.first_batch_ms),
+        if gpu {
+            ", which includes the driver's first-use work"
+        } else {
+            ""
+        }
     ));
     lines.push(format!(
         "         decoding {} and resizing {} of CPU-thread time, alongside inference",
         secs(s.decode_ms),
         secs(s.transform_ms)
     ));
+    let what = if gpu {
+        format!(
+            "device, weights, kernels; pipeline cache: {}",
+            s.pipeline_cache
+        )
+    } else {
+        "the backend's weights".to_string()
+    };
     lines.push(format!(
-        "startup: {} to set up (device, weights, kernels; pipeline cache: {}); first logits {} after the program started",
+        "startup: {} to set up ({what}); first logits {} after the program started",
         secs(s.setup_ms),
-        s.pipeline_cache,
         secs(s.first_logits_ms)
     ));
     lines.join("\n")
