@@ -389,8 +389,22 @@ impl Kernels {
                 .copied()
                 .collect()
         };
+        let compiled = self.compile_all(&todo, threads);
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        for (v, p) in compiled {
+            cache.entry(v).or_insert(p);
+        }
+    }
+
+    /// Compiles `todo` on up to `threads` threads, each taking the next variant left.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn compile_all(
+        &self,
+        todo: &[Variant],
+        threads: usize,
+    ) -> Vec<(Variant, wgpu::ComputePipeline)> {
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let compiled: Vec<(Variant, wgpu::ComputePipeline)> = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads.clamp(1, todo.len().max(1)))
                 .map(|_| {
                     s.spawn(|| {
@@ -407,11 +421,17 @@ impl Kernels {
                 .into_iter()
                 .flat_map(|w| w.join().unwrap_or_default())
                 .collect()
-        });
-        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        for (v, p) in compiled {
-            cache.entry(v).or_insert(p);
-        }
+        })
+    }
+
+    /// In the browser (no threads; wgpu's WebGPU types are not `Send`): one after another.
+    #[cfg(target_arch = "wasm32")]
+    fn compile_all(
+        &self,
+        todo: &[Variant],
+        _threads: usize,
+    ) -> Vec<(Variant, wgpu::ComputePipeline)> {
+        todo.iter().map(|&v| (v, self.compile(v))).collect()
     }
 
     /// Creates the pipeline of a variant: its module with the variant's override constants.
