@@ -7,23 +7,14 @@
 #![no_main]
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use regnet_wgpu::weights::{Format, StateDict};
-use regnet_wgpu::{Plan, RegNetParams, Weights};
+use regnet_wgpu::Weights;
 
-/// The plan of tests/fixtures/tiny_y.safetensors (its config in tests/fixtures/manifest.json).
-fn plan() -> &'static Plan {
-    static PLAN: OnceLock<Plan> = OnceLock::new();
-    PLAN.get_or_init(|| {
-        let p = RegNetParams::new(6, 16, 12.0, 2.0, 8)
-            .with_se(0.25)
-            .with_classes(10)
-            .with_stem(16);
-        Plan::new(&p, 32, 32).expect("tiny_y plan")
-    })
-}
+#[path = "tiny_y_plan.rs"]
+mod tiny_y_plan;
+use tiny_y_plan::plan;
 
 fuzz_target!(|data: &[u8]| {
     let label = Path::new("fuzz.pth");
