@@ -139,12 +139,14 @@ pub mod config;
 #[cfg(feature = "cpu")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cpu")))]
 pub mod cpu;
+pub mod design_space;
 pub mod error;
 #[cfg(feature = "gpu")]
 #[cfg_attr(docsrs, doc(cfg(feature = "gpu")))]
 pub mod gpu;
 pub mod plan;
 pub mod preprocess;
+mod rng;
 pub mod tensor;
 pub mod weights;
 

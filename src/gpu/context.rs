@@ -1,8 +1,10 @@
 //! The adapter, device and queue the runners work on.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::kernels::{Kernels, ShaderChecks};
 use super::pipeline_cache::DiskPipelineCache;
 use crate::error::{Error, Result};
 
@@ -47,7 +49,13 @@ pub struct GpuContext {
     lost: Arc<Mutex<Option<String>>>,
     /// Compiled pipelines kept on disk ([`GpuContext::with_pipeline_cache`]).
     pipeline_cache: Option<Arc<DiskPipelineCache>>,
+    /// Shader modules and pipelines, shared by every model made on this context
+    /// ([`GpuContext::kernels`]).
+    kernels: Arc<Mutex<HashMap<KernelsKey, Arc<Kernels>>>>,
 }
+
+/// What a set of kernels is compiled for: precision, subgroup entry points, shader checks.
+type KernelsKey = (Precision, bool, ShaderChecks);
 
 impl GpuContext {
     /// Creates the library's own device on the best adapter (Vulkan, Metal, DX12 or WebGPU),
@@ -142,6 +150,7 @@ impl GpuContext {
             subgroup_layout: Arc::new(OnceLock::new()),
             lost: Arc::new(Mutex::new(None)),
             pipeline_cache: None,
+            kernels: Arc::default(),
         }
     }
 
@@ -165,12 +174,30 @@ impl GpuContext {
     pub fn with_pipeline_cache(mut self, dir: impl AsRef<Path>) -> Self {
         self.pipeline_cache =
             DiskPipelineCache::open(&self.device, &self.info, dir.as_ref()).map(Arc::new);
+        // Kernels compiled from now on go through the cache: a set of its own.
+        self.kernels = Arc::default();
         self
     }
 
     /// The pipeline cache pipelines are created with, if any.
     pub fn pipeline_cache(&self) -> Option<&wgpu::PipelineCache> {
         self.pipeline_cache.as_ref().map(|c| &c.cache)
+    }
+
+    /// The kernels for `precision`, compiled once per context: every model made on it (and
+    /// so every runner) shares their shader modules and pipelines, so a second model of the
+    /// same shapes of convolution compiles nothing. Kernels made before
+    /// [`GpuContext::with_pipeline_cache`] belong to the context it was called on.
+    pub(crate) fn kernels(
+        &self,
+        precision: Precision,
+        subgroups: bool,
+        checks: ShaderChecks,
+    ) -> Arc<Kernels> {
+        let mut map = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry((precision, subgroups, checks))
+            .or_insert_with(|| Arc::new(Kernels::new(self, precision, subgroups, checks)))
+            .clone()
     }
 
     /// Whether the pipeline cache was seeded from a valid file (a warm start).

@@ -40,7 +40,7 @@ struct ModelInner {
     shader_checks: ShaderChecks,
     subgroups_requested: bool,
     subgroups: bool,
-    kernels: Kernels,
+    kernels: Arc<Kernels>,
     buffers: Vec<Option<OpBuffers>>,
     weight_bytes: u64,
 }
@@ -303,7 +303,7 @@ impl GpuModel {
                 shader_checks: opts.shader_checks,
                 subgroups_requested: opts.subgroups,
                 subgroups,
-                kernels: Kernels::new(ctx, prec, subgroups, opts.shader_checks),
+                kernels: ctx.kernels(prec, subgroups, opts.shader_checks),
                 buffers,
                 weight_bytes,
             }),
@@ -330,7 +330,8 @@ impl GpuModel {
         self.inner.weight_bytes
     }
 
-    /// Number of distinct compute pipelines compiled so far (shared by the model's runners).
+    /// Number of distinct compute pipelines compiled so far, shared by every model and runner
+    /// made on the same context at the same precision and checks.
     pub fn pipelines(&self) -> usize {
         self.inner.kernels.pipeline_count()
     }

@@ -20,6 +20,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::plan::{OpKind, Plan};
+use crate::rng::SplitMix;
 use crate::tensor::read_file;
 
 pub use state_dict::{Dtype, Format, RawTensor, StateDict};
@@ -286,7 +287,7 @@ impl Weights {
     /// Deterministic random weights for `plan` (He-style scaling, so activations stay in range).
     /// For demos, tests and benchmarks: they classify nothing.
     pub fn random(plan: &Plan, seed: u64) -> Weights {
-        let mut rng = SplitMix(seed ^ 0x0005_eed0_f4e6_70e7);
+        let mut rng = SplitMix::new(seed ^ 0x0005_eed0_f4e6_70e7);
         let mut uniform = |n: usize, bound: f64| -> Vec<f32> {
             (0..n)
                 .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
@@ -389,22 +390,5 @@ impl Weights {
     /// True when no op has parameters.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
-    }
-}
-
-/// SplitMix64: a tiny, well-known deterministic generator for random weights.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
