@@ -175,6 +175,9 @@ pub enum Error {
     /// Any other failure of the GPU path (a wgpu validation error).
     #[error("gpu: {0}")]
     Gpu(String),
+    /// A chart that cannot be drawn (`plot` module): what is wrong with which axis or series.
+    #[error("plot: {0}")]
+    Plot(String),
 }
 
 /// What is wrong with a PyTorch checkpoint ([`Error::Pth`]).

@@ -17,6 +17,7 @@
 //! | `cpu` | yes | the `cpu` module: the multithreaded CPU backend | gemm, rayon |
 //! | `gpu` | yes | the `gpu` module: WGSL kernels, runner, texture preprocessing, readback | wgpu, pollster |
 //! | `image` | yes | `EvalTransform::apply` / `load`, the PIL-exact resampler, PNG/JPEG decoding | image, rayon |
+//! | `plot` | yes | the `plot` module: charts as SVG strings (the examples' `--svg`) | plotters (SVG backend only) |
 //!
 //! Without any of them the crate still has [`config`], [`plan`], [`weights`], [`tensor`] and
 //! the transform's description in [`preprocess`]. A wgpu host or a wasm build takes only the
@@ -145,6 +146,10 @@ pub mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "gpu")))]
 pub mod gpu;
 pub mod plan;
+/// Charts as SVG strings (plotters' SVG backend): x-y charts on linear or log axes, and bars.
+#[cfg(feature = "plot")]
+#[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
+pub mod plot;
 pub mod preprocess;
 mod rng;
 pub mod tensor;
