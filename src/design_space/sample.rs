@@ -18,6 +18,9 @@ pub const REGNET_W0: (f64, f64) = (8.0, 256.0);
 pub const REGNET_WA: (f64, f64) = (0.1, 256.0);
 /// RegNet: `wm` log-uniform in this range, rounded to 0.001 (the paper: 1.5 <= wm <= 3).
 pub const REGNET_WM: (f64, f64) = (1.5, 3.0);
+/// RegNet: models whose quantized widths make this many stages (the paper's RegNet space is
+/// a restriction of AnyNetX, which has four); other draws are drawn again.
+pub const REGNET_STAGES: usize = 4;
 /// AnyNetX: stages, each with stride 2 after a stem of 32 channels, as in the paper.
 pub const ANYNET_STAGES: usize = 4;
 /// AnyNetX: each stage's depth uniform in `1..=ANYNET_MAX_DEPTH` (the paper: d_i <= 16).
@@ -278,6 +281,11 @@ impl Sampler {
             let Ok(plan) = Plan::new(&arch, h, w) else {
                 continue;
             };
+            if let Architecture::RegNet(p) = &arch {
+                if p.stages().map_or(true, |st| st.len() != REGNET_STAGES) {
+                    continue;
+                }
+            }
             let macs = plan.macs();
             if !self.opts.macs.contains(macs) {
                 continue;
@@ -338,6 +346,15 @@ mod tests {
             assert_eq!(p.bottleneck, 1.0);
             assert_eq!(p.se_ratio, None);
             assert_eq!(p.to_string().parse::<RegNetParams>().unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn regnet_samples_have_four_stages() {
+        let mut s = Sampler::new(opts(Space::RegNet, 5, false));
+        for sample in s.take_samples(20).unwrap() {
+            let stages = sample.arch.regnet_stages().unwrap().unwrap();
+            assert_eq!(stages.len(), REGNET_STAGES, "{}", sample.spec);
         }
     }
 
@@ -403,7 +420,7 @@ mod tests {
     }
 
     const PINNED_REGNET_SEED_1: &str =
-        "depth=61,w0=16,wa=2.51,wm=2.852,group_width=2,bottleneck=1,stem=32,classes=1000";
+        "depth=8,w0=48,wa=66.82,wm=2.582,group_width=2,bottleneck=1,stem=32,classes=1000";
 
     #[test]
     fn an_impossible_window_is_a_named_error() {
