@@ -92,7 +92,7 @@ fn check_line(v: &Value, size: usize) {
         "regnet" => {
             let p: RegNetParams = spec.parse().unwrap();
             assert!(
-                (1..=64).contains(&p.depth) && p.w0 <= 256 && p.w0 % 8 == 0,
+                (1..=64).contains(&p.depth) && p.w0 <= 256 && p.w0.is_multiple_of(8),
                 "{spec}"
             );
             assert!(
@@ -110,7 +110,10 @@ fn check_line(v: &Value, size: usize) {
             let p: AnyNetParams = spec.parse().unwrap();
             assert_eq!(p.depths.len(), 4, "{spec}");
             assert!(p.depths.iter().all(|d| (1..=16).contains(d)), "{spec}");
-            assert!(p.widths.iter().all(|w| w % 8 == 0 && *w <= 1024), "{spec}");
+            assert!(
+                p.widths.iter().all(|w| w.is_multiple_of(8) && *w <= 1024),
+                "{spec}"
+            );
             assert!(
                 p.group_widths.iter().all(|g| GROUP_WIDTHS.contains(g)),
                 "{spec}"

@@ -147,7 +147,7 @@ fn sweep(args: &Args) -> Result<Sweep> {
                 Prec::F32 => Precision::F32,
                 Prec::F16 => Precision::F16,
             };
-            Backend::Gpu(GpuContext::new(p)?, p)
+            Backend::Gpu(Box::new(GpuContext::new(p)?), p)
         }
     };
     let timing = Timing {

@@ -26,7 +26,7 @@ pub enum Backend {
     /// The CPU backend (f32).
     Cpu,
     /// The GPU: one context, so every model shares the pipelines already compiled.
-    Gpu(GpuContext, Precision),
+    Gpu(Box<GpuContext>, Precision),
 }
 
 /// One model's median latency, and how it was taken.

@@ -253,7 +253,10 @@ impl Sampler {
             let b = self.pick(&ANYNET_BOTTLENECK_RATIOS);
             // w is a multiple of 8 and b divides 4: the bottleneck is exactly w / b channels.
             let w_b = w / b;
-            let fits: Vec<usize> = GROUP_WIDTHS.into_iter().filter(|g| w_b % g == 0).collect();
+            let fits: Vec<usize> = GROUP_WIDTHS
+                .into_iter()
+                .filter(|g| w_b.is_multiple_of(*g))
+                .collect();
             p.depths.push(self.rng.int(1, ANYNET_MAX_DEPTH));
             p.widths.push(w);
             p.bottlenecks.push(1.0 / b as f64);
