@@ -31,7 +31,9 @@ use image::RgbImage;
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::readback::read_buffer_blocking;
-use regnet_wgpu::gpu::{GpuContext, GpuPreprocess, GpuRunner, LogitsReadback, RunnerOptions};
+use regnet_wgpu::gpu::{
+    GpuContext, GpuPreprocess, GpuRunner, LogitsReadback, PreprocessBinding, RunnerOptions,
+};
 use regnet_wgpu::preprocess::{load_rgb8, stack, EvalTransform};
 use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 
@@ -174,102 +176,69 @@ fn class_name(classes: usize, i: usize) -> String {
     }
 }
 
-fn run(args: &Args) -> Result<bool> {
-    let t0 = Instant::now();
-    // --- The host application's setup -----------------------------------------------------
-    let ctx = host_device()?;
-    println!(
-        "host device: {} (default limits, no features)",
-        ctx.describe()
-    );
-    let photo_path = args.image.clone().unwrap_or_else(|| SAMPLE_PHOTO.into());
-    let pixels = load_rgb8(&photo_path)?;
-    let size = (pixels.width(), pixels.height());
-    let rgba: Vec<u8> = pixels
-        .pixels()
-        .flat_map(|p| [p.0[0], p.0[1], p.0[2], 255])
-        .collect();
-    let photo = texture(
-        &ctx,
-        "photo",
-        size,
-        wgpu::TextureFormat::Rgba8UnormSrgb,
-        wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-    );
-    ctx.queue.write_texture(
-        photo.as_image_copy(),
-        &rgba,
-        wgpu::TexelCopyBufferLayout {
-            offset: 0,
-            bytes_per_row: Some(4 * size.0),
-            rows_per_image: Some(size.1),
-        },
-        photo.size(),
-    );
-    // The frame the host renders: an sRGB render target the classifier also reads.
-    let frame_format = wgpu::TextureFormat::Rgba8UnormSrgb;
-    let frame = texture(
-        &ctx,
-        "frame",
-        size,
-        frame_format,
-        wgpu::TextureUsages::RENDER_ATTACHMENT
-            | wgpu::TextureUsages::TEXTURE_BINDING
-            | wgpu::TextureUsages::COPY_SRC,
-    );
-    let (draw, draw_bind) = host_draw(&ctx, &photo, frame_format);
+/// The host application's part: its device, the photo as a texture, the frame it renders
+/// (an sRGB render target the classifier also reads) and its draw.
+struct Host {
+    ctx: GpuContext,
+    frame: wgpu::Texture,
+    size: (u32, u32),
+    draw: wgpu::RenderPipeline,
+    draw_bind: wgpu::BindGroup,
+}
 
-    // --- The classifier, on the host's device ----------------------------------------------
-    let plan = Plan::new(Architecture::named(&args.model)?, 224, 224)?;
-    let (weights, random) = match &args.weights {
-        Some(p) => (Weights::load(p, &plan)?, false),
-        None => (Weights::random(&plan, 0), true),
-    };
-    let mut runner = GpuRunner::new(&ctx, &plan, &weights, RunnerOptions::default())?;
-    // The model reads an input buffer the host owns (here also readable, for the check).
-    let input = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("host: model input"),
-        size: runner.input_buffer_size(),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    runner.set_input_buffer(input.clone())?;
-    let transform = EvalTransform::default();
-    let preprocess = GpuPreprocess::for_runner(&runner, transform.clone())?;
-    let classify = preprocess.bind_runner(&frame, &runner, 0)?;
-    let readback = LogitsReadback::new(&runner);
-    // Only for the check: the rendered pixels, rows padded to 256 bytes.
-    let row_bytes = (4 * size.0).div_ceil(256) * 256;
-    let frame_copy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("host: frame readback"),
-        size: (row_bytes * size.1) as u64,
-        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    println!(
-        "model:       {} at 224x224 ({:.2}M params), set up in {:.0} ms",
-        args.model,
-        plan.num_params() as f64 / 1e6,
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    if random {
+impl Host {
+    fn new(photo_path: &std::path::Path) -> Result<Host> {
+        let ctx = host_device()?;
         println!(
-            "weights:     RANDOM (deterministic, seed 0): no pretrained weights are bundled or \
-             reachable here, so the class names below are meaningless; pass --weights FILE for real ones"
+            "host device: {} (default limits, no features)",
+            ctx.describe()
         );
-    } else {
-        println!("weights:     {}", weights.source);
+        let pixels = load_rgb8(photo_path)?;
+        let size = (pixels.width(), pixels.height());
+        let rgba: Vec<u8> = pixels
+            .pixels()
+            .flat_map(|p| [p.0[0], p.0[1], p.0[2], 255])
+            .collect();
+        let photo = texture(
+            &ctx,
+            "photo",
+            size,
+            wgpu::TextureFormat::Rgba8UnormSrgb,
+            wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        );
+        ctx.queue.write_texture(
+            photo.as_image_copy(),
+            &rgba,
+            wgpu::TexelCopyBufferLayout {
+                offset: 0,
+                bytes_per_row: Some(4 * size.0),
+                rows_per_image: Some(size.1),
+            },
+            photo.size(),
+        );
+        let frame_format = wgpu::TextureFormat::Rgba8UnormSrgb;
+        let frame = texture(
+            &ctx,
+            "frame",
+            size,
+            frame_format,
+            wgpu::TextureUsages::RENDER_ATTACHMENT
+                | wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::COPY_SRC,
+        );
+        let (draw, draw_bind) = host_draw(&ctx, &photo, frame_format);
+        Ok(Host {
+            ctx,
+            frame,
+            size,
+            draw,
+            draw_bind,
+        })
     }
 
-    // --- One frame: draw, preprocess, infer, copy out; one submission ------------------------
-    let t1 = Instant::now();
-    let mut encoder = ctx
-        .device
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("host frame"),
-        });
-    {
-        let view = frame.create_view(&Default::default());
+    /// The host's own rendering of its frame.
+    fn encode_draw(&self, encoder: &mut wgpu::CommandEncoder) {
+        let view = self.frame.create_view(&Default::default());
         let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
             label: Some("host draw"),
             color_attachments: &[Some(wgpu::RenderPassColorAttachment {
@@ -286,69 +255,144 @@ fn run(args: &Args) -> Result<bool> {
             occlusion_query_set: None,
             multiview_mask: None,
         });
-        pass.set_pipeline(&draw);
-        pass.set_bind_group(0, &draw_bind, &[]);
+        pass.set_pipeline(&self.draw);
+        pass.set_bind_group(0, &self.draw_bind, &[]);
         pass.draw(0..3, 0..1);
     }
-    classify.encode(&mut encoder); // frame -> runner input (torchvision's transform)
-    runner.encode(&mut encoder); // input -> logits
-    readback.encode_copy(&mut encoder); // logits -> staging
-    encoder.copy_texture_to_buffer(
-        frame.as_image_copy(),
-        wgpu::TexelCopyBufferInfo {
-            buffer: &frame_copy,
-            layout: wgpu::TexelCopyBufferLayout {
-                offset: 0,
-                bytes_per_row: Some(row_bytes),
-                rows_per_image: Some(size.1),
+
+    /// Bytes per row of the frame's readback (padded to 256, as copies require).
+    fn row_bytes(&self) -> u32 {
+        (4 * self.size.0).div_ceil(256) * 256
+    }
+
+    /// A buffer for the rendered pixels (only for the check).
+    fn frame_readback(&self) -> wgpu::Buffer {
+        self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("host: frame readback"),
+            size: (self.row_bytes() * self.size.1) as u64,
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn encode_frame_copy(&self, encoder: &mut wgpu::CommandEncoder, to: &wgpu::Buffer) {
+        encoder.copy_texture_to_buffer(
+            self.frame.as_image_copy(),
+            wgpu::TexelCopyBufferInfo {
+                buffer: to,
+                layout: wgpu::TexelCopyBufferLayout {
+                    offset: 0,
+                    bytes_per_row: Some(self.row_bytes()),
+                    rows_per_image: Some(self.size.1),
+                },
             },
-        },
-        frame.size(),
-    );
-    ctx.queue.submit([encoder.finish()]);
+            self.frame.size(),
+        );
+    }
 
-    // The host's loop goes on; the logits arrive through a future it polls once per frame
-    // (polling it polls the device without blocking).
-    let mut logits_future = std::pin::pin!(readback.read());
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut frames = 0u64;
-    let logits = loop {
-        if let Poll::Ready(r) = logits_future.as_mut().poll(&mut cx) {
-            break r?;
+    /// The rendered frame, read back from `buffer`.
+    fn rendered(&self, buffer: &wgpu::Buffer) -> Result<RgbImage> {
+        let raw = read_buffer_blocking(&self.ctx, buffer, 0, buffer.size())?;
+        let row_bytes = self.row_bytes();
+        Ok(RgbImage::from_fn(self.size.0, self.size.1, |x, y| {
+            let i = (y * row_bytes + 4 * x) as usize;
+            image::Rgb([raw[i], raw[i + 1], raw[i + 2]])
+        }))
+    }
+}
+
+/// The classifier on the host's device, reading the host's frame into an input buffer the
+/// host owns (here also readable, for the check).
+struct Classifier {
+    plan: Plan,
+    weights: Weights,
+    runner: GpuRunner,
+    input: wgpu::Buffer,
+    classify: PreprocessBinding,
+    readback: LogitsReadback,
+    transform: EvalTransform,
+}
+
+impl Classifier {
+    fn new(host: &Host, args: &Args) -> Result<Classifier> {
+        let ctx = &host.ctx;
+        let plan = Plan::new(Architecture::named(&args.model)?, 224, 224)?;
+        let weights = match &args.weights {
+            Some(p) => Weights::load(p, &plan)?,
+            None => Weights::random(&plan, 0),
+        };
+        let mut runner = GpuRunner::new(ctx, &plan, &weights, RunnerOptions::default())?;
+        let input = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("host: model input"),
+            size: runner.input_buffer_size(),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        runner.set_input_buffer(input.clone())?;
+        let transform = EvalTransform::default();
+        let preprocess = GpuPreprocess::for_runner(&runner, transform.clone())?;
+        let classify = preprocess.bind_runner(&host.frame, &runner, 0)?;
+        let readback = LogitsReadback::new(&runner);
+        Ok(Classifier {
+            plan,
+            weights,
+            runner,
+            input,
+            classify,
+            readback,
+            transform,
+        })
+    }
+
+    fn describe(&self, args: &Args, setup_ms: f64) {
+        println!(
+            "model:       {} at 224x224 ({:.2}M params), set up in {setup_ms:.0} ms",
+            args.model,
+            self.plan.num_params() as f64 / 1e6,
+        );
+        if args.weights.is_none() {
+            println!(
+                "weights:     RANDOM (deterministic, seed 0): no pretrained weights are bundled or \
+                 reachable here, so the class names below are meaningless; pass --weights FILE for real ones"
+            );
+        } else {
+            println!("weights:     {}", self.weights.source);
         }
-        frames += 1; // ... the host would render its next frame here ...
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    };
-    let gpu_ms = t1.elapsed().as_secs_f64() * 1e3;
-    println!(
-        "gpu:         drawn, preprocessed and classified in one submission; logits after \
-         {gpu_ms:.0} ms ({frames} host-loop iterations without blocking)"
-    );
+    }
 
-    // --- The check: the CPU path on the very pixels the host rendered -----------------------
-    let raw = read_buffer_blocking(&ctx, &frame_copy, 0, frame_copy.size())?;
-    let rendered = RgbImage::from_fn(size.0, size.1, |x, y| {
-        let i = (y * row_bytes + 4 * x) as usize;
-        image::Rgb([raw[i], raw[i + 1], raw[i + 2]])
-    });
-    let t2 = Instant::now();
-    let cpu_input = stack(&[transform.apply(&rendered)?])?;
-    let cpu_logits = CpuBackend::new(plan, weights)?.run(&cpu_input)?;
-    let cpu_ms = t2.elapsed().as_secs_f64() * 1e3;
-    let gpu_input = Tensor::new(
-        cpu_input.shape.clone(),
-        bytemuck::pod_collect_to_vec(&read_buffer_blocking(&ctx, &input, 0, input.size())?),
-    )?;
+    /// The logits, through a future the host polls once per frame (polling it polls the
+    /// device without blocking); also how many host-loop iterations went by.
+    fn poll_logits(&self) -> Result<(Tensor, u64)> {
+        let mut logits_future = std::pin::pin!(self.readback.read());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut frames = 0u64;
+        loop {
+            if let Poll::Ready(r) = logits_future.as_mut().poll(&mut cx) {
+                return Ok((r?, frames));
+            }
+            frames += 1; // ... the host would render its next frame here ...
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+/// What the check found: the GPU's input against the CPU path's, the logits' error, top-5.
+fn print_check(
+    gpu_input: &Tensor,
+    cpu_input: &Tensor,
+    logits: &Tensor,
+    cpu: &Tensor,
+    cpu_ms: f64,
+) -> bool {
     let same_input = gpu_input
         .data
         .iter()
         .zip(&cpu_input.data)
         .filter(|(a, b)| a.to_bits() != b.to_bits())
         .count();
-    let rel = logits.rel_err(&cpu_logits);
-
+    let rel = logits.rel_err(cpu);
     let classes = logits.shape[1];
-    let (gp, cp) = (logits.softmax_rows(), cpu_logits.softmax_rows());
+    let (gp, cp) = (logits.softmax_rows(), cpu.softmax_rows());
     let (gtop, ctop) = (gp.top_k(0, 5), cp.top_k(0, 5));
     println!(
         "\n  {:<40} CPU path ({cpu_ms:.0} ms)",
@@ -371,7 +415,60 @@ fn run(args: &Args) -> Result<bool> {
         gpu_input.len(),
         if same_top5 { "identical" } else { "DIFFERENT" }
     );
-    Ok(same_input == 0 && rel <= 1e-4 && same_top5)
+    same_input == 0 && rel <= 1e-4 && same_top5
+}
+
+fn run(args: &Args) -> Result<bool> {
+    let t0 = Instant::now();
+    let photo = args.image.clone().unwrap_or_else(|| SAMPLE_PHOTO.into());
+    let host = Host::new(&photo)?;
+    let c = Classifier::new(&host, args)?;
+    c.describe(args, t0.elapsed().as_secs_f64() * 1e3);
+    let frame_copy = host.frame_readback();
+
+    // One frame: draw, preprocess, infer, copy out; one submission.
+    let t1 = Instant::now();
+    let mut encoder = host
+        .ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("host frame"),
+        });
+    host.encode_draw(&mut encoder);
+    c.classify.encode(&mut encoder); // frame -> runner input (torchvision's transform)
+    c.runner.encode(&mut encoder); // input -> logits
+    c.readback.encode_copy(&mut encoder); // logits -> staging
+    host.encode_frame_copy(&mut encoder, &frame_copy);
+    host.ctx.queue.submit([encoder.finish()]);
+    let (logits, frames) = c.poll_logits()?;
+    let gpu_ms = t1.elapsed().as_secs_f64() * 1e3;
+    println!(
+        "gpu:         drawn, preprocessed and classified in one submission; logits after \
+         {gpu_ms:.0} ms ({frames} host-loop iterations without blocking)"
+    );
+
+    // The check: the CPU path on the very pixels the host rendered.
+    let rendered = host.rendered(&frame_copy)?;
+    let t2 = Instant::now();
+    let cpu_input = stack(&[c.transform.apply(&rendered)?])?;
+    let cpu_logits = CpuBackend::new(c.plan.clone(), c.weights.clone())?.run(&cpu_input)?;
+    let cpu_ms = t2.elapsed().as_secs_f64() * 1e3;
+    let gpu_input = Tensor::new(
+        cpu_input.shape.clone(),
+        bytemuck::pod_collect_to_vec(&read_buffer_blocking(
+            &host.ctx,
+            &c.input,
+            0,
+            c.input.size(),
+        )?),
+    )?;
+    Ok(print_check(
+        &gpu_input,
+        &cpu_input,
+        &logits,
+        &cpu_logits,
+        cpu_ms,
+    ))
 }
 
 fn main() -> ExitCode {
