@@ -215,6 +215,41 @@ fn normalize_u8(v: u8, mean: f32, std: f32) -> f32 {
     (v as f32 / 255.0 - mean) / std
 }
 
+/// Where a region lands in the model's input: see [`GpuPreprocess::bind_region`].
+struct Geometry {
+    /// The region's size after the resize (width, height).
+    resized: [usize; 2],
+    /// The crop (width, height): the model's input plane.
+    crop: [usize; 2],
+    /// Zero padding before the resized image when the crop is larger (x, y).
+    pad: [usize; 2],
+    /// The part of the crop the resized image covers (width, height).
+    window: [usize; 2],
+    cols: Taps,
+    rows: Taps,
+    /// The first value of the image's slot in the target.
+    base: u32,
+    grid: [u32; 2],
+}
+
+/// The region is inside the texture and not empty.
+fn check_region(texture: &wgpu::Texture, region: Region) -> Result<()> {
+    let [x, y] = region.origin;
+    let [w, h] = region.size;
+    if w == 0
+        || h == 0
+        || x as u64 + w as u64 > texture.width() as u64
+        || y as u64 + h as u64 > texture.height() as u64
+    {
+        return Err(Error::Input(format!(
+            "region {w}x{h} at ({x}, {y}) is empty or outside the {}x{} texture",
+            texture.width(),
+            texture.height()
+        )));
+    }
+    Ok(())
+}
+
 /// Pillow's bilinear resampling taps for a range of output positions along one axis
 /// (`precompute_coeffs` + `normalize_coeffs_8bpc`, in f64 as Pillow computes them: the same
 /// arithmetic as the CPU path). An axis whose size does not change gets identity taps
@@ -539,8 +574,27 @@ impl GpuPreprocess {
         target: &wgpu::Buffer,
         batch_index: usize,
     ) -> Result<PreprocessBinding> {
+        let input = self.input_mode(texture)?;
+        check_region(texture, region)?;
+        self.check_target(target, batch_index)?;
+        let [w, h] = region.size;
+        let g = self.geometry(w as usize, h as usize, batch_index)?;
+        let table = self.filter_table(&g, [w, h])?;
+        let params = self.params(region.origin, &g);
+        let bind_group = self.bind_group(texture, target, &params, &table)?;
+        Ok(PreprocessBinding {
+            pipeline: self.pipelines[input].clone(),
+            bind_group,
+            grid: g.grid,
+            source_size: [w, h],
+            resized: [g.resized[0] as u32, g.resized[1] as u32],
+        })
+    }
+
+    /// The shader's `INPUT` for the texture's format (0 as loaded, 1 rounded to 8-bit levels,
+    /// 2 sRGB-encoded first), after checking the texture can be read.
+    fn input_mode(&self, texture: &wgpu::Texture) -> Result<usize> {
         use wgpu::TextureFormat as F;
-        // The shader's INPUT: 0 as loaded, 1 rounded to 8-bit levels, 2 sRGB-encoded first.
         let input = match texture.format() {
             F::Rgba8UnormSrgb | F::Bgra8UnormSrgb => 2,
             F::Rgba8Unorm | F::Bgra8Unorm => 1,
@@ -549,14 +603,12 @@ impl GpuPreprocess {
                 Rounding::Float => 0,
             },
             f => {
+                let supported: Vec<String> =
+                    SUPPORTED_FORMATS.iter().map(|f| format!("{f:?}")).collect();
                 return Err(Error::Input(format!(
-                "texture format {f:?} is not supported by the preprocessing pass; supported: {}",
-                SUPPORTED_FORMATS
-                    .iter()
-                    .map(|f| format!("{f:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
+                    "texture format {f:?} is not supported by the preprocessing pass; supported: {}",
+                    supported.join(", ")
+                )));
             }
         };
         if !texture
@@ -575,19 +627,11 @@ impl GpuPreprocess {
                 texture.sample_count()
             )));
         }
-        let [x, y] = region.origin;
-        let [w, h] = region.size;
-        if w == 0
-            || h == 0
-            || x as u64 + w as u64 > texture.width() as u64
-            || y as u64 + h as u64 > texture.height() as u64
-        {
-            return Err(Error::Input(format!(
-                "region {w}x{h} at ({x}, {y}) is empty or outside the {}x{} texture",
-                texture.width(),
-                texture.height()
-            )));
-        }
+        Ok(input)
+    }
+
+    /// The target can be written by the pass and holds image slot `batch_index`.
+    fn check_target(&self, target: &wgpu::Buffer, batch_index: usize) -> Result<()> {
         if !target.usage().contains(wgpu::BufferUsages::STORAGE) {
             return Err(Error::Input(
                 "the target buffer lacks the STORAGE usage".into(),
@@ -611,15 +655,17 @@ impl GpuPreprocess {
                 "",
             ));
         }
+        Ok(())
+    }
 
+    /// Where a `w` x `h` region lands: its resized size, the crop window, the filter taps, the
+    /// first value of slot `batch_index`, the dispatch grid (checked against the device).
+    fn geometry(&self, w: usize, h: usize, batch_index: usize) -> Result<Geometry> {
         let t = &self.opts.transform;
-        let (rw, rh) = t.resized_size(w as usize, h as usize)?;
+        let (rw, rh) = t.resized_size(w, h)?;
         let (crop_h, crop_w) = t.crop;
         let (ox, pad_x, win_w) = crop_axis(rw, crop_w);
         let (oy, pad_y, win_h) = crop_axis(rh, crop_h);
-        let cols = Taps::new(w as usize, rw, ox..ox + win_w);
-        let rows = Taps::new(h as usize, rh, oy..oy + win_h);
-
         let values_per_image = 3 * crop_h as u64 * crop_w as u64;
         let base = batch_index as u64 * values_per_image;
         if base + values_per_image > u32::MAX as u64 {
@@ -641,13 +687,28 @@ impl GpuPreprocess {
                 advice: String::new(),
             });
         }
+        Ok(Geometry {
+            resized: [rw, rh],
+            crop: [crop_w, crop_h],
+            pad: [pad_x, pad_y],
+            window: [win_w, win_h],
+            cols: Taps::new(w, rw, ox..ox + win_w),
+            rows: Taps::new(h, rh, oy..oy + win_h),
+            base: base as u32,
+            grid: [grid[0] as u32, grid[1] as u32],
+        })
+    }
 
-        // The table: normalised value of every level, then the taps (see the shader).
+    /// The table the shader reads: the normalised value of every level per channel, then
+    /// the taps (see the shader), checked against the binding limit.
+    fn filter_table(&self, g: &Geometry, [w, h]: [u32; 2]) -> Result<Vec<u32>> {
+        let t = &self.opts.transform;
+        let (cols, rows) = (&g.cols, &g.rows);
         let mut table: Vec<u32> = Vec::with_capacity(768 + cols.len() + rows.len());
         for c in 0..3 {
             table.extend((0..=255u8).map(|v| normalize_u8(v, t.mean[c], t.std[c]).to_bits()));
         }
-        for taps in [&cols, &rows] {
+        for taps in [cols, rows] {
             for (first, count) in taps.first.iter().zip(&taps.count) {
                 table.extend([*first as u32, *count as u32]);
             }
@@ -655,7 +716,9 @@ impl GpuPreprocess {
         table.extend(cols.weights.iter().map(|&v| v as u32));
         table.extend(rows.weights.iter().map(|&v| v as u32));
         let table_bytes = table.len() as u64 * 4;
+        let max_binding = self.device.limits().max_storage_buffer_binding_size;
         if table_bytes > max_binding {
+            let [rw, rh] = g.resized;
             return Err(Error::binding_limit(
                 format!("the filter table for resampling {w}x{h} to {rw}x{rh}"),
                 max_binding,
@@ -663,28 +726,44 @@ impl GpuPreprocess {
                 "",
             ));
         }
+        Ok(table)
+    }
 
+    /// The uniform parameters: the region's origin and the geometry, then mean and std.
+    fn params(&self, [x, y]: [u32; 2], g: &Geometry) -> Vec<u8> {
         let u = |v: usize| v as u32;
         let ints: [u32; 12] = [
             x,
             y,
-            u(crop_w),
-            u(crop_h),
-            u(pad_x),
-            u(pad_y),
-            u(win_w),
-            u(win_h),
-            u(cols.ksize),
-            u(rows.ksize),
-            base as u32,
+            u(g.crop[0]),
+            u(g.crop[1]),
+            u(g.pad[0]),
+            u(g.pad[1]),
+            u(g.window[0]),
+            u(g.window[1]),
+            u(g.cols.ksize),
+            u(g.rows.ksize),
+            g.base,
             0,
         ];
+        let t = &self.opts.transform;
         let mut params: Vec<u8> = bytemuck::cast_slice(&ints).to_vec();
         for v in [t.mean, t.std] {
             params.extend_from_slice(bytemuck::cast_slice(&[v[0], v[1], v[2], 0.0f32]));
         }
-        // Reports what the checks above cannot see as an error instead of leaving it to the
-        // device's error handler.
+        params
+    }
+
+    /// The bind group: parameters, the texture's first mip and layer, the table, the target.
+    /// What the checks above cannot see is reported as an error rather than left to the
+    /// device's error handler.
+    fn bind_group(
+        &self,
+        texture: &wgpu::Texture,
+        target: &wgpu::Buffer,
+        params: &[u8],
+        table: &[u32],
+    ) -> Result<wgpu::BindGroup> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let init = |label, contents: &[u8], usage| {
             wgpu::util::DeviceExt::create_buffer_init(
@@ -696,14 +775,10 @@ impl GpuPreprocess {
                 },
             )
         };
-        let uniform = init(
-            "preprocess parameters",
-            &params,
-            wgpu::BufferUsages::UNIFORM,
-        );
+        let uniform = init("preprocess parameters", params, wgpu::BufferUsages::UNIFORM);
         let table = init(
             "preprocess filter table",
-            bytemuck::cast_slice(&table),
+            bytemuck::cast_slice(table),
             wgpu::BufferUsages::STORAGE,
         );
         let view = texture.create_view(&wgpu::TextureViewDescriptor {
@@ -715,26 +790,15 @@ impl GpuPreprocess {
             array_layer_count: Some(1),
             ..Default::default()
         });
+        let entry = |binding, resource| wgpu::BindGroupEntry { binding, resource };
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("preprocess"),
             layout: &self.layout,
             entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: uniform.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::TextureView(&view),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: table.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: target.as_entire_binding(),
-                },
+                entry(0, uniform.as_entire_binding()),
+                entry(1, wgpu::BindingResource::TextureView(&view)),
+                entry(2, table.as_entire_binding()),
+                entry(3, target.as_entire_binding()),
             ],
         });
         if let Some(Some(e)) = super::readback::ready_now(scope.pop()) {
@@ -742,13 +806,7 @@ impl GpuPreprocess {
                 "binding the texture to the preprocessing pass failed: {e}"
             )));
         }
-        Ok(PreprocessBinding {
-            pipeline: self.pipelines[input].clone(),
-            bind_group,
-            grid: [grid[0] as u32, grid[1] as u32],
-            source_size: [w, h],
-            resized: [u(rw), u(rh)],
-        })
+        Ok(bind_group)
     }
 
     /// One-shot [`bind_runner`](Self::bind_runner) + [`PreprocessBinding::encode`]: records
