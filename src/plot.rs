@@ -908,7 +908,8 @@ impl Bars {
         let lo = values.iter().copied().fold(0.0, f64::min);
         let hi = values.iter().copied().fold(0.0, f64::max);
         let (lo, hi) = if hi > lo { (lo, hi) } else { (0.0, 1.0) };
-        let x_range = (lo, hi + 0.02 * (hi - lo));
+        // Room inside the frame for the longest bar's value.
+        let x_range = (lo, hi + 0.14 * (hi - lo));
         let y_range = (0.0, n as f64);
         let axis = Axis::linear(self.value_label.clone());
 
