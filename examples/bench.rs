@@ -14,7 +14,8 @@
 //! dispatches, readback) is reported beside it as `wall_median_ms`.
 //!
 //! `--json` prints one JSON object per line per (backend, batch). `--profile` prints the GPU's
-//! per-layer table (time, share, GFLOP/s) and `--svg FILE` draws it.
+//! per-layer table (time, share, GFLOP/s) and `--svg FILE` draws it (one bar per dispatch,
+//! with the library's `plot` module).
 //!
 //! ```text
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 1,8 --backend gpu,cpu
@@ -29,6 +30,7 @@ use clap::{ArgGroup, Parser, ValueEnum};
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
+use regnet_wgpu::plot::Bars;
 use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 use serde_json::json;
 
@@ -167,33 +169,21 @@ fn dispatch_macs(plan: &Plan, label: &str) -> u64 {
         .map_or(0, |op| plan.op_macs(op))
 }
 
-fn profile_svg(rows: &[(String, f64, f64)], title: &str) -> String {
-    let bar_h = 14.0;
-    let left = 330.0;
-    let width = 900.0;
-    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1e-9);
-    let height = 60.0 + rows.len() as f64 * bar_h;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"15\">{title}</text>\n",
-        w = left + width + 160.0
-    );
-    for (i, (label, ms, gflops)) in rows.iter().enumerate() {
-        let y = 40.0 + i as f64 * bar_h;
-        let w = ms / max * width;
-        s += &format!(
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"{left}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"#4a7ab5\"/>\
-             <text x=\"{}\" y=\"{}\">{ms:.3} ms, {gflops:.1} GFLOP/s</text>\n",
-            left - 6.0,
-            y + bar_h - 3.0,
-            label.replace("trunk_output.", ""),
-            y + 1.0,
-            bar_h - 2.0,
-            left + w + 4.0,
-            y + bar_h - 3.0
-        );
+/// The per-dispatch times as bars, each labelled with its dispatch and its GFLOP/s.
+fn profile_svg(rows: &[(String, f64, f64)], title: &str) -> Result<String> {
+    let bars = rows
+        .iter()
+        .map(|(label, ms, gflops)| {
+            let label = label.replace("trunk_output.", "");
+            (format!("{label} ({gflops:.1} GFLOP/s)"), *ms)
+        })
+        .collect();
+    Bars {
+        title: title.to_string(),
+        value_label: "GPU time per dispatch (ms)".into(),
+        bars,
     }
-    s + "</svg>\n"
+    .to_svg()
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -414,7 +404,7 @@ fn print_profile(
             "{name} {0}x{0} batch {b}: per-dispatch GPU time (total {total:.2} ms)",
             args.size
         );
-        std::fs::write(path, profile_svg(&rows, &title))
+        std::fs::write(path, profile_svg(&rows, &title)?)
             .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }

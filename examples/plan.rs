@@ -27,10 +27,12 @@
 //!   `stride`, `output` (its shape), `output_size`, `num_params`, `macs`, `activations` and
 //!   `blocks` (one object per block), plus the family's own fields (RegNet, AnyNet and ResNet:
 //!   `width_bottleneck`, `group_width`, `groups`).
-//! * `--svg FILE` also draws the widths per block, stages shaded and labelled: for RegNet the
-//!   paper's figure (the continuous widths `u_j = w0 + wa*j` against the quantized `w_j`, log
-//!   scale); for ReXNet the output channels on a linear scale with the linear rule they are
-//!   rounded from; for AnyNet and ResNet the block widths and each stage's bottleneck width.
+//! * `--svg FILE` also draws the widths per block (the library's `plot` module), stages shaded
+//!   and labelled: for RegNet the paper's figure (the continuous widths `u_j = w0 + wa*j`
+//!   against the quantized `w_j`, log scale) with the block widths after the group
+//!   adjustment; for ReXNet the output channels on a linear scale with the linear rule they
+//!   are rounded from; for AnyNet and ResNet the block widths; for all, the bottleneck widths
+//!   where they differ and the SE widths where there is SE.
 //! * Errors (unknown model, bad spec, invalid parameter, bad size) print `error: ...` to
 //!   stderr and exit with status 2.
 //!
@@ -54,6 +56,7 @@ use std::process::ExitCode;
 use clap::{ArgGroup, Parser};
 use regnet_wgpu::config::{Architecture, ReXBlock, ReXNetParams, ResNetBlock, ResNetParams};
 use regnet_wgpu::plan::{OpKind, Shape};
+use regnet_wgpu::plot::{Axis, Band, Chart, Series};
 use regnet_wgpu::{Plan, RegNetParams, Stage};
 use serde_json::{json, Map, Value};
 
@@ -797,91 +800,73 @@ fn render_json(net: &Network, plan: &Plan, parts: &Parts) -> Value {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SVG: widths per block, stages shaded (for RegNet the paper's figure)
+// SVG: widths per block, stages shaded (for RegNet the paper's figure), drawn by `plot`
 // ---------------------------------------------------------------------------------------------
 
-const SVG_W: f64 = 880.0;
-const SVG_H: f64 = 540.0;
-const LEFT: f64 = 78.0;
-const RIGHT: f64 = SVG_W - 28.0;
-const TOP: f64 = 100.0;
-const BOTTOM: f64 = SVG_H - 62.0;
-const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
-const C_CONT: &str = "#d9480f";
-const C_QUANT: &str = "#1c5fa8";
-const C_ADJ: &str = "#2b8a3e";
-
-/// Escapes text for SVG content and attributes.
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// What the figure draws, whatever the family.
-struct Figure {
-    title: String,
-    subtitle: String,
-    /// Log-scale widths (RegNet, AnyNet, ResNet) or linear (ReXNet).
-    log: bool,
-    /// The y axis's title.
-    y_label: &'static str,
-    /// Output width of each block (the staircase), and its legend label.
-    widths: Vec<usize>,
-    widths_label: String,
-    /// The linear rule `c_j = c0 + slope*j` the widths are rounded from, and its legend label.
-    rule: Option<(f64, f64, String)>,
-    /// What each stage's dashed level (`StageSpan::level`) is, for the legend.
-    level_label: &'static str,
-    spans: Vec<StageSpan>,
-}
-
-/// One stage's blocks `start..end`, its label lines and a width drawn dashed across it.
-struct StageSpan {
-    start: usize,
-    end: usize,
-    lines: [String; 3],
-    level: Option<usize>,
-}
-
-impl Figure {
-    /// The rule's value at block `j`.
-    fn rule_at(&self, j: f64) -> Option<f64> {
-        self.rule.as_ref().map(|(c0, slope, _)| c0 + slope * j)
-    }
-
-    /// Every width drawn in blocks `start..end` (all blocks when `None`).
-    fn values(&self, span: Option<&StageSpan>) -> Vec<f64> {
-        let (a, b) = span.map_or((0, self.widths.len()), |s| (s.start, s.end));
-        let mut v: Vec<f64> = self.widths[a..b].iter().map(|&w| w as f64).collect();
-        v.extend((a..b).filter_map(|j| self.rule_at(j as f64)));
-        match span {
-            Some(s) => v.extend(s.level.map(|l| l as f64)),
-            None => v.extend(self.spans.iter().filter_map(|s| s.level.map(|l| l as f64))),
-        }
-        v
-    }
-}
-
-/// Stage spans of `depths` blocks each: "name", `width` and "d=depth", a dashed `level`.
-fn spans(stages: impl Iterator<Item = (String, usize, String, Option<usize>)>) -> Vec<StageSpan> {
+/// Bands of `depth` blocks each, labelled with the stage's name, its width and "d=depth".
+fn bands(stages: impl Iterator<Item = (String, usize, String)>) -> Vec<Band> {
     let mut start = 0;
     stages
-        .map(|(name, depth, width, level)| {
-            let span = StageSpan {
-                start,
-                end: start + depth,
-                lines: [name, width, format!("d={depth}")],
-                level,
+        .map(|(name, depth, width)| {
+            let band = Band {
+                x0: start as f64 - 0.5,
+                x1: (start + depth) as f64 - 0.5,
+                lines: vec![name, width, format!("d={depth}")],
             };
             start += depth;
-            span
+            band
         })
         .collect()
 }
 
-fn figure(net: &Network, plan: &Plan) -> Result<Figure, BoxError> {
+/// One value per block as a staircase: block `j`'s value from `j - 0.5` to `j + 0.5`.
+fn per_block_steps(label: &str, values: &[usize]) -> Series {
+    let pts = values
+        .iter()
+        .enumerate()
+        .map(|(j, &w)| (j as f64 - 0.5, w as f64));
+    let end = values
+        .last()
+        .map(|&w| (values.len() as f64 - 0.5, w as f64));
+    Series::steps(label, pts.chain(end))
+}
+
+/// One dot per block that has a value.
+fn per_block_points(label: &str, values: impl Iterator<Item = Option<usize>>) -> Series {
+    let pts = values
+        .enumerate()
+        .filter_map(|(j, w)| w.map(|w| (j as f64, w as f64)));
+    Series::points(label, pts)
+}
+
+/// The rule `c0 + slope*j` over blocks `0..d`: its ends, or (`curved`: a log axis) two points
+/// a block.
+fn rule(label: String, c0: f64, slope: f64, d: usize, curved: bool) -> Series {
+    let last = d.saturating_sub(1) as f64;
+    let n = if curved { (d * 2).clamp(1, 2000) } else { 1 };
+    Series::line(
+        label,
+        (0..=n).map(|k| {
+            let j = last * k as f64 / n as f64;
+            (j, c0 + slope * j)
+        }),
+    )
+}
+
+/// A chart over blocks `0..d`, widths on `y`.
+fn widths_chart(title: String, subtitle: String, y: Axis, d: usize) -> Chart {
+    let x = Axis {
+        range: Some((-0.5, d.max(1) as f64 - 0.5)),
+        ..Axis::linear("block index j")
+    };
+    let mut chart = Chart::new(title, x, y);
+    chart.subtitle = Some(subtitle);
+    chart
+}
+
+const LOG_WIDTHS: &str = "width (channels, log scale)";
+
+fn figure(net: &Network, plan: &Plan) -> Result<Chart, BoxError> {
     let label = net.label();
     Ok(match (&net.arch, &net.detail) {
         (Architecture::RegNet(p), Detail::RegNetStages(stages)) => regnet_figure(p, stages, label)?,
@@ -891,23 +876,39 @@ fn figure(net: &Network, plan: &Plan) -> Result<Figure, BoxError> {
     })
 }
 
-/// RegNet: `u_j` (line) against `w_j` (staircase), group-adjusted stage widths dashed.
-fn regnet_figure(p: &RegNetParams, stages: &[Stage], label: String) -> Result<Figure, BoxError> {
+/// The block widths of RegNet-like stages (output, bottleneck where it differs, SE where
+/// present), each stage a band.
+fn stage_series(chart: &mut Chart, stages: &[Stage], output_label: &str) {
+    let per_block = |f: fn(&Stage) -> usize| -> Vec<usize> {
+        stages.iter().flat_map(|s| vec![f(s); s.depth]).collect()
+    };
+    chart
+        .series
+        .push(per_block_steps(output_label, &per_block(|s| s.width_out)));
+    if stages.iter().any(|s| s.width_bottleneck != s.width_out) {
+        let wb = per_block(|s| s.width_bottleneck);
+        chart
+            .series
+            .push(per_block_steps("bottleneck width (the 3x3 conv's)", &wb));
+    }
+    let se = stages
+        .iter()
+        .flat_map(|s| s.blocks.iter().map(|b| b.se_width));
+    if stages
+        .iter()
+        .any(|s| s.blocks.iter().any(|b| b.se_width.is_some()))
+    {
+        chart.series.push(per_block_points("SE width", se));
+    }
+}
+
+/// RegNet: the continuous `u_j` (line) against the quantized `w_j` (dots), the block widths
+/// after the group adjustment (steps), bottleneck and SE widths.
+fn regnet_figure(p: &RegNetParams, stages: &[Stage], label: String) -> Result<Chart, BoxError> {
     let u = p.continuous_widths();
     let wq = p.block_widths()?;
     let d = u.len();
     let slope = if d >= 2 { u[d - 1] - u[d - 2] } else { 0.0 };
-    let mut start = 0;
-    let spans = spans(stages.iter().enumerate().map(|(i, s)| {
-        let quantized = wq.get(start).copied().unwrap_or(s.width_out);
-        start += s.depth;
-        let adjusted = (quantized != s.width_out).then_some(s.width_out);
-        let width = match adjusted {
-            Some(a) => format!("w={quantized} ({a})"),
-            None => format!("w={quantized}"),
-        };
-        (format!("stage {}", i + 1), s.depth, width, adjusted)
-    }));
     let mut subtitle = format!(
         "d = {}, w0 = {}, wa = {}, wm = {}, g = {}, b = {}",
         p.depth, p.w0, p.wa, p.wm, p.group_width, p.bottleneck
@@ -915,589 +916,121 @@ fn regnet_figure(p: &RegNetParams, stages: &[Stage], label: String) -> Result<Fi
     if let Some(se) = p.effective_se() {
         let _ = write!(subtitle, ", se = {se}");
     }
-    Ok(Figure {
-        title: format!("{label}: widths per block"),
-        subtitle,
-        log: true,
-        y_label: "width (channels, log scale)",
-        widths: wq,
-        widths_label: "w_j (quantized)".into(),
-        rule: Some((
-            u.first().copied().unwrap_or(1.0),
-            slope,
-            "u_j = w0 + wa·j (continuous)".into(),
-        )),
-        level_label: "stage width after group adjustment",
-        spans,
-    })
+    let title = format!("{label}: widths per block");
+    let mut chart = widths_chart(title, subtitle, Axis::log(LOG_WIDTHS), d);
+    let c0 = u.first().copied().unwrap_or(1.0);
+    let u_label = "u_j = w0 + wa·j (continuous)".to_string();
+    chart.series.push(rule(u_label, c0, slope, d, true));
+    let quantized = wq.iter().map(|&w| Some(w));
+    chart
+        .series
+        .push(per_block_points("w_j (quantized)", quantized));
+    stage_series(&mut chart, stages, "block width (after group adjustment)");
+    let mut start = 0;
+    chart.bands = bands(stages.iter().enumerate().map(|(i, s)| {
+        let quantized = wq.get(start).copied().unwrap_or(s.width_out);
+        start += s.depth;
+        let width = if quantized == s.width_out {
+            format!("w={quantized}")
+        } else {
+            format!("w={quantized} ({})", s.width_out)
+        };
+        (format!("stage {}", i + 1), s.depth, width)
+    }));
+    Ok(chart)
 }
 
-/// Stage by stage widths (AnyNet, ResNet): the block widths, each stage's bottleneck dashed.
-fn stage_figure(
-    net: &Network,
-    label: String,
-    stages: Vec<(String, usize, usize, usize)>,
-) -> Figure {
-    let widths = stages.iter().flat_map(|s| vec![s.2; s.1]).collect();
-    let spans = spans(
-        stages
-            .into_iter()
-            .map(|(name, depth, w, wb)| (name, depth, format!("w={w}"), (wb != w).then_some(wb))),
-    );
-    Figure {
-        title: format!("{label}: widths per block"),
-        subtitle: net.description(),
-        log: true,
-        y_label: "width (channels, log scale)",
-        widths,
-        widths_label: "block output width".into(),
-        rule: None,
-        level_label: "bottleneck width (the 3x3 conv's)",
-        spans,
-    }
+fn anynet_figure(net: &Network, stages: &[Stage], label: String) -> Chart {
+    let d = stages.iter().map(|s| s.depth).sum();
+    let title = format!("{label}: widths per block");
+    let mut chart = widths_chart(title, net.description(), Axis::log(LOG_WIDTHS), d);
+    stage_series(&mut chart, stages, "block output width");
+    chart.bands = bands(stages.iter().enumerate().map(|(i, s)| {
+        let width = format!("w={}", s.width_out);
+        (format!("stage {}", i + 1), s.depth, width)
+    }));
+    chart
 }
 
-fn anynet_figure(net: &Network, stages: &[Stage], label: String) -> Figure {
-    let st = stages.iter().enumerate().map(|(i, s)| {
-        (
-            format!("stage {}", i + 1),
-            s.depth,
-            s.width_out,
-            s.width_bottleneck,
-        )
-    });
-    stage_figure(net, label, st.collect())
-}
-
-fn resnet_figure(net: &Network, p: &ResNetParams, plan: &Plan, label: String) -> Figure {
-    let st = plan
+/// ResNet: the block widths and, for bottleneck blocks, the 3x3 conv's width.
+fn resnet_figure(net: &Network, p: &ResNetParams, plan: &Plan, label: String) -> Chart {
+    let stages: Vec<(&str, usize, usize, usize)> = plan
         .stages
         .iter()
         .zip(p.stage_widths())
-        .map(|(s, (wb, out))| {
-            let wb = if p.block == ResNetBlock::Basic {
-                out
-            } else {
-                wb
-            };
-            (s.name.clone(), s.blocks, out, wb)
-        });
-    stage_figure(net, label, st.collect())
+        .map(|(s, (wb, out))| (s.name.as_str(), s.blocks, out, wb))
+        .collect();
+    let d = stages.iter().map(|s| s.1).sum();
+    let title = format!("{label}: widths per block");
+    let mut chart = widths_chart(title, net.description(), Axis::log(LOG_WIDTHS), d);
+    let per_block = |f: fn(&(&str, usize, usize, usize)) -> usize| -> Vec<usize> {
+        stages.iter().flat_map(|s| vec![f(s); s.1]).collect()
+    };
+    chart
+        .series
+        .push(per_block_steps("block output width", &per_block(|s| s.2)));
+    if p.block != ResNetBlock::Basic {
+        let wb = per_block(|s| s.3);
+        chart
+            .series
+            .push(per_block_steps("bottleneck width (the 3x3 conv's)", &wb));
+    }
+    chart.bands = bands(
+        stages
+            .iter()
+            .map(|&(name, depth, out, _)| (name.to_string(), depth, format!("w={out}"))),
+    );
+    chart
 }
 
 /// ReXNet: output channels per block on a linear scale, with timm's linear rule
-/// ([`ReXNetParams::linear_rule`]) they are rounded from.
-fn rexnet_figure(p: &ReXNetParams, blocks: &[ReXBlock], plan: &Plan, label: String) -> Figure {
+/// ([`ReXNetParams::linear_rule`]) they are rounded from, and the SE channels.
+fn rexnet_figure(p: &ReXNetParams, blocks: &[ReXBlock], plan: &Plan, label: String) -> Chart {
     let (c0, slope) = p.linear_rule();
     let widths: Vec<usize> = blocks.iter().map(|b| b.out_chs).collect();
+    let subtitle = format!(
+        "width_mult = {}, depth_mult = {}, {} blocks, final 1x1 conv to {} channels",
+        p.width_mult,
+        p.depth_mult,
+        blocks.len(),
+        p.final_chs()
+    );
+    let top = widths.iter().copied().max().unwrap_or(1).max(1) as f64 * 1.3;
+    let y = Axis {
+        range: Some((0.0, top)),
+        ..Axis::linear("output channels (linear scale)")
+    };
+    let title = format!("{label}: output channels per block");
+    let mut chart = widths_chart(title, subtitle, y, blocks.len());
     // The rule is timm's; drawn only when it is what the blocks were rounded from.
     let rule_holds = widths
         .iter()
         .enumerate()
         .all(|(j, &w)| (c0 + slope * j as f64 - w as f64).abs() <= 1.0);
+    if rule_holds {
+        let rule_label = format!(
+            "{} + {}·j (timm's linear rule, before rounding)",
+            num(c0),
+            num(slope)
+        );
+        chart
+            .series
+            .push(rule(rule_label, c0, slope, blocks.len(), false));
+    }
+    chart.series.push(per_block_steps(
+        "c_j (output channels of features.j)",
+        &widths,
+    ));
+    if blocks.iter().any(|b| b.se_chs.is_some()) {
+        let se = blocks.iter().map(|b| b.se_chs);
+        chart.series.push(per_block_points("SE channels", se));
+    }
     let groups = per_stage(blocks, plan);
-    let spans = spans(plan.stages.iter().zip(groups).map(|(s, bs)| {
+    chart.bands = bands(plan.stages.iter().zip(groups).map(|(s, bs)| {
         let c = range_of(bs, |b| Some(b.out_chs));
-        (s.name.clone(), s.blocks, format!("c={c}"), None)
+        (s.name.clone(), s.blocks, format!("c={c}"))
     }));
-    Figure {
-        title: format!("{label}: output channels per block"),
-        subtitle: format!(
-            "width_mult = {}, depth_mult = {}, {} blocks, final 1x1 conv to {} channels",
-            p.width_mult,
-            p.depth_mult,
-            blocks.len(),
-            p.final_chs()
-        ),
-        log: false,
-        y_label: "output channels (linear scale)",
-        widths,
-        widths_label: "c_j (output channels of features.j)".into(),
-        rule: rule_holds.then(|| {
-            let label = format!(
-                "{} + {}·j (timm's linear rule, before rounding)",
-                num(c0),
-                num(slope)
-            );
-            (c0, slope, label)
-        }),
-        level_label: "",
-        spans,
-    }
-}
-
-/// Block index (x) and width (y, log or linear) to pixels.
-struct Axes {
-    x_min: f64,
-    x_max: f64,
-    lo: f64,
-    hi: f64,
-    log: bool,
-}
-
-impl Axes {
-    fn x(&self, j: f64) -> f64 {
-        LEFT + (j - self.x_min) / (self.x_max - self.x_min) * (RIGHT - LEFT)
-    }
-    fn y(&self, width: f64) -> f64 {
-        BOTTOM - self.frac(width) * (BOTTOM - TOP)
-    }
-    fn scale(&self, v: f64) -> f64 {
-        if self.log {
-            v.ln()
-        } else {
-            v
-        }
-    }
-    /// Where `width` sits between the bottom (0) and the top (1) of the plot.
-    fn frac(&self, width: f64) -> f64 {
-        let lo = self.scale(self.lo);
-        (self.scale(width) - lo) / (self.scale(self.hi) - lo)
-    }
-    /// The axis of a figure: a margin above and below the data (linear axes start at 0).
-    fn of(fig: &Figure) -> Axes {
-        let all = fig.values(None).into_iter().filter(|w| *w > 0.0);
-        let (mut lo, mut hi) = all.fold((f64::MAX, 0f64), |(lo, hi), w| (lo.min(w), hi.max(w)));
-        if hi <= 0.0 {
-            (lo, hi) = (1.0, 10.0);
-        }
-        let (lo, hi) = if fig.log {
-            (lo / 1.3, hi * 1.3)
-        } else {
-            (0.0, hi * 1.25)
-        };
-        let d = fig.widths.len();
-        Axes {
-            x_min: -0.5,
-            x_max: d.max(1) as f64 - 0.5,
-            lo,
-            hi,
-            log: fig.log,
-        }
-    }
-    fn ticks(&self) -> (Vec<f64>, Vec<f64>) {
-        if self.log {
-            log_ticks(self.lo, self.hi)
-        } else {
-            linear_ticks(self.lo, self.hi)
-        }
-    }
-}
-
-/// Log-scale ticks at nice values (1-2-5 and denser when the range is narrow): (major, minor).
-fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
-    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
-    let within = |mantissas: &[f64]| -> Vec<f64> {
-        let mut v = Vec::new();
-        for k in k0..=k1 {
-            for &m in mantissas {
-                let t = m * 10f64.powi(k);
-                if t >= lo * 0.9999 && t <= hi * 1.0001 {
-                    v.push(t);
-                }
-            }
-        }
-        v
-    };
-    let sets: [&[f64]; 4] = [
-        &[1.0],
-        &[1.0, 2.0, 5.0],
-        &[1.0, 2.0, 3.0, 5.0, 7.0],
-        &[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
-    ];
-    let mut major = within(sets[3]);
-    for set in sets {
-        let t = within(set);
-        if t.len() >= 4 {
-            major = t;
-            break;
-        }
-    }
-    let minor = within(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
-        .into_iter()
-        .filter(|t| !major.iter().any(|m| (m / t - 1.0).abs() < 1e-9))
-        .collect();
-    (major, minor)
-}
-
-/// Linear ticks every 1, 2 or 5 times a power of ten, 4 to 10 of them; minor ones halfway.
-fn linear_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
-    let raw = ((hi - lo) / 6.0).max(1e-9);
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * mag)
-        .find(|&s| s >= raw)
-        .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() as i64;
-    let last = (hi / step).floor() as i64;
-    let major: Vec<f64> = (first..=last).map(|k| k as f64 * step).collect();
-    let minor = major
-        .iter()
-        .map(|t| t + step / 2.0)
-        .filter(|&t| t <= hi)
-        .collect();
-    (major, minor)
-}
-
-/// A tick label: `1000`, `50`, `1.5`.
-fn tick_label(v: f64) -> String {
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{}", v.round() as u64)
-    } else {
-        format!("{v}")
-    }
-}
-
-/// Step between labelled block indices, so that at most ~20 are labelled.
-fn x_step(depth: usize) -> usize {
-    let mut base = 1;
-    loop {
-        for m in [1, 2, 5] {
-            if depth.div_ceil(m * base) <= 20 {
-                return m * base;
-            }
-        }
-        base *= 10;
-    }
-}
-
-/// Roughly how wide `text` is at `size` px.
-fn text_width(text: &str, size: f64) -> f64 {
-    text.chars().count() as f64 * size * 0.6
-}
-
-/// The figure: the block widths (staircase), the rule they come from (line), per-stage levels
-/// (dashed), stages shaded and labelled.
-fn render_svg(fig: &Figure) -> String {
-    let ax = Axes::of(fig);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_W}" height="{SVG_H}" viewBox="0 0 {SVG_W} {SVG_H}" font-family="{FONT}">"#
-    );
-    let _ = writeln!(s, "<title>{}</title>", xml(&fig.title));
-    let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="#ffffff"/>"##);
-    svg_titles(&mut s, fig);
-    svg_stage_bands(&mut s, &ax, &fig.spans);
-    svg_grid_and_axes(&mut s, &ax, fig);
-    svg_curves(&mut s, &ax, fig);
-    svg_stage_labels(&mut s, &ax, fig);
-    svg_legend(&mut s, fig);
-    s.push_str("</svg>\n");
-    s
-}
-
-fn svg_titles(s: &mut String, fig: &Figure) {
-    let _ = writeln!(
-        s,
-        r##"<text x="{x}" y="32" text-anchor="middle" font-size="19" font-weight="bold" fill="#222">{t}</text>"##,
-        x = SVG_W / 2.0,
-        t = xml(&fig.title)
-    );
-    let _ = writeln!(
-        s,
-        r##"<text x="{x}" y="54" text-anchor="middle" font-size="{size:.1}" fill="#555">{t}</text>"##,
-        x = SVG_W / 2.0,
-        size = (13.0 * (SVG_W - 40.0) / text_width(&fig.subtitle, 13.0)).min(13.0),
-        t = xml(&fig.subtitle)
-    );
-}
-
-fn svg_stage_bands(s: &mut String, ax: &Axes, spans: &[StageSpan]) {
-    for (i, sp) in spans.iter().enumerate() {
-        let (x0, x1) = (ax.x(sp.start as f64 - 0.5), ax.x(sp.end as f64 - 0.5));
-        let fill = if i % 2 == 0 { "#eef3f9" } else { "#f8f9fb" };
-        let _ = writeln!(
-            s,
-            r#"<rect x="{x0:.2}" y="{TOP}" width="{w:.2}" height="{h}" fill="{fill}"/>"#,
-            w = x1 - x0,
-            h = BOTTOM - TOP
-        );
-        if i > 0 {
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x0:.2}" y1="{TOP}" x2="{x0:.2}" y2="{BOTTOM}" stroke="#9aa5b1" stroke-width="1" stroke-dasharray="4 3"/>"##
-            );
-        }
-    }
-}
-
-/// The horizontal grid and the y axis's ticks and labels.
-fn svg_y_axis(s: &mut String, ax: &Axes) {
-    let (major, minor) = ax.ticks();
-    for t in minor {
-        let y = ax.y(t);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.2}" x2="{RIGHT}" y2="{y:.2}" stroke="#dde2e8" stroke-width="0.6"/>"##
-        );
-    }
-    for &t in &major {
-        let y = ax.y(t);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.2}" x2="{RIGHT}" y2="{y:.2}" stroke="#c3cad3" stroke-width="0.9"/>"##
-        );
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x0}" y1="{y:.2}" x2="{LEFT}" y2="{y:.2}" stroke="#333" stroke-width="1"/>"##,
-            x0 = LEFT - 5.0
-        );
-        let _ = writeln!(
-            s,
-            r##"<text x="{x}" y="{ty:.2}" text-anchor="end" font-size="12" fill="#333">{l}</text>"##,
-            x = LEFT - 8.0,
-            ty = y + 4.0,
-            l = tick_label(t)
-        );
-    }
-}
-
-/// The x axis's ticks (one per block, every `x_step` labelled).
-fn svg_x_axis(s: &mut String, ax: &Axes, depth: usize) {
-    let step = x_step(depth);
-    for j in 0..depth {
-        let x = ax.x(j as f64);
-        let labelled = j % step == 0;
-        let len = if labelled { 5.0 } else { 3.0 };
-        if labelled || depth <= 100 {
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x:.2}" y1="{BOTTOM}" x2="{x:.2}" y2="{y2}" stroke="#333" stroke-width="1"/>"##,
-                y2 = BOTTOM + len
-            );
-        }
-        if labelled {
-            let _ = writeln!(
-                s,
-                r##"<text x="{x:.2}" y="{y}" text-anchor="middle" font-size="12" fill="#333">{j}</text>"##,
-                y = BOTTOM + 19.0
-            );
-        }
-    }
-}
-
-fn svg_grid_and_axes(s: &mut String, ax: &Axes, fig: &Figure) {
-    svg_y_axis(s, ax);
-    svg_x_axis(s, ax, fig.widths.len());
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{w}" height="{h}" fill="none" stroke="#333" stroke-width="1"/>"##,
-        w = RIGHT - LEFT,
-        h = BOTTOM - TOP
-    );
-    let _ = writeln!(
-        s,
-        r##"<text x="{x}" y="{y}" text-anchor="middle" font-size="13" fill="#222">block index j</text>"##,
-        x = (LEFT + RIGHT) / 2.0,
-        y = BOTTOM + 42.0
-    );
-    let (cx, cy) = (22.0, (TOP + BOTTOM) / 2.0);
-    let _ = writeln!(
-        s,
-        r##"<text x="{cx}" y="{cy}" text-anchor="middle" font-size="13" fill="#222" transform="rotate(-90 {cx} {cy})">{l}</text>"##,
-        l = fig.y_label
-    );
-}
-
-/// The rule `c0 + slope*j`: a straight line (a curve on a log axis), a dot per block.
-fn svg_rule(s: &mut String, ax: &Axes, fig: &Figure) {
-    let d = fig.widths.len();
-    if fig.rule.is_none() || d == 0 {
-        return;
-    }
-    let at = |j: f64| fig.rule_at(j).unwrap_or(1.0);
-    if d >= 2 {
-        let n = (d * 16).clamp(64, 2000);
-        let mut path = String::new();
-        for k in 0..=n {
-            let j = (d - 1) as f64 * k as f64 / n as f64;
-            let cmd = if k == 0 { 'M' } else { 'L' };
-            let _ = write!(path, "{cmd}{:.2} {:.2} ", ax.x(j), ax.y(at(j)));
-        }
-        let _ = writeln!(
-            s,
-            r#"<path d="{}" fill="none" stroke="{C_CONT}" stroke-width="2"/>"#,
-            path.trim_end()
-        );
-    }
-    if d <= 120 {
-        for j in 0..d {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.2}" cy="{:.2}" r="2.6" fill="{C_CONT}"/>"#,
-                ax.x(j as f64),
-                ax.y(at(j as f64))
-            );
-        }
-    }
-}
-
-fn svg_curves(s: &mut String, ax: &Axes, fig: &Figure) {
-    svg_rule(s, ax, fig);
-    // Each stage's level (group-adjusted or bottleneck width), where it has one.
-    for sp in &fig.spans {
-        if let Some(level) = sp.level {
-            let y = ax.y(level as f64);
-            let _ = writeln!(
-                s,
-                r#"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="{C_ADJ}" stroke-width="2.2" stroke-dasharray="6 3"/>"#,
-                ax.x(sp.start as f64 - 0.5),
-                ax.x(sp.end as f64 - 0.5)
-            );
-        }
-    }
-    // The block widths: a staircase, one step per block.
-    let mut path = String::new();
-    for (j, &w) in fig.widths.iter().enumerate() {
-        let (x0, x1, y) = (ax.x(j as f64 - 0.5), ax.x(j as f64 + 0.5), ax.y(w as f64));
-        if j == 0 {
-            let _ = write!(path, "M{x0:.2} {y:.2} ");
-        } else {
-            let _ = write!(path, "V{y:.2} ");
-        }
-        let _ = write!(path, "H{x1:.2} ");
-    }
-    let _ = writeln!(
-        s,
-        r#"<path d="{}" fill="none" stroke="{C_QUANT}" stroke-width="2.6" stroke-linejoin="miter"/>"#,
-        path.trim_end()
-    );
-}
-
-/// Each stage's label lines in its band: at the top or the bottom, whichever is free.
-fn svg_stage_labels(s: &mut String, ax: &Axes, fig: &Figure) {
-    for (i, sp) in fig.spans.iter().enumerate() {
-        let (x0, x1) = (ax.x(sp.start as f64 - 0.5), ax.x(sp.end as f64 - 0.5));
-        // The band's data range, to put the label where the curves are not.
-        let vals = fig.values(Some(sp));
-        let top_room = 1.0 - ax.frac(vals.iter().copied().fold(f64::MIN, f64::max));
-        let bottom_room = ax.frac(vals.iter().copied().fold(f64::MAX, f64::min));
-        let at_top = top_room >= bottom_room;
-        let widest = sp
-            .lines
-            .iter()
-            .map(|l| text_width(l, LABEL_SIZE))
-            .fold(0.0, f64::max);
-        if widest + 4.0 <= x1 - x0 {
-            svg_label_block(s, (x0 + x1) / 2.0, at_top, &sp.lines);
-        } else {
-            let room = top_room.max(bottom_room) * (BOTTOM - TOP) - 12.0;
-            svg_label_rotated(s, (x0 + x1) / 2.0, at_top, room, &sp.lines, i);
-        }
-    }
-}
-
-const LABEL_SIZE: f64 = 11.0;
-
-/// A stage's three label lines, centred on `cx`.
-fn svg_label_block(s: &mut String, cx: f64, at_top: bool, lines: &[String; 3]) {
-    let first_y = if at_top {
-        TOP + 15.0
-    } else {
-        BOTTOM - 8.0 - 2.0 * (LABEL_SIZE + 2.0)
-    };
-    for (k, line) in lines.iter().enumerate() {
-        let weight = if k == 0 { "bold" } else { "normal" };
-        let _ = writeln!(
-            s,
-            r##"<text x="{cx:.2}" y="{y:.2}" text-anchor="middle" font-size="{LABEL_SIZE}" font-weight="{weight}" fill="#3b4652">{t}</text>"##,
-            y = first_y + k as f64 * (LABEL_SIZE + 2.0),
-            t = xml(line)
-        );
-    }
-}
-
-/// Too narrow a band: one rotated line, as much of the label as fits in `room` px.
-fn svg_label_rotated(
-    s: &mut String,
-    cx: f64,
-    at_top: bool,
-    room: f64,
-    lines: &[String; 3],
-    i: usize,
-) {
-    let text = [
-        format!("{} · {} · {}", lines[0], lines[1], lines[2]),
-        format!("{} · {}", lines[0], lines[1]),
-        lines[0].clone(),
-        format!("{}", i + 1),
-    ]
-    .into_iter()
-    .find(|t| text_width(t, LABEL_SIZE) <= room)
-    .unwrap_or_else(|| format!("{}", i + 1));
-    let (y, anchor) = if at_top {
-        (TOP + 6.0, "end")
-    } else {
-        (BOTTOM - 6.0, "start")
-    };
-    let x = cx + LABEL_SIZE * 0.35;
-    let _ = writeln!(
-        s,
-        r##"<text x="{x:.2}" y="{y:.2}" text-anchor="{anchor}" font-size="{LABEL_SIZE}" fill="#3b4652" transform="rotate(-90 {x:.2} {y:.2})">{t}</text>"##,
-        t = xml(&text)
-    );
-}
-
-/// What a legend entry shows next to its label.
-enum Swatch {
-    Line,
-    Steps,
-    Dashed,
-    Band,
-}
-
-impl Swatch {
-    /// The swatch, 24 px wide, starting at `x` and centred on `y`.
-    fn svg(&self, x: f64, y: f64) -> String {
-        let x2 = x + 24.0;
-        match self {
-            Swatch::Line => format!(
-                r#"<line x1="{x}" y1="{y}" x2="{x2}" y2="{y}" stroke="{C_CONT}" stroke-width="2"/><circle cx="{cx}" cy="{y}" r="2.6" fill="{C_CONT}"/>"#,
-                cx = x + 12.0
-            ),
-            Swatch::Steps => format!(
-                r#"<path d="M{x} {y1} H{xm} V{y0} H{x2}" fill="none" stroke="{C_QUANT}" stroke-width="2.6"/>"#,
-                y1 = y + 4.0,
-                xm = x + 12.0,
-                y0 = y - 4.0
-            ),
-            Swatch::Dashed => format!(
-                r#"<line x1="{x}" y1="{y}" x2="{x2}" y2="{y}" stroke="{C_ADJ}" stroke-width="2.2" stroke-dasharray="6 3"/>"#
-            ),
-            Swatch::Band => format!(
-                r##"<rect x="{x}" y="{y0}" width="24" height="12" fill="#eef3f9" stroke="#9aa5b1" stroke-width="0.8"/>"##,
-                y0 = y - 6.0
-            ),
-        }
-    }
-}
-
-/// One row of legend entries between the subtitle and the plot.
-fn svg_legend(s: &mut String, fig: &Figure) {
-    let mut entries = Vec::new();
-    if let Some((_, _, label)) = &fig.rule {
-        entries.push((Swatch::Line, label.as_str()));
-    }
-    entries.push((Swatch::Steps, fig.widths_label.as_str()));
-    if fig.spans.iter().any(|sp| sp.level.is_some()) {
-        entries.push((Swatch::Dashed, fig.level_label));
-    }
-    entries.push((Swatch::Band, "stage"));
-    let y = 80.0;
-    let mut x = LEFT;
-    for (swatch, label) in entries {
-        let _ = writeln!(s, "{}", swatch.svg(x, y));
-        let _ = writeln!(
-            s,
-            r##"<text x="{tx}" y="{ty}" font-size="12" fill="#222">{l}</text>"##,
-            tx = x + 30.0,
-            ty = y + 4.0,
-            l = xml(label)
-        );
-        x += 30.0 + text_width(label, 12.0) * 0.92 + 22.0;
-    }
+    chart
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1524,7 +1057,7 @@ fn run(args: &Args) -> Result<(), BoxError> {
     let plan = Plan::new(&net.arch, args.size.height, args.size.width)?;
     let parts = split_costs(&plan)?;
     if let Some(path) = &args.svg {
-        write_svg(path, &render_svg(&figure(&net, &plan)?))?;
+        write_svg(path, &figure(&net, &plan)?.to_svg()?)?;
     }
     if args.json {
         print(&format!("{}\n", render_json(&net, &plan, &parts)))

@@ -433,11 +433,6 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
 // Chart
 // ---------------------------------------------------------------------------------------------
 
-/// A legend entry's swatch.
-enum Swatch {
-    Mark(Mark, RGBColor),
-}
-
 impl Chart {
     /// An empty chart of 880 by 540 pixels.
     pub fn new(title: impl Into<String>, x: Axis, y: Axis) -> Self {
@@ -611,8 +606,7 @@ impl Chart {
                 row_y += 20;
             }
             rows = rows.max(1);
-            let swatch = Swatch::Mark(s.mark, PALETTE[i % PALETTE.len()]);
-            draw_swatch(root, &swatch, (x, row_y))?;
+            draw_swatch(root, s.mark, PALETTE[i % PALETTE.len()], (x, row_y))?;
             draw(
                 &s.label,
                 (x + 30, row_y),
@@ -742,12 +736,13 @@ impl Layout {
     }
 }
 
+/// A legend entry's swatch, 24 pixels wide from `x`, centred on `y`.
 fn draw_swatch(
     root: &DrawingArea<SVGBackend, Shift>,
-    swatch: &Swatch,
+    mark: Mark,
+    color: RGBColor,
     (x, y): (i32, i32),
 ) -> Result<()> {
-    let Swatch::Mark(mark, color) = *swatch;
     match mark {
         Mark::Points => root.draw(&Circle::new((x + 12, y), 3, color.filled())),
         Mark::Line => root.draw(&PathElement::new(
@@ -908,7 +903,8 @@ impl Bars {
         let lo = values.iter().copied().fold(0.0, f64::min);
         let hi = values.iter().copied().fold(0.0, f64::max);
         let (lo, hi) = if hi > lo { (lo, hi) } else { (0.0, 1.0) };
-        let x_range = (lo, hi + 0.02 * (hi - lo));
+        // Room inside the frame for the longest bar's value.
+        let x_range = (lo, hi + 0.14 * (hi - lo));
         let y_range = (0.0, n as f64);
         let axis = Axis::linear(self.value_label.clone());
 

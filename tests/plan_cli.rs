@@ -180,6 +180,7 @@ fn svg_is_written() {
     );
     assert!(svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("stage 1") && svg.contains("stage 4"));
+    roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
 }
 
 #[test]
@@ -388,4 +389,5 @@ fn rexnet_svg_is_written() {
     // As many opening tags as closing ones: well formed enough to parse.
     let opened = svg.matches("<text").count();
     assert_eq!(opened, svg.matches("</text>").count());
+    roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
 }
