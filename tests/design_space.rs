@@ -130,6 +130,7 @@ fn check_line(v: &Value, size: usize) {
     assert_eq!(u64_of(v, "params"), plan.num_params(), "{spec}");
     assert_eq!(u64_of(v, "macs"), plan.macs(), "{spec}");
     assert_eq!(u64_of(v, "activations"), plan.activations(), "{spec}");
+    assert_eq!(u64_of(v, "ops"), plan.ops.len() as u64, "{spec}");
     assert!(
         (20_000_000..=40_000_000).contains(&plan.macs()),
         "{spec} outside the window"
@@ -138,7 +139,7 @@ fn check_line(v: &Value, size: usize) {
 
 fn check_summary(s: &Value, lines: &[Value]) {
     for k in ["pearson", "spearman"] {
-        for what in ["macs", "params", "activations"] {
+        for what in ["macs", "params", "activations", "ops"] {
             let r = &s[k][what];
             assert!(
                 r.is_null() || r.as_f64().unwrap().abs() <= 1.0,

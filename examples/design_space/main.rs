@@ -19,9 +19,9 @@
 //!   when the adapter has them, wall time otherwise).
 //! - The RegNet zoo models within a factor of two of the window are timed too and marked on
 //!   the charts (`--no-zoo` skips them); they stay out of the statistics.
-//! - `--json`: one line per model (`space`, `spec`, `params`, `macs`, `activations`,
+//! - `--json`: one line per model (`space`, `spec`, `params`, `macs`, `activations`, `ops`,
 //!   `median_ms`), then `{"summary": {...}}` with `pearson` and `spearman` (each with `macs`,
-//!   `params`, `activations`), `pareto` (the specs on the front of MACs vs latency, fastest
+//!   `params`, `activations` and `ops`, the plan's op count), `pareto` (the specs on the front of MACs vs latency, fastest
 //!   first), `best_under_budget` (with `--budget-ms`), `zoo`, and how the sweep ran. Without
 //!   it, a table and the summary in words.
 //! - `--svg DIR`: `latency_edf.svg`, `latency_vs_macs.svg` (with the Pareto front) and
@@ -260,6 +260,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<bool> {
             params: plan.num_params(),
             macs: plan.macs(),
             activations: plan.activations(),
+            ops: plan.ops.len() as u64,
             median_ms: m.median_ms,
         });
         bar.inc(1);

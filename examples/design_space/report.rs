@@ -21,6 +21,8 @@ pub struct Row {
     pub macs: u64,
     /// Activations for one image.
     pub activations: u64,
+    /// Ops of the plan.
+    pub ops: u64,
     /// Median latency of a run (a batch), milliseconds.
     pub median_ms: f64,
 }
@@ -35,6 +37,7 @@ impl Row {
             params: s.params,
             macs: s.macs,
             activations: s.activations,
+            ops: s.ops,
             median_ms,
         }
     }
@@ -50,6 +53,7 @@ impl Row {
         m.insert("params".into(), json!(self.params));
         m.insert("macs".into(), json!(self.macs));
         m.insert("activations".into(), json!(self.activations));
+        m.insert("ops".into(), json!(self.ops));
         m.insert("median_ms".into(), json!(round3(self.median_ms)));
         Value::Object(m)
     }
@@ -82,7 +86,8 @@ pub fn table_row(i: usize, r: &Row) -> String {
     )
 }
 
-/// What correlates with latency, over `rows`: `{"macs": r, "params": r, "activations": r}`.
+/// What correlates with latency, over `rows`: `{"macs": r, "params": r, "activations": r,
+/// "ops": r}`.
 fn correlations(rows: &[&Row], f: fn(&[f64], &[f64]) -> Option<f64>) -> Value {
     let ms: Vec<f64> = rows.iter().map(|r| r.median_ms).collect();
     let by = |g: fn(&Row) -> u64| {
@@ -93,6 +98,7 @@ fn correlations(rows: &[&Row], f: fn(&[f64], &[f64]) -> Option<f64>) -> Value {
         "macs": by(|r| r.macs),
         "params": by(|r| r.params),
         "activations": by(|r| r.activations),
+        "ops": by(|r| r.ops),
     })
 }
 
@@ -164,15 +170,17 @@ pub fn summary_text(s: &Map<String, Value>) -> String {
         v.as_f64().map_or("n/a".into(), |x| format!("{x:+.3}"))
     };
     let mut out = format!(
-        "correlation of latency with   MACs   params   activations\n\
-         Pearson                      {:>6}   {:>6}   {:>6}\n\
-         Spearman                     {:>6}   {:>6}   {:>6}\n",
+        "correlation of latency with   MACs   params   activations   ops\n\
+         Pearson                      {:>6}   {:>6}   {:>6}        {:>6}\n\
+         Spearman                     {:>6}   {:>6}   {:>6}        {:>6}\n",
         r("pearson", "macs"),
         r("pearson", "params"),
         r("pearson", "activations"),
+        r("pearson", "ops"),
         r("spearman", "macs"),
         r("spearman", "params"),
         r("spearman", "activations"),
+        r("spearman", "ops"),
     );
     if let Some(front) = s["pareto"].as_array() {
         out += &format!(

@@ -175,6 +175,8 @@ pub struct Sample {
     pub macs: u64,
     /// Activations (output elements of every op) for one image, as `plan` counts them.
     pub activations: u64,
+    /// Ops of the plan (convolutions, SE, pools, linear): what per-op overhead scales with.
+    pub ops: u64,
 }
 
 /// Draws models from a space until they fall inside a window of MACs (the paper's method).
@@ -304,6 +306,7 @@ impl Sampler {
                 params: plan.num_params(),
                 macs,
                 activations: plan.activations(),
+                ops: plan.ops.len() as u64,
                 arch,
             });
         }
