@@ -134,6 +134,9 @@
 //! ```
 
 #![warn(missing_docs)]
+// On wasm32 WebGPU's handles are neither Send nor Sync, so the Arcs that make contexts, models
+// and runners shareable across threads on native hold non-Send values there (one thread only).
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod config;

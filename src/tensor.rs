@@ -111,8 +111,14 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// `num_batches_tracked` buffers of torchvision state_dicts are skipped).
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, Tensor>> {
     let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let st = parse_safetensors(&bytes, path)?;
+    safetensors_from_bytes(&read_file(path)?, path)
+}
+
+/// [`read_safetensors`] on bytes in memory (a `fetch`ed file in the browser); `label` names
+/// them in errors.
+pub fn safetensors_from_bytes(bytes: &[u8], label: &Path) -> Result<HashMap<String, Tensor>> {
+    let path = label;
+    let st = parse_safetensors(bytes, path)?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         if name.ends_with("num_batches_tracked")

@@ -237,7 +237,10 @@ impl GpuContext {
     /// per context) found each subgroup to be 8 consecutive, active invocations of a workgroup
     /// with lanes in order, which the kernels assume and WGSL does not promise.
     pub fn has_subgroups(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP)
+        // The probe reads its result back blocking, which the browser forbids: on wasm32 the
+        // portable kernels run.
+        !cfg!(target_arch = "wasm32")
+            && self.device.features().contains(wgpu::Features::SUBGROUP)
             && self.info.subgroup_min_size == super::kernels::SUBGROUP_SIZE
             && self.info.subgroup_max_size == super::kernels::SUBGROUP_SIZE
             && *self

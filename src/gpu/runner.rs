@@ -622,6 +622,38 @@ impl GpuRunner {
         Ok(self.run_with_taps(input)?.0)
     }
 
+    /// [`run`](Self::run) without blocking, for async hosts and the browser (wasm32 +
+    /// WebGPU, where nothing may block): writes the input, submits one inference with the
+    /// copy of its logits, and awaits the mapping (see [`readback`](super::readback) for who
+    /// polls the device on native). Not for taps.
+    ///
+    /// ```no_run
+    /// # async fn demo(runner: &regnet_wgpu::gpu::GpuRunner, x: &regnet_wgpu::Tensor)
+    /// #     -> regnet_wgpu::Result<()> {
+    /// let logits = runner.run_async(x).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run_async(&self, input: &Tensor) -> Result<Tensor> {
+        let data = self.check_input(input)?;
+        self.context().check_lost()?;
+        let device = &self.context().device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let readback = super::readback::LogitsReadback::new(self);
+        self.context()
+            .queue
+            .write_buffer(&self.bufs.input, 0, &data);
+        let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("regnet"),
+        });
+        self.encode(&mut enc);
+        readback.encode_copy(&mut enc);
+        self.context().queue.submit([enc.finish()]);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("inference failed: {e}")));
+        }
+        readback.read().await
+    }
+
     /// Checks the input and converts it to the storage precision.
     fn check_input(&self, input: &Tensor) -> Result<Vec<u8>> {
         check_image_batch(input)?;

@@ -1,0 +1,255 @@
+//! regnet-wgpu in the browser: a thin wasm-bindgen API over WebGPU for JavaScript.
+//!
+//! ```js
+//! import init, { Classifier, models } from "./pkg/regnet_web.js";
+//! await init();
+//! const c = await Classifier.create("regnet_y_400mf", weightsBytesOrNull);
+//! const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+//! const r = await c.classify(bitmap, 5); // { top: [{ index, name, probability }], ms }
+//! console.log(c.adapter, c.randomWeights, r.top[0].name, r.ms);
+//! ```
+//!
+//! Images go through the library's GPU preprocessing (torchvision's evaluation transform,
+//! PIL-exact): the bitmap is copied into a texture, resized, cropped and normalised on the GPU,
+//! classified and read back in one submission. Without weights the model has deterministic
+//! random ones, and [`Classifier::random_weights`] says so (the page shows it), as `gpu_infer`
+//! does. Everything is async: nothing blocks the browser's thread.
+//!
+//! The crate is for wasm32 (WebGPU): on other targets it is empty.
+#![cfg(target_arch = "wasm32")]
+
+use std::rc::Rc;
+
+use regnet_wgpu::config::Architecture;
+use regnet_wgpu::gpu::{
+    GpuContext, GpuPreprocess, GpuRunner, LogitsReadback, Precision, RunnerOptions,
+};
+use regnet_wgpu::preprocess::EvalTransform;
+use regnet_wgpu::{Plan, Tensor, Weights};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+const IMAGENET_CLASSES: &str = include_str!("../../assets/imagenet_classes.txt");
+
+/// Every model name `Classifier.create` takes (torchvision's RegNets and ResNets, timm's
+/// ReXNets).
+#[wasm_bindgen]
+pub fn models() -> Vec<String> {
+    Architecture::names().map(str::to_string).collect()
+}
+
+/// Milliseconds since the page (or worker) started.
+fn now_ms() -> f64 {
+    let global = js_sys::global();
+    if let Ok(w) = global.clone().dyn_into::<web_sys::Window>() {
+        if let Some(p) = w.performance() {
+            return p.now();
+        }
+    }
+    if let Ok(w) = global.dyn_into::<web_sys::WorkerGlobalScope>() {
+        if let Some(p) = w.performance() {
+            return p.now();
+        }
+    }
+    js_sys::Date::now()
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// One class of a result.
+#[derive(Serialize)]
+pub struct Class {
+    /// Index in the model's classes.
+    pub index: usize,
+    /// ImageNet's name for it (or `class N` for other heads).
+    pub name: String,
+    /// Softmax probability.
+    pub probability: f32,
+}
+
+/// What `classify` resolves to.
+#[derive(Serialize)]
+pub struct Classified {
+    /// The top classes, most probable first.
+    pub top: Vec<Class>,
+    /// Milliseconds from the copy of the image to the logits on the CPU side.
+    pub ms: f64,
+}
+
+struct Inner {
+    ctx: GpuContext,
+    runner: GpuRunner,
+    preprocess: GpuPreprocess,
+    readback: LogitsReadback,
+    model: String,
+    random: bool,
+}
+
+/// A model on the browser's WebGPU device, ready to classify images.
+#[wasm_bindgen]
+pub struct Classifier {
+    inner: Rc<Inner>,
+}
+
+fn class_name(classes: usize, i: usize) -> String {
+    if classes == 1000 {
+        IMAGENET_CLASSES.lines().nth(i).unwrap_or("?").to_string()
+    } else {
+        format!("class {i}")
+    }
+}
+
+/// The `k` most probable classes of the first row of `logits`.
+pub fn top_k(logits: &Tensor, k: usize) -> Vec<Class> {
+    let classes = logits.shape[1];
+    logits
+        .softmax_rows()
+        .top_k(0, k)
+        .into_iter()
+        .map(|(index, probability)| Class {
+            index,
+            name: class_name(classes, index),
+            probability,
+        })
+        .collect()
+}
+
+impl Inner {
+    async fn new(model: &str, weights: Option<Vec<u8>>) -> regnet_wgpu::Result<Inner> {
+        let ctx = GpuContext::new_async(Precision::F32).await?;
+        let plan = Plan::new(Architecture::named(model)?, 224, 224)?;
+        let (weights, random) = match weights {
+            Some(bytes) => (
+                Weights::from_bytes(&bytes, std::path::Path::new("weights"), &plan)?,
+                false,
+            ),
+            None => (Weights::random(&plan, 0), true),
+        };
+        let runner = GpuRunner::new(&ctx, &plan, &weights, RunnerOptions::default())?;
+        let preprocess = GpuPreprocess::for_runner(&runner, EvalTransform::default())?;
+        let readback = LogitsReadback::new(&runner);
+        Ok(Inner {
+            ctx,
+            runner,
+            preprocess,
+            readback,
+            model: model.to_string(),
+            random,
+        })
+    }
+
+    /// The image in a texture the preprocessing pass reads (8-bit RGBA, as decoded).
+    fn upload(&self, bitmap: web_sys::ImageBitmap) -> wgpu::Texture {
+        let size = wgpu::Extent3d {
+            width: bitmap.width(),
+            height: bitmap.height(),
+            depth_or_array_layers: 1,
+        };
+        let texture = self.ctx.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("image"),
+            size,
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba8Unorm,
+            // copyExternalImageToTexture needs RENDER_ATTACHMENT on its destination.
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::COPY_DST
+                | wgpu::TextureUsages::RENDER_ATTACHMENT,
+            view_formats: &[],
+        });
+        self.ctx.queue.copy_external_image_to_texture(
+            &wgpu::CopyExternalImageSourceInfo {
+                source: wgpu::ExternalImageSource::ImageBitmap(bitmap),
+                origin: wgpu::Origin2d::ZERO,
+                flip_y: false,
+            },
+            wgpu::CopyExternalImageDestInfo {
+                texture: &texture,
+                mip_level: 0,
+                origin: wgpu::Origin3d::ZERO,
+                aspect: wgpu::TextureAspect::All,
+                color_space: wgpu::PredefinedColorSpace::Srgb,
+                premultiplied_alpha: false,
+            },
+            size,
+        );
+        texture
+    }
+
+    async fn classify(&self, bitmap: web_sys::ImageBitmap) -> regnet_wgpu::Result<Tensor> {
+        let texture = self.upload(bitmap);
+        let binding = self.preprocess.bind_runner(&texture, &self.runner, 0)?;
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("classify"),
+            });
+        binding.encode(&mut encoder);
+        self.runner.encode(&mut encoder);
+        self.readback.encode_copy(&mut encoder);
+        self.ctx.queue.submit([encoder.finish()]);
+        self.readback.read().await
+    }
+}
+
+#[wasm_bindgen]
+impl Classifier {
+    /// A classifier for the named model at 224x224, on the browser's WebGPU adapter; with
+    /// `weights` (the bytes of a torchvision / timm state_dict as safetensors or a `.pth`
+    /// checkpoint) or, without, deterministic random weights.
+    pub async fn create(model: String, weights: Option<Vec<u8>>) -> Result<Classifier, JsError> {
+        let inner = Inner::new(&model, weights).await.map_err(js_err)?;
+        Ok(Classifier {
+            inner: Rc::new(inner),
+        })
+    }
+
+    /// The adapter: `name (backend, device type)`.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.inner.ctx.describe()
+    }
+
+    /// The model's name.
+    #[wasm_bindgen(getter)]
+    pub fn model(&self) -> String {
+        self.inner.model.clone()
+    }
+
+    /// Whether the weights are random (no weights were given): the classes mean nothing.
+    #[wasm_bindgen(getter, js_name = randomWeights)]
+    pub fn random_weights(&self) -> bool {
+        self.inner.random
+    }
+
+    /// Classifies an `ImageBitmap` (made with `colorSpaceConversion: "none"` and
+    /// `premultiplyAlpha: "none"` to keep the decoded pixels): resolves to
+    /// `{ top: [{ index, name, probability }], ms }` with the `k` most probable classes.
+    pub fn classify(&self, bitmap: web_sys::ImageBitmap, k: usize) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let t0 = now_ms();
+            let logits = inner.classify(bitmap).await.map_err(js_err)?;
+            let result = Classified {
+                top: top_k(&logits, k),
+                ms: now_ms() - t0,
+            };
+            serde_wasm_bindgen::to_value(&result).map_err(|e| js_err(e).into())
+        })
+    }
+
+    /// Logits `[1, classes]` (flat) of an already preprocessed input `[1, 3, 224, 224]`
+    /// (flat, f32): what the browser tests compare with torchvision.
+    pub fn logits(&self, input: Vec<f32>) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let x = Tensor::new(vec![1, 3, 224, 224], input).map_err(js_err)?;
+            let logits = inner.runner.run_async(&x).await.map_err(js_err)?;
+            Ok(js_sys::Float32Array::from(&logits.data[..]).into())
+        })
+    }
+}
