@@ -3,16 +3,12 @@
 // result, check the top-1 against native `gpu_infer` on the same image and (random, seed 0)
 // weights, and save a screenshot in target/web/page.png.
 import { execFileSync } from "node:child_process";
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { extname, join, normalize } from "node:path";
+import { join, normalize } from "node:path";
 import puppeteer from "puppeteer-core";
+import { serve } from "./serve.mjs";
 
 const root = normalize(join(import.meta.dirname, ".."));
-const www = join(root, "web", "www");
 const image = join(root, "assets", "chelsea.png");
-const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript",
-  ".css": "text/css", ".wasm": "application/wasm", ".png": "image/png" };
 
 function fail(msg) {
   console.error(`page test: FAILED: ${msg}`);
@@ -25,19 +21,8 @@ const native = execFileSync("cargo", ["run", "--release", "--quiet", "--example"
   .toString().trim().split("\n").map((l) => JSON.parse(l));
 const nativeTop = native[0].top[0];
 
-const server = createServer(async (req, res) => {
-  const path = normalize(join(www, decodeURIComponent(new URL(req.url, "http://x").pathname)));
-  const file = path.endsWith("/") ? join(path, "index.html") : path;
-  if (!file.startsWith(www)) { res.writeHead(403).end(); return; }
-  try {
-    const body = await readFile(file);
-    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" }).end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
-}).listen(0, "127.0.0.1");
-await new Promise((r) => server.once("listening", r));
-const url = `http://127.0.0.1:${server.address().port}/`;
+const server = await serve({ isolated: false });
+const url = server.url;
 
 const browser = await puppeteer.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",

@@ -18,9 +18,11 @@
 //! The crate is for wasm32 (WebGPU): on other targets it is empty.
 #![cfg(target_arch = "wasm32")]
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use regnet_wgpu::config::Architecture;
+use regnet_wgpu::gpu::tiling::Tiling;
 use regnet_wgpu::gpu::{
     GpuContext, GpuPreprocess, GpuRunner, LogitsReadback, Precision, RunnerOptions,
 };
@@ -52,6 +54,33 @@ fn now_ms() -> f64 {
         }
     }
     js_sys::Date::now()
+}
+
+thread_local! {
+    /// The page's one device: every classifier and runner shares it, and so the pipelines the
+    /// browser has already compiled (its first compilation takes long on a software adapter).
+    static CONTEXT: RefCell<Option<GpuContext>> = const { RefCell::new(None) };
+}
+
+/// The shared context, made on first use.
+async fn context() -> regnet_wgpu::Result<GpuContext> {
+    if let Some(ctx) = CONTEXT.with(|c| c.borrow().clone()) {
+        return Ok(ctx);
+    }
+    let ctx = GpuContext::new_async(Precision::F32).await?;
+    CONTEXT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+    Ok(ctx)
+}
+
+/// Weights from bytes, or deterministic random ones (`true`) when there are none.
+fn weights_for(plan: &Plan, bytes: Option<Vec<u8>>) -> regnet_wgpu::Result<(Weights, bool)> {
+    match bytes {
+        Some(b) => Ok((
+            Weights::from_bytes(&b, std::path::Path::new("weights"), plan)?,
+            false,
+        )),
+        None => Ok((Weights::random(plan, 0), true)),
+    }
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
@@ -118,15 +147,9 @@ pub fn top_k(logits: &Tensor, k: usize) -> Vec<Class> {
 
 impl Inner {
     async fn new(model: &str, weights: Option<Vec<u8>>) -> regnet_wgpu::Result<Inner> {
-        let ctx = GpuContext::new_async(Precision::F32).await?;
+        let ctx = context().await?;
         let plan = Plan::new(Architecture::named(model)?, 224, 224)?;
-        let (weights, random) = match weights {
-            Some(bytes) => (
-                Weights::from_bytes(&bytes, std::path::Path::new("weights"), &plan)?,
-                false,
-            ),
-            None => (Weights::random(&plan, 0), true),
-        };
+        let (weights, random) = weights_for(&plan, weights)?;
         let runner = GpuRunner::new(&ctx, &plan, &weights, RunnerOptions::default())?;
         let preprocess = GpuPreprocess::for_runner(&runner, EvalTransform::default())?;
         let readback = LogitsReadback::new(&runner);
@@ -241,14 +264,76 @@ impl Classifier {
             serde_wasm_bindgen::to_value(&result).map_err(|e| js_err(e).into())
         })
     }
+}
 
-    /// Logits `[1, classes]` (flat) of an already preprocessed input `[1, 3, 224, 224]`
-    /// (flat, f32): what the browser tests compare with torchvision.
-    pub fn logits(&self, input: Vec<f32>) -> js_sys::Promise {
-        let inner = self.inner.clone();
+/// A model at any batch size for raw logits and timing: what the race against ONNX Runtime
+/// Web (`scripts/web bench`) runs, and what compares with other engines' outputs.
+#[wasm_bindgen]
+pub struct Runner {
+    runner: Rc<GpuRunner>,
+    macs: u64,
+    random: bool,
+}
+
+#[wasm_bindgen]
+impl Runner {
+    /// The named model at 224x224 for `batch` images, with `weights` (bytes, as
+    /// [`Classifier::create`]) or deterministic random ones; `tiling` (`"cpu"` or `"gpu"`)
+    /// overrides the tile rules the adapter's type picks.
+    pub async fn create(
+        model: String,
+        weights: Option<Vec<u8>>,
+        batch: usize,
+        tiling: Option<String>,
+    ) -> Result<Runner, JsError> {
+        let tiling = match tiling.as_deref() {
+            None => None,
+            Some("cpu") => Some(Tiling::Cpu),
+            Some("gpu") => Some(Tiling::Gpu),
+            Some(other) => return Err(js_err(format!("tiling `{other}`: cpu or gpu"))),
+        };
+        let ctx = context().await.map_err(js_err)?;
+        let plan =
+            Plan::new(Architecture::named(&model).map_err(js_err)?, 224, 224).map_err(js_err)?;
+        let (weights, random) = weights_for(&plan, weights).map_err(js_err)?;
+        let opts = RunnerOptions {
+            batch,
+            tiling,
+            ..Default::default()
+        };
+        let runner = GpuRunner::new(&ctx, &plan, &weights, opts).map_err(js_err)?;
+        Ok(Runner {
+            runner: Rc::new(runner),
+            macs: plan.macs(),
+            random,
+        })
+    }
+
+    /// The adapter: `name (backend, device type)`.
+    #[wasm_bindgen(getter)]
+    pub fn adapter(&self) -> String {
+        self.runner.context().describe()
+    }
+
+    /// Multiply-adds per image.
+    #[wasm_bindgen(getter)]
+    pub fn macs(&self) -> f64 {
+        self.macs as f64
+    }
+
+    /// Whether the weights are random.
+    #[wasm_bindgen(getter, js_name = randomWeights)]
+    pub fn random_weights(&self) -> bool {
+        self.random
+    }
+
+    /// Logits `[batch, classes]` (flat) of a preprocessed input `[batch, 3, 224, 224]` (flat,
+    /// f32): one upload, one submission, one readback.
+    pub fn run(&self, input: Vec<f32>) -> js_sys::Promise {
+        let runner = self.runner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let x = Tensor::new(vec![1, 3, 224, 224], input).map_err(js_err)?;
-            let logits = inner.runner.run_async(&x).await.map_err(js_err)?;
+            let x = Tensor::new(runner.input_shape().to_vec(), input).map_err(js_err)?;
+            let logits = runner.run_async(&x).await.map_err(js_err)?;
             Ok(js_sys::Float32Array::from(&logits.data[..]).into())
         })
     }
