@@ -574,198 +574,237 @@ impl Unpickler<'_> {
             let at = self.pos;
             self.check_sizes(at)?;
             let op = self.u8()?;
-            match op {
-                0x80 => {
-                    // PROTO
-                    let p = self.u8()?;
-                    if !(2..=5).contains(&p) {
-                        return Err(PthError::Unsupported {
-                            what: format!("pickle protocol {p}"),
-                        });
-                    }
+            if op == b'.' {
+                // STOP
+                let v = self.pop(at)?;
+                return Ok((v, self.pos));
+            }
+            self.step(op, at)?;
+        }
+    }
+
+    /// One opcode (STOP aside), by what it works on.
+    fn step(&mut self, op: u8, at: usize) -> Result<(), PthError> {
+        match op {
+            0x80 | 0x95 => self.op_framing(op),
+            b'(' | b'0' | b'1' | b'}' | b']' | b')' | b't' | 0x85..=0x87 => self.op_stack(op, at),
+            b'X' | 0x8c | b'U' | b'T' | 0x8d => self.op_string(op, at),
+            b'J' | b'K' | b'M' | 0x8a | b'N' | 0x88 | 0x89 => self.op_scalar(op, at),
+            b'q' | b'r' | 0x94 | b'h' | b'j' => self.op_memo(op, at),
+            b's' | b'u' | b'a' | b'e' => self.op_fill(op, at),
+            b'c' | 0x93 | b'R' | b'Q' | b'b' => self.op_object(op, at),
+            _ => Err(PthError::Opcode {
+                opcode: op,
+                offset: at,
+            }),
+        }
+    }
+
+    /// An opcode a group below was handed but does not know (a bug in [`step`](Self::step)'s
+    /// table, reported as the unknown opcode it would otherwise be).
+    fn unknown(op: u8, at: usize) -> Result<(), PthError> {
+        Err(PthError::Opcode {
+            opcode: op,
+            offset: at,
+        })
+    }
+
+    /// PROTO (2 to 5 accepted) and FRAME (a length hint only).
+    fn op_framing(&mut self, op: u8) -> Result<(), PthError> {
+        if op == 0x95 {
+            self.u64()?;
+            return Ok(());
+        }
+        let p = self.u8()?;
+        if !(2..=5).contains(&p) {
+            return Err(PthError::Unsupported {
+                what: format!("pickle protocol {p}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// MARK, POP, POP_MARK, the empty containers, TUPLE and TUPLE1-3.
+    fn op_stack(&mut self, op: u8, at: usize) -> Result<(), PthError> {
+        match op {
+            b'(' => self.stack.push(Item::Mark),
+            b'0' => {
+                self.pop(at)?;
+            }
+            b'1' => {
+                self.pop_mark(at)?;
+            }
+            b'}' => self.push(Value::Dict {
+                items: Vec::new(),
+                ordered: false,
+                depth: 1,
+            }),
+            b']' => self.push(Value::List(Vec::new(), 1)),
+            b')' => self.push(Value::Tuple(Vec::new(), 1)),
+            b't' => {
+                let items = self.pop_mark(at)?;
+                let t = self.tuple(items, at)?;
+                self.push(t);
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.pop(at)?);
                 }
-                0x95 => {
-                    // FRAME: a length hint only.
-                    self.u64()?;
-                }
-                b'.' => {
-                    // STOP
-                    let v = self.pop(at)?;
-                    return Ok((v, self.pos));
-                }
-                b'(' => self.stack.push(Item::Mark),
-                b'0' => {
-                    self.pop(at)?;
-                }
-                b'1' => {
-                    self.pop_mark(at)?;
-                }
-                b'}' => self.push(Value::Dict {
-                    items: Vec::new(),
-                    ordered: false,
-                    depth: 1,
-                }),
-                b']' => self.push(Value::List(Vec::new(), 1)),
-                b')' => self.push(Value::Tuple(Vec::new(), 1)),
-                b't' => {
-                    let items = self.pop_mark(at)?;
-                    let t = self.tuple(items, at)?;
-                    self.push(t);
-                }
-                0x85..=0x87 => {
-                    // TUPLE1, TUPLE2, TUPLE3
-                    let n = (op - 0x84) as usize;
-                    let mut items = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        items.push(self.pop(at)?);
-                    }
-                    items.reverse();
-                    let t = self.tuple(items, at)?;
-                    self.push(t);
-                }
-                b'X' => {
-                    let n = self.u32()?;
-                    let s = self.string(n as u64, at)?;
-                    self.push(s);
-                }
-                0x8c => {
-                    let n = self.u8()?;
-                    let s = self.string(n as u64, at)?;
-                    self.push(s);
-                }
-                b'U' => {
-                    // SHORT_BINSTRING (a Python 2 str)
-                    let n = self.u8()?;
-                    let s = self.string(n as u64, at)?;
-                    self.push(s);
-                }
-                b'T' => {
-                    // BINSTRING (a Python 2 str)
-                    let n = self.u32()?;
-                    let s = self.string(n as u64, at)?;
-                    self.push(s);
-                }
-                0x8d => {
-                    let n = self.u64()?;
-                    let s = self.string(n, at)?;
-                    self.push(s);
-                }
-                b'J' => {
-                    let v = self.u32()? as i32;
-                    self.push(Value::Int(v as i128));
-                }
-                b'K' => {
-                    let v = self.u8()?;
-                    self.push(Value::Int(v as i128));
-                }
-                b'M' => {
-                    let v = self.u16()?;
-                    self.push(Value::Int(v as i128));
-                }
-                0x8a => {
-                    // LONG1: n bytes, little-endian two's complement.
-                    let n = self.u8()? as usize;
-                    if n > 16 {
-                        return Err(PthError::Unsupported {
-                            what: format!("a {n}-byte integer (at byte {at})"),
-                        });
-                    }
-                    let b = self.take(n, "pickle")?;
-                    let mut a = if b.last().is_some_and(|&x| x & 0x80 != 0) {
-                        [0xffu8; 16]
-                    } else {
-                        [0u8; 16]
-                    };
-                    a[..n].copy_from_slice(b);
-                    self.push(Value::Int(i128::from_le_bytes(a)));
-                }
-                b'N' => self.push(Value::None),
-                0x88 => self.push(Value::Bool(true)),
-                0x89 => self.push(Value::Bool(false)),
-                b'q' => {
-                    let k = self.u8()? as u32;
-                    self.memo_put(k, at)?;
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    self.memo_put(k, at)?;
-                }
-                0x94 => {
-                    // MEMOIZE
-                    let k = u32::try_from(self.memo.len())
-                        .map_err(|_| self.malformed(at, "memo full"))?;
-                    self.memo_put(k, at)?;
-                }
-                b'h' => {
-                    let k = self.u8()? as u32;
-                    self.memo_get(k, at)?;
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    self.memo_get(k, at)?;
-                }
-                b's' => {
-                    let v = self.pop(at)?;
-                    let k = self.pop(at)?;
-                    self.set_items(vec![k, v], at)?;
-                }
-                b'u' => {
-                    let items = self.pop_mark(at)?;
-                    self.set_items(items, at)?;
-                }
-                b'a' => {
-                    let v = self.pop(at)?;
-                    self.append(vec![v], at)?;
-                }
-                b'e' => {
-                    let items = self.pop_mark(at)?;
-                    self.append(items, at)?;
-                }
-                b'c' => {
-                    let module = self.line(at)?;
-                    let name = self.line(at)?;
-                    self.global(&module, &name)?;
-                }
-                0x93 => {
-                    // STACK_GLOBAL
-                    let name = self.pop(at)?;
-                    let module = self.pop(at)?;
-                    match (module, name) {
-                        (Value::Str(m), Value::Str(n)) => self.global(&m, &n)?,
-                        _ => return Err(self.malformed(at, "STACK_GLOBAL without two strings")),
-                    }
-                }
-                b'R' => self.reduce(at)?,
-                b'Q' => {
-                    // BINPERSID
-                    let pid = self.pop(at)?;
-                    let s = self.persistent_load(pid, at)?;
-                    self.push(s);
-                }
-                b'b' => {
-                    // BUILD: only an OrderedDict's state (torch's `_metadata`), ignored.
-                    let state = self.pop(at)?;
-                    let target = self.top_mut(at)?;
-                    if !matches!(target, Value::Dict { ordered: true, .. })
-                        || !matches!(state, Value::Dict { .. })
-                    {
-                        let (t, s) = (target.kind(), state.kind());
-                        return Err(PthError::Malformed {
-                            offset: at,
-                            reason: format!(
-                                "BUILD of {t} with {s}: only an OrderedDict's attributes are accepted"
-                            ),
-                        });
-                    }
-                }
-                _ => {
-                    return Err(PthError::Opcode {
-                        opcode: op,
-                        offset: at,
-                    })
+                items.reverse();
+                let t = self.tuple(items, at)?;
+                self.push(t);
+            }
+            _ => return Self::unknown(op, at),
+        }
+        Ok(())
+    }
+
+    /// The string opcodes: BINUNICODE, SHORT_BINUNICODE, BINUNICODE8 and Python 2's
+    /// SHORT_BINSTRING and BINSTRING, by the width of their length.
+    fn op_string(&mut self, op: u8, at: usize) -> Result<(), PthError> {
+        let n = match op {
+            0x8c | b'U' => self.u8()? as u64,
+            b'X' | b'T' => self.u32()? as u64,
+            0x8d => self.u64()?,
+            _ => return Self::unknown(op, at),
+        };
+        let s = self.string(n, at)?;
+        self.push(s);
+        Ok(())
+    }
+
+    /// Integers (BININT, BININT1, BININT2, LONG1), None and the booleans.
+    fn op_scalar(&mut self, op: u8, at: usize) -> Result<(), PthError> {
+        let v = match op {
+            b'J' => Value::Int(self.u32()? as i32 as i128),
+            b'K' => Value::Int(self.u8()? as i128),
+            b'M' => Value::Int(self.u16()? as i128),
+            0x8a => Value::Int(self.long1(at)?),
+            b'N' => Value::None,
+            0x88 => Value::Bool(true),
+            0x89 => Value::Bool(false),
+            _ => return Self::unknown(op, at),
+        };
+        self.push(v);
+        Ok(())
+    }
+
+    /// LONG1: n bytes, little-endian two's complement (at most 16).
+    fn long1(&mut self, at: usize) -> Result<i128, PthError> {
+        let n = self.u8()? as usize;
+        if n > 16 {
+            return Err(PthError::Unsupported {
+                what: format!("a {n}-byte integer (at byte {at})"),
+            });
+        }
+        let b = self.take(n, "pickle")?;
+        let mut a = if b.last().is_some_and(|&x| x & 0x80 != 0) {
+            [0xffu8; 16]
+        } else {
+            [0u8; 16]
+        };
+        a[..n].copy_from_slice(b);
+        Ok(i128::from_le_bytes(a))
+    }
+
+    /// BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET.
+    fn op_memo(&mut self, op: u8, at: usize) -> Result<(), PthError> {
+        match op {
+            b'q' => {
+                let k = self.u8()? as u32;
+                self.memo_put(k, at)
+            }
+            b'r' => {
+                let k = self.u32()?;
+                self.memo_put(k, at)
+            }
+            0x94 => {
+                let k =
+                    u32::try_from(self.memo.len()).map_err(|_| self.malformed(at, "memo full"))?;
+                self.memo_put(k, at)
+            }
+            b'h' => {
+                let k = self.u8()? as u32;
+                self.memo_get(k, at)
+            }
+            b'j' => {
+                let k = self.u32()?;
+                self.memo_get(k, at)
+            }
+            _ => Self::unknown(op, at),
+        }
+    }
+
+    /// SETITEM, SETITEMS, APPEND, APPENDS.
+    fn op_fill(&mut self, op: u8, at: usize) -> Result<(), PthError> {
+        match op {
+            b's' => {
+                let v = self.pop(at)?;
+                let k = self.pop(at)?;
+                self.set_items(vec![k, v], at)
+            }
+            b'u' => {
+                let items = self.pop_mark(at)?;
+                self.set_items(items, at)
+            }
+            b'a' => {
+                let v = self.pop(at)?;
+                self.append(vec![v], at)
+            }
+            b'e' => {
+                let items = self.pop_mark(at)?;
+                self.append(items, at)
+            }
+            _ => Self::unknown(op, at),
+        }
+    }
+
+    /// GLOBAL, STACK_GLOBAL, REDUCE, BINPERSID and BUILD: the allow-listed objects.
+    fn op_object(&mut self, op: u8, at: usize) -> Result<(), PthError> {
+        match op {
+            b'c' => {
+                let module = self.line(at)?;
+                let name = self.line(at)?;
+                self.global(&module, &name)
+            }
+            0x93 => {
+                let name = self.pop(at)?;
+                let module = self.pop(at)?;
+                match (module, name) {
+                    (Value::Str(m), Value::Str(n)) => self.global(&m, &n),
+                    _ => Err(self.malformed(at, "STACK_GLOBAL without two strings")),
                 }
             }
+            b'R' => self.reduce(at),
+            b'Q' => {
+                let pid = self.pop(at)?;
+                let s = self.persistent_load(pid, at)?;
+                self.push(s);
+                Ok(())
+            }
+            b'b' => self.build(at),
+            _ => Self::unknown(op, at),
         }
+    }
+
+    /// BUILD: only an OrderedDict's state (torch's `_metadata`), ignored.
+    fn build(&mut self, at: usize) -> Result<(), PthError> {
+        let state = self.pop(at)?;
+        let target = self.top_mut(at)?;
+        if !matches!(target, Value::Dict { ordered: true, .. })
+            || !matches!(state, Value::Dict { .. })
+        {
+            let (t, s) = (target.kind(), state.kind());
+            return Err(PthError::Malformed {
+                offset: at,
+                reason: format!(
+                    "BUILD of {t} with {s}: only an OrderedDict's attributes are accepted"
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -174,7 +174,8 @@ fn stored_entry<'a>(
     Ok(data)
 }
 
-/// Reads a legacy-format checkpoint.
+/// Reads a legacy-format checkpoint: five pickles (magic number, protocol, sys_info, the
+/// state_dict, the storage keys), then each storage's element count and bytes.
 pub(crate) fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, RawTensor<'_>)>, PthError> {
     let mut pos = 0;
     let mut next = || -> Result<Value, PthError> {
@@ -187,99 +188,11 @@ pub(crate) fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, RawTensor<'_>)>, 
         pos += n;
         Ok(v)
     };
-    if next()? != Value::Int(MAGIC) {
-        return Err(PthError::NotAStateDict {
-            reason: "no torch magic number".into(),
-        });
-    }
-    match next()? {
-        Value::Int(LEGACY_PROTOCOL) => {}
-        v => {
-            return Err(PthError::Unsupported {
-                what: format!("legacy protocol version {v:?} (torch writes 1001)"),
-            })
-        }
-    }
-    let Value::Dict { items, .. } = next()? else {
-        return Err(PthError::NotAStateDict {
-            reason: "the legacy header's sys_info is not a dict".into(),
-        });
-    };
-    let little = items
-        .iter()
-        .any(|(k, v)| *k == Value::Str("little_endian".into()) && *v == Value::Bool(true));
-    if !little {
-        return Err(PthError::Unsupported {
-            what: "a legacy checkpoint not written on a little-endian machine".into(),
-        });
-    }
+    check_legacy_header(next()?, next()?, next()?)?;
     let refs = state_dict_refs(next()?)?;
-    let keys = match next()? {
-        Value::List(items, _) => items
-            .into_iter()
-            .map(|k| match k {
-                Value::Str(s) => Ok(s),
-                other => Err(PthError::Malformed {
-                    offset: 0,
-                    reason: format!("a storage key is {}, not a str", other.kind()),
-                }),
-            })
-            .collect::<Result<Vec<String>, _>>()?,
-        other => {
-            return Err(PthError::NotAStateDict {
-                reason: format!("the storage key list is {}", other.kind()),
-            })
-        }
-    };
-    // Each storage's element size, from the tensors that use it.
-    let mut kinds: HashMap<&str, &StorageRef> = HashMap::new();
-    for (_, t) in &refs {
-        let s = &t.storage;
-        if let Some(prev) = kinds.insert(&s.key, s) {
-            if prev.dtype != s.dtype || prev.numel != s.numel {
-                return Err(PthError::Malformed {
-                    offset: 0,
-                    reason: format!("storage `{}` is referenced with two types or sizes", s.key),
-                });
-            }
-        }
-    }
-    let mut storages: HashMap<&str, &[u8]> = HashMap::new();
-    let mut rest = &bytes[pos..];
-    for key in &keys {
-        let s = kinds.get(key.as_str()).ok_or_else(|| PthError::Malformed {
-            offset: 0,
-            reason: format!("storage `{key}` is listed but no tensor uses it"),
-        })?;
-        if rest.len() < 8 {
-            return Err(PthError::Truncated {
-                what: "legacy storage data",
-            });
-        }
-        let (count, tail) = rest.split_at(8);
-        let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
-        if count != s.numel {
-            return Err(PthError::StorageSize {
-                key: key.clone(),
-                expected: s.numel.saturating_mul(s.dtype.size() as u64),
-                found: count.saturating_mul(s.dtype.size() as u64),
-            });
-        }
-        let n = storage_bytes(s)?;
-        if tail.len() < n {
-            return Err(PthError::Truncated {
-                what: "legacy storage data",
-            });
-        }
-        let (data, tail) = tail.split_at(n);
-        if storages.insert(key, data).is_some() {
-            return Err(PthError::Malformed {
-                offset: 0,
-                reason: format!("storage `{key}` is listed twice"),
-            });
-        }
-        rest = tail;
-    }
+    let keys = storage_keys(next()?)?;
+    let kinds = storage_kinds(&refs)?;
+    let storages = legacy_storages(&bytes[pos..], &keys, &kinds)?;
     let mut out = Vec::with_capacity(refs.len());
     for (name, t) in &refs {
         let data =
@@ -292,6 +205,114 @@ pub(crate) fn read_legacy(bytes: &[u8]) -> Result<Vec<(String, RawTensor<'_>)>, 
         out.push((name.clone(), view(name, t, data)?));
     }
     Ok(out)
+}
+
+/// The legacy header: torch's magic number, protocol 1001, and a little-endian writer.
+fn check_legacy_header(magic: Value, protocol: Value, sys_info: Value) -> Result<(), PthError> {
+    if magic != Value::Int(MAGIC) {
+        return Err(PthError::NotAStateDict {
+            reason: "no torch magic number".into(),
+        });
+    }
+    if protocol != Value::Int(LEGACY_PROTOCOL) {
+        return Err(PthError::Unsupported {
+            what: format!("legacy protocol version {protocol:?} (torch writes 1001)"),
+        });
+    }
+    let Value::Dict { items, .. } = sys_info else {
+        return Err(PthError::NotAStateDict {
+            reason: "the legacy header's sys_info is not a dict".into(),
+        });
+    };
+    let little = items
+        .iter()
+        .any(|(k, v)| *k == Value::Str("little_endian".into()) && *v == Value::Bool(true));
+    if !little {
+        return Err(PthError::Unsupported {
+            what: "a legacy checkpoint not written on a little-endian machine".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The list of storage keys, in the order their data follows.
+fn storage_keys(v: Value) -> Result<Vec<String>, PthError> {
+    match v {
+        Value::List(items, _) => items
+            .into_iter()
+            .map(|k| match k {
+                Value::Str(s) => Ok(s),
+                other => Err(PthError::Malformed {
+                    offset: 0,
+                    reason: format!("a storage key is {}, not a str", other.kind()),
+                }),
+            })
+            .collect(),
+        other => Err(PthError::NotAStateDict {
+            reason: format!("the storage key list is {}", other.kind()),
+        }),
+    }
+}
+
+/// Each storage's type and size, from the tensors that use it (which must agree).
+fn storage_kinds(refs: &[(String, TensorRef)]) -> Result<HashMap<&str, &StorageRef>, PthError> {
+    let mut kinds: HashMap<&str, &StorageRef> = HashMap::new();
+    for (_, t) in refs {
+        let s = &t.storage;
+        if let Some(prev) = kinds.insert(&s.key, s) {
+            if prev.dtype != s.dtype || prev.numel != s.numel {
+                return Err(PthError::Malformed {
+                    offset: 0,
+                    reason: format!("storage `{}` is referenced with two types or sizes", s.key),
+                });
+            }
+        }
+    }
+    Ok(kinds)
+}
+
+/// The storages' bytes after the pickles: for each key, its element count (checked against
+/// the tensors') and its data.
+fn legacy_storages<'k, 'b>(
+    mut rest: &'b [u8],
+    keys: &'k [String],
+    kinds: &HashMap<&str, &StorageRef>,
+) -> Result<HashMap<&'k str, &'b [u8]>, PthError> {
+    let truncated = || PthError::Truncated {
+        what: "legacy storage data",
+    };
+    let mut storages = HashMap::new();
+    for key in keys {
+        let s = kinds.get(key.as_str()).ok_or_else(|| PthError::Malformed {
+            offset: 0,
+            reason: format!("storage `{key}` is listed but no tensor uses it"),
+        })?;
+        if rest.len() < 8 {
+            return Err(truncated());
+        }
+        let (count, tail) = rest.split_at(8);
+        let count = u64::from_le_bytes(count.try_into().expect("8 bytes"));
+        if count != s.numel {
+            return Err(PthError::StorageSize {
+                key: key.clone(),
+                expected: s.numel.saturating_mul(s.dtype.size() as u64),
+                found: count.saturating_mul(s.dtype.size() as u64),
+            });
+        }
+        let n = storage_bytes(s)?;
+        if tail.len() < n {
+            return Err(truncated());
+        }
+        let (data, tail) = tail.split_at(n);
+        if storages.insert(key.as_str(), data).is_some() {
+            return Err(PthError::Malformed {
+                offset: 0,
+                reason: format!("storage `{key}` is listed twice"),
+            });
+        }
+        rest = tail;
+    }
+    Ok(storages)
 }
 
 /// The storage's size in bytes, checked.
