@@ -26,19 +26,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{ArgGroup, Parser, ValueEnum};
+use clap::{ArgGroup, Parser};
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
 use regnet_wgpu::plot::Bars;
 use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 use serde_json::json;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Prec {
-    F32,
-    F16,
-}
 
 /// Times inference on the GPU (wgpu) and the CPU.
 #[derive(Parser, Debug)]
@@ -62,9 +56,9 @@ struct Args {
     /// Backends, comma separated: gpu, cpu.
     #[arg(long, value_delimiter = ',', default_value = "gpu,cpu")]
     backend: Vec<String>,
-    /// GPU storage precision.
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: Prec,
+    /// GPU storage precision: f32 or f16.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Timed iterations per (backend, batch).
     #[arg(long, default_value_t = 20)]
     iters: usize,
@@ -202,11 +196,8 @@ fn run(args: &Args) -> Result<()> {
     let plan = Plan::new(&arch, args.size, args.size)?;
     let weights = Weights::random(&plan, 0);
     let macs = plan.macs() as f64;
-    let precision = match args.precision {
-        Prec::F32 => Precision::F32,
-        Prec::F16 => Precision::F16,
-    };
-    let prec_name = format!("{precision:?}").to_lowercase();
+    let precision = args.precision;
+    let prec_name = precision.to_string();
     if args.peak {
         let ctx = GpuContext::new(precision)?;
         let gflops = regnet_wgpu::gpu::peak::fma_peak(&ctx, 5)?;

@@ -60,12 +60,6 @@ enum BackendArg {
     Cpu,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Prec {
-    F32,
-    F16,
-}
-
 /// Samples a design space, times each model on this machine, and compares.
 #[derive(Parser, Debug)]
 #[command(name = "design_space")]
@@ -88,9 +82,9 @@ struct Args {
     /// Where the models run.
     #[arg(long, value_enum, default_value = "gpu")]
     backend: BackendArg,
-    /// GPU storage precision (the CPU runs f32).
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: Prec,
+    /// GPU storage precision, f32 or f16 (the CPU runs f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Images per run.
     #[arg(long, default_value_t = 1)]
     batch: usize,
@@ -143,10 +137,7 @@ fn sweep(args: &Args) -> Result<Sweep> {
     let backend = match args.backend {
         BackendArg::Cpu => Backend::Cpu,
         BackendArg::Gpu => {
-            let p = match args.precision {
-                Prec::F32 => Precision::F32,
-                Prec::F16 => Precision::F16,
-            };
+            let p = args.precision;
             Backend::Gpu(Box::new(GpuContext::new(p)?), p)
         }
     };
@@ -284,7 +275,7 @@ fn run(args: &Args, stop: &AtomicBool) -> Result<bool> {
         "space": args.space,
         "backend": format!("{:?}", args.backend).to_lowercase(),
         "adapter": sw.backend.describe(),
-        "precision": format!("{:?}", args.precision).to_lowercase(),
+        "precision": args.precision.to_string(),
         "batch": args.batch,
         "size": args.size,
         "seed": args.seed,

@@ -50,12 +50,6 @@ enum Backend {
     Cpu,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Prec {
-    F32,
-    F16,
-}
-
 /// Classify photos with a RegNet, ResNet, ResNeXt, Wide ResNet (torchvision-exact), ReXNet
 /// (timm-exact) or AnyNet, on the GPU through wgpu or on the CPU.
 ///
@@ -100,8 +94,8 @@ struct Args {
     #[arg(long, value_enum)]
     backend: Option<Backend>,
     /// Numeric precision (f16 needs the GPU and its shader-f16 feature).
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: Prec,
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
     /// Compile the GPU kernels without wgpu's runtime checks (bounds checks, loop bounding);
     /// the kernels are in bounds by construction.
     #[arg(long)]
@@ -184,10 +178,7 @@ enum Engine {
 impl Engine {
     /// The GPU runner (batch `batch`), or the CPU backend when `--backend cpu` or no adapter.
     fn new(args: &Args, plan: Plan, weights: Weights, batch: usize) -> Result<Self> {
-        let precision = match args.precision {
-            Prec::F32 => Precision::F32,
-            Prec::F16 => Precision::F16,
-        };
+        let precision = args.precision;
         if args.backend != Some(Backend::Cpu) {
             match GpuContext::new(precision) {
                 Ok(mut ctx) => {
@@ -343,7 +334,7 @@ fn run(args: &Args, started: Instant) -> Result<()> {
         model: arch.to_string(),
         params: plan.num_params(),
         macs: plan.macs(),
-        precision: format!("{:?}", args.precision).to_lowercase(),
+        precision: args.precision.to_string(),
         weights: weights.source.clone(),
         random_weights: random,
         input_shape: vec![batch, 3, h, w],

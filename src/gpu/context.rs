@@ -18,6 +18,35 @@ pub enum Precision {
     F16,
 }
 
+impl std::str::FromStr for Precision {
+    type Err = Error;
+
+    /// `f32` or `f16` (any case), as the examples' `--precision` takes it.
+    ///
+    /// ```
+    /// use regnet_wgpu::gpu::Precision;
+    /// assert_eq!("F16".parse::<Precision>().unwrap(), Precision::F16);
+    /// assert!("f64".parse::<Precision>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            _ => Err(Error::Input(format!("unknown precision `{s}`: f32 or f16"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    /// `f32` or `f16`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
 impl Precision {
     /// Bytes per stored element.
     pub fn bytes(self) -> u64 {
