@@ -7,34 +7,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use regnet_wgpu::config::{AnyNetParams, Architecture, RegNetParams};
 use regnet_wgpu::design_space::{GROUP_WIDTHS, REGNET_STAGES};
 use regnet_wgpu::Plan;
 use serde_json::Value;
 
-fn exe() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let o = Command::new(env!("CARGO"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--release", "--quiet", "--example", "design_space"])
-            .arg("--message-format=json")
-            .output()
-            .expect("cannot run cargo");
-        assert!(
-            o.status.success(),
-            "cannot build design_space: {}",
-            text(&o.stderr)
-        );
-        text(&o.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "design_space")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo named no design_space executable")
-    })
+fn exe() -> PathBuf {
+    common::example_exe("design_space")
 }
 
 fn text(b: &[u8]) -> String {

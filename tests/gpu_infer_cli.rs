@@ -12,7 +12,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use regnet_wgpu::tensor::{read_safetensors, write_safetensors};
 use regnet_wgpu::Tensor;
@@ -27,25 +26,9 @@ const TINY_Y_SPEC: &str = "depth=6,w0=16,wa=12,wm=2,group_width=8,se=0.25,stem=1
 /// The zoo holdout, generated locally by scripts/gen_holdout_fixtures.py (not committed).
 const ZOO_HOLDOUT_DIR: &str = "/tmp/zoo-holdout";
 
-/// The `gpu_infer` executable, built once by `cargo build --release --example gpu_infer`
-/// (running each command through `cargo run` would cost a quarter second of cargo apiece).
-fn gpu_infer_exe() -> &'static Path {
-    static EXE: OnceLock<PathBuf> = OnceLock::new();
-    EXE.get_or_init(|| {
-        let o = Command::new(env!("CARGO"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--release", "--quiet", "--example", "gpu_infer"])
-            .arg("--message-format=json")
-            .output()
-            .expect("cannot run cargo");
-        assert!(o.status.success(), "cannot build gpu_infer: {}", stderr(&o));
-        stdout(&o)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "gpu_infer")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo named no gpu_infer executable")
-    })
+/// The `gpu_infer` executable, built once.
+fn gpu_infer_exe() -> PathBuf {
+    common::example_exe("gpu_infer")
 }
 
 /// Runs `gpu_infer ARGS` (in the crate's folder, as `cargo run` would) and returns its output.

@@ -34,6 +34,38 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 /// Where skipped checks are recorded; `scripts/test` prints this file after the run.
+/// The executable of example `name`, built once per test binary by `cargo build --release
+/// --example NAME` (running each command through `cargo run` would cost a quarter second of
+/// cargo apiece).
+pub fn example_exe(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Option<HashMap<String, PathBuf>>> = std::sync::Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = built.get_or_insert_with(HashMap::new);
+    if let Some(p) = map.get(name) {
+        return p.clone();
+    }
+    let o = std::process::Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--release", "--quiet", "--example", name])
+        .arg("--message-format=json")
+        .output()
+        .expect("cannot run cargo");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        o.status.success(),
+        "cannot build {name}: {}",
+        text(&o.stderr)
+    );
+    let exe = text(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo named no {name} executable"));
+    map.insert(name.to_string(), exe.clone());
+    exe
+}
+
 pub fn skip_log() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt")
 }
