@@ -149,7 +149,6 @@ pub mod error;
 #[cfg_attr(docsrs, doc(cfg(feature = "gpu")))]
 pub mod gpu;
 pub mod plan;
-/// Charts as SVG strings (plotters' SVG backend): x-y charts on linear or log axes, and bars.
 #[cfg(feature = "plot")]
 #[cfg_attr(docsrs, doc(cfg(feature = "plot")))]
 pub mod plot;
