@@ -433,6 +433,14 @@ fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
 // Chart
 // ---------------------------------------------------------------------------------------------
 
+/// What a [`Chart`] draws, in drawing space: each series' points, the annotations
+/// `(x, y, label)` and the bands `(x0, x1, label lines)`.
+struct Drawn<'a> {
+    series: Vec<Vec<(f64, f64)>>,
+    notes: Vec<(f64, f64, &'a str)>,
+    bands: Vec<(f64, f64, &'a Vec<String>)>,
+}
+
 impl Chart {
     /// An empty chart of 880 by 540 pixels.
     pub fn new(title: impl Into<String>, x: Axis, y: Axis) -> Self {
@@ -453,47 +461,11 @@ impl Chart {
     /// Errors ([`Error::Plot`]): a value at or below 0 on a log axis (naming the axis and the
     /// series), an axis range that is not finite and increasing, a canvas under 240x180.
     pub fn to_svg(&self) -> Result<String> {
-        // The series' finite points in drawing space, each checked against its axes.
-        let mut series = Vec::with_capacity(self.series.len());
-        for s in &self.series {
-            let what = || format!("series `{}`", s.label);
-            let mut pts = Vec::with_capacity(s.points.len());
-            for &(x, y) in s
-                .points
-                .iter()
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-            {
-                self.x.check("x", x, &what)?;
-                self.y.check("y", y, &what)?;
-                pts.push((self.x.to_draw(x), self.y.to_draw(y)));
-            }
-            if s.mark == Mark::Steps {
-                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            }
-            series.push(pts);
-        }
-        let mut notes = Vec::new();
-        for a in &self.annotations {
-            if !(a.x.is_finite() && a.y.is_finite()) {
-                continue;
-            }
-            let what = || format!("annotation `{}`", a.label);
-            self.x.check("x", a.x, &what)?;
-            self.y.check("y", a.y, &what)?;
-            notes.push((self.x.to_draw(a.x), self.y.to_draw(a.y), a.label.as_str()));
-        }
-        let mut bands = Vec::new();
-        for b in &self.bands {
-            if !(b.x0.is_finite() && b.x1.is_finite()) {
-                continue;
-            }
-            let what = || format!("band `{}`", b.lines.first().map_or("", String::as_str));
-            self.x.check("x", b.x0, &what)?;
-            self.x.check("x", b.x1, &what)?;
-            let (x0, x1) = (self.x.to_draw(b.x0), self.x.to_draw(b.x1));
-            bands.push((x0.min(x1), x0.max(x1), &b.lines));
-        }
-
+        let Drawn {
+            series,
+            notes,
+            bands,
+        } = self.in_draw_space()?;
         let xs: Vec<f64> = series
             .iter()
             .flatten()
@@ -567,6 +539,57 @@ impl Chart {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// The series' finite points, the annotations and the bands in drawing space (log axes
+    /// as log10), each value checked against its axis.
+    fn in_draw_space(&self) -> Result<Drawn<'_>> {
+        // The series' finite points in drawing space, each checked against its axes.
+        let mut series = Vec::with_capacity(self.series.len());
+        for s in &self.series {
+            let what = || format!("series `{}`", s.label);
+            let mut pts = Vec::with_capacity(s.points.len());
+            for &(x, y) in s
+                .points
+                .iter()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+            {
+                self.x.check("x", x, &what)?;
+                self.y.check("y", y, &what)?;
+                pts.push((self.x.to_draw(x), self.y.to_draw(y)));
+            }
+            if s.mark == Mark::Steps {
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+            series.push(pts);
+        }
+        let mut notes = Vec::new();
+        for a in &self.annotations {
+            if !(a.x.is_finite() && a.y.is_finite()) {
+                continue;
+            }
+            let what = || format!("annotation `{}`", a.label);
+            self.x.check("x", a.x, &what)?;
+            self.y.check("y", a.y, &what)?;
+            notes.push((self.x.to_draw(a.x), self.y.to_draw(a.y), a.label.as_str()));
+        }
+        let mut bands = Vec::new();
+        for b in &self.bands {
+            if !(b.x0.is_finite() && b.x1.is_finite()) {
+                continue;
+            }
+            let what = || format!("band `{}`", b.lines.first().map_or("", String::as_str));
+            self.x.check("x", b.x0, &what)?;
+            self.x.check("x", b.x1, &what)?;
+            let (x0, x1) = (self.x.to_draw(b.x0), self.x.to_draw(b.x1));
+            bands.push((x0.min(x1), x0.max(x1), &b.lines));
+        }
+
+        Ok(Drawn {
+            series,
+            notes,
+            bands,
         })
     }
 
