@@ -195,93 +195,15 @@ fn run(args: &Args) -> Result<()> {
     }
     let plan = Plan::new(&arch, args.size, args.size)?;
     let weights = Weights::random(&plan, 0);
-    let macs = plan.macs() as f64;
-    let precision = args.precision;
-    let prec_name = precision.to_string();
     if args.peak {
-        let ctx = GpuContext::new(precision)?;
-        let gflops = regnet_wgpu::gpu::peak::fma_peak(&ctx, 5)?;
-        if args.json {
-            println!(
-                "{}",
-                json!({"backend": "gpu-fma-peak", "adapter": ctx.describe(), "gflops": gflops})
-            );
-        } else {
-            println!(
-                "adapter FMA peak: {gflops:.1} GFLOP/s ({}, shaders/fma_peak.wgsl)",
-                ctx.describe()
-            );
-        }
+        print_peak(args)?;
     }
     let mut rows = Vec::new();
     let mut profile = None;
     for backend in &args.backend {
         match backend.as_str() {
-            "gpu" => {
-                let ctx = GpuContext::new(precision)?;
-                for (&b, checks) in args
-                    .batch
-                    .iter()
-                    .flat_map(|b| args.shader_checks.iter().map(move |c| (b, c)))
-                {
-                    let opts = RunnerOptions {
-                        batch: b,
-                        precision,
-                        shader_checks: shader_checks(checks)?,
-                        ..Default::default()
-                    };
-                    let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;
-                    let x = input(b, args.size);
-                    for _ in 0..args.warmup {
-                        runner.run(&x)?;
-                    }
-                    let wall = wall_times(args.iters, || runner.run(&x).map(|_| ()))?;
-                    let (timing, times) = match runner.time_gpu(&x, args.iters)? {
-                        Some(t) => ("gpu-timestamps", t),
-                        None => ("wall", wall.clone()),
-                    };
-                    if (args.profile || args.svg.is_some()) && profile.is_none() {
-                        profile = runner.profile(&x)?.map(|p| (b, p));
-                    }
-                    rows.push(Row {
-                        backend: if checks == "checked" {
-                            "gpu".into()
-                        } else {
-                            format!("gpu/{checks}")
-                        },
-                        adapter: ctx.describe(),
-                        batch: b,
-                        timing,
-                        st: stats(times),
-                        wall: Some(stats(wall)),
-                    });
-                }
-            }
-            "cpu" => {
-                if precision != Precision::F32 {
-                    eprintln!("note: the CPU backend runs f32");
-                }
-                let cpu = CpuBackend::new(plan.clone(), weights.clone())?;
-                for &b in &args.batch {
-                    let x = input(b, args.size);
-                    for _ in 0..args.warmup {
-                        cpu.run(&x)?;
-                    }
-                    let wall = wall_times(args.iters, || cpu.run(&x).map(|_| ()))?;
-                    rows.push(Row {
-                        backend: "cpu".into(),
-                        adapter: format!(
-                            "{} ({} threads)",
-                            cpu_name(),
-                            rayon::current_num_threads()
-                        ),
-                        batch: b,
-                        timing: "wall",
-                        st: stats(wall),
-                        wall: None,
-                    });
-                }
-            }
+            "gpu" => rows.extend(gpu_rows(args, &plan, &weights, &mut profile)?),
+            "cpu" => rows.extend(cpu_rows(args, &plan, &weights)?),
             other => {
                 return Err(Error::Input(format!(
                     "unknown backend `{other}` (gpu, cpu)"
@@ -289,8 +211,8 @@ fn run(args: &Args) -> Result<()> {
             }
         }
     }
-
-    print_rows(args, &name, macs, &prec_name, &rows);
+    let prec_name = args.precision.to_string();
+    print_rows(args, &name, plan.macs() as f64, &prec_name, &rows);
     if args.profile || args.svg.is_some() {
         match profile {
             Some((b, prof)) => print_profile(args, &name, &plan, b, &prof)?,
@@ -298,6 +220,99 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--peak`: the adapter's FMA peak (shaders/fma_peak.wgsl).
+fn print_peak(args: &Args) -> Result<()> {
+    let ctx = GpuContext::new(args.precision)?;
+    let gflops = regnet_wgpu::gpu::peak::fma_peak(&ctx, 5)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({"backend": "gpu-fma-peak", "adapter": ctx.describe(), "gflops": gflops})
+        );
+    } else {
+        println!(
+            "adapter FMA peak: {gflops:.1} GFLOP/s ({}, shaders/fma_peak.wgsl)",
+            ctx.describe()
+        );
+    }
+    Ok(())
+}
+
+/// The GPU's rows: one per (batch, shader checks); the first batch's per-layer profile into
+/// `profile` when it is asked for.
+fn gpu_rows(
+    args: &Args,
+    plan: &Plan,
+    weights: &Weights,
+    profile: &mut Option<(usize, Vec<(String, f64)>)>,
+) -> Result<Vec<Row>> {
+    let ctx = GpuContext::new(args.precision)?;
+    let mut rows = Vec::new();
+    for (&b, checks) in args
+        .batch
+        .iter()
+        .flat_map(|b| args.shader_checks.iter().map(move |c| (b, c)))
+    {
+        let opts = RunnerOptions {
+            batch: b,
+            precision: args.precision,
+            shader_checks: shader_checks(checks)?,
+            ..Default::default()
+        };
+        let runner = GpuRunner::new(&ctx, plan, weights, opts)?;
+        let x = input(b, args.size);
+        for _ in 0..args.warmup {
+            runner.run(&x)?;
+        }
+        let wall = wall_times(args.iters, || runner.run(&x).map(|_| ()))?;
+        let (timing, times) = match runner.time_gpu(&x, args.iters)? {
+            Some(t) => ("gpu-timestamps", t),
+            None => ("wall", wall.clone()),
+        };
+        if (args.profile || args.svg.is_some()) && profile.is_none() {
+            *profile = runner.profile(&x)?.map(|p| (b, p));
+        }
+        rows.push(Row {
+            backend: if checks == "checked" {
+                "gpu".into()
+            } else {
+                format!("gpu/{checks}")
+            },
+            adapter: ctx.describe(),
+            batch: b,
+            timing,
+            st: stats(times),
+            wall: Some(stats(wall)),
+        });
+    }
+    Ok(rows)
+}
+
+/// The CPU backend's rows: one per batch (f32 whatever `--precision` says).
+fn cpu_rows(args: &Args, plan: &Plan, weights: &Weights) -> Result<Vec<Row>> {
+    if args.precision != Precision::F32 {
+        eprintln!("note: the CPU backend runs f32");
+    }
+    let cpu = CpuBackend::new(plan.clone(), weights.clone())?;
+    let mut rows = Vec::new();
+    for &b in &args.batch {
+        let x = input(b, args.size);
+        for _ in 0..args.warmup {
+            cpu.run(&x)?;
+        }
+        let wall = wall_times(args.iters, || cpu.run(&x).map(|_| ()))?;
+        rows.push(Row {
+            backend: "cpu".into(),
+            adapter: format!("{} ({} threads)", cpu_name(), rayon::current_num_threads()),
+            batch: b,
+            timing: "wall",
+            st: stats(wall),
+            wall: None,
+        });
+    }
+    Ok(rows)
 }
 
 /// The rows as a table, or one JSON object per row.
