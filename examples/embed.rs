@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use image::RgbImage;
+use regnet_wgpu::classes::class_name;
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::readback::read_buffer_blocking;
@@ -38,7 +39,6 @@ use regnet_wgpu::preprocess::{load_rgb8, stack, EvalTransform};
 use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 
 const SAMPLE_PHOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/chelsea.png");
-const IMAGENET_CLASSES: &str = include_str!("../assets/imagenet_classes.txt");
 
 /// Classify what a wgpu host renders, inside the host's own submission.
 #[derive(Parser, Debug)]
@@ -166,14 +166,6 @@ fn host_draw(
         }],
     });
     (pipeline, bind_group)
-}
-
-fn class_name(classes: usize, i: usize) -> String {
-    if classes == 1000 {
-        IMAGENET_CLASSES.lines().nth(i).unwrap_or("?").to_string()
-    } else {
-        format!("class {i}")
-    }
 }
 
 /// The host application's part: its device, the photo as a texture, the frame it renders

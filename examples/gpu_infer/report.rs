@@ -1,9 +1,8 @@
 //! How gpu_infer prints: a result per image (text, JSON lines or CSV) on stdout, then a summary.
 
+use regnet_wgpu::classes::class_name;
 use regnet_wgpu::Tensor;
 use serde::Serialize;
-
-const IMAGENET_CLASSES: &str = include_str!("../../assets/imagenet_classes.txt");
 
 /// The output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,14 +53,6 @@ pub struct Report {
     /// The header, printed with the first line of output (so that a run that fails before
     /// its first result prints nothing on stdout).
     header: Option<Vec<String>>,
-}
-
-pub fn class_name(classes: usize, i: usize) -> String {
-    if classes == 1000 {
-        IMAGENET_CLASSES.lines().nth(i).unwrap_or("?").to_string()
-    } else {
-        format!("class {i}")
-    }
 }
 
 impl Report {

@@ -21,6 +21,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use regnet_wgpu::classes::class_name;
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::gpu::tiling::Tiling;
 use regnet_wgpu::gpu::{
@@ -30,8 +31,6 @@ use regnet_wgpu::preprocess::EvalTransform;
 use regnet_wgpu::{Plan, Tensor, Weights};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-
-const IMAGENET_CLASSES: &str = include_str!("../../assets/imagenet_classes.txt");
 
 /// Every model name `Classifier.create` takes (torchvision's RegNets and ResNets, timm's
 /// ReXNets).
@@ -120,14 +119,6 @@ struct Inner {
 #[wasm_bindgen]
 pub struct Classifier {
     inner: Rc<Inner>,
-}
-
-fn class_name(classes: usize, i: usize) -> String {
-    if classes == 1000 {
-        IMAGENET_CLASSES.lines().nth(i).unwrap_or("?").to_string()
-    } else {
-        format!("class {i}")
-    }
 }
 
 /// The `k` most probable classes of the first row of `logits`.
