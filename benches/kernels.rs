@@ -22,8 +22,9 @@ fn conv(name: &str, cin: usize, cout: usize, k: usize, stride: usize, groups: us
         in_channels: cin,
         out_channels: cout,
         kernel: [k, k],
-        stride,
-        padding: (k - 1) / 2,
+        stride: [stride; 2],
+        padding: [(k - 1) / 2; 2],
+        dilation: [1, 1],
         groups,
         activation: Activation::Relu,
         residual: None,
@@ -166,6 +167,7 @@ fn cases() -> Vec<(&'static str, String, Plan, u64)> {
             fc2: format!("se{c}.fc2"),
             norm: None,
             activation: Activation::Identity,
+            pool_max: false,
         };
         let pw = format!("se{c}.c");
         add(

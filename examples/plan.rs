@@ -283,8 +283,8 @@ fn value_strides(plan: &Plan) -> Vec<usize> {
     let mut strides = vec![1; plan.values.len()];
     for op in &plan.ops {
         let s = match &op.kind {
-            OpKind::Conv2d(c) => c.stride,
-            OpKind::MaxPool2d(p) => p.stride,
+            OpKind::Conv2d(c) => c.stride[0],
+            OpKind::Pool2d(p) => p.stride[0],
             _ => 1,
         };
         strides[op.output] = strides[op.input] * s;

@@ -1,24 +1,25 @@
-// Direct 2-D convolution for any kernel size, stride, padding and group count (depthwise and
-// clipped groups included), NCHW, BatchNorm folded into `w` and `bias`, with a fused epilogue:
+// Direct 2-D convolution for any kernel size, stride, padding, dilation and group count (per
+// axis: 1xN and Nx1 kernels, dilated kernels, depthwise and clipped groups included), NCHW, BatchNorm folded into `w` and `bias`, with a fused epilogue:
 //
 //     y = act(conv(x * gate) + bias + residual)
 //
 // `gate` (a per-image, per-input-channel scale: squeeze-and-excitation) and `residual` are
-// switched on by HAS_GATE and HAS_RESIDUAL. The kernel shape (KH, KW, STRIDE) and the number of
-// output channels per workgroup (OCN, of one group) are overridable constants, so the loops
-// over them have constant bounds and unroll into registers.
+// switched on by HAS_GATE and HAS_RESIDUAL. The kernel shape (KH, KW), the horizontal stride and
+// dilation (STRIDE, DIL) and the number of output channels per invocation (OCN, of one group)
+// are overridable constants, so the loops over them have constant bounds and unroll into
+// registers; the vertical stride, dilation and the padding are parameters.
 //
 // One invocation per (image, group, block of OCN channels, tile of PX adjacent pixels of an
 // output row), tiles innermost, so every SIMD lane of a workgroup has work however small the
 // plane. For each input channel and kernel row an invocation loads the input span its pixels
 // need once, as vec4s realigned by the span's offset, and reuses it for every kernel column and
-// channel; weights load as vec4 of 4 output channels. OCN and PX (the register tile) are chosen
+// channel (a kernel whose span would not fit the registers loads one span per KC columns); weights load as vec4 of 4 output channels. OCN and PX (the register tile) are chosen
 // per adapter type by the runner (see src/gpu/tiling.rs).
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
     out_c: u32, out_h: u32, out_w: u32, groups: u32,
-    pad: u32,
+    pad_y: u32,       // zero padding above and below
     oc_blocks: u32,   // ceil(part_cout / OCN)
     tiles_x: u32,     // PX-pixel tiles per output row: ceil(out_w / PX)
     invocations: u32, // batch * part_groups * oc_blocks * out_h * tiles_x (main_subgroup: * tiles_pad)
@@ -33,7 +34,9 @@ struct Params {
     x_vec4s: u32,     // vec4s holding the input value (reads past it are clamped)
     status_tag: u32,  // written to `status` when a value cannot be stored (prelude.wgsl)
     res_c: u32,       // channels of the residual: added to the first res_c output channels
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    pad_x: u32,       // zero padding left and right
+    stride_y: u32,    // vertical stride (STRIDE is the horizontal one)
+    dil_y: u32,       // vertical dilation (DIL is the horizontal one)
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -41,7 +44,9 @@ override HAS_GATE: bool = false;
 override WG: u32 = 64u;
 override KH: u32 = 3u;
 override KW: u32 = 3u;
-override STRIDE: u32 = 1u;
+override STRIDE: u32 = 1u;   // horizontal stride
+override DIL: u32 = 1u;      // horizontal dilation
+override KC: u32 = 3u;       // kernel columns per row span: KW, or fewer when its span is too wide
 override OCN: u32 = 8u;      // output channels per invocation: 4 or 8
 override PX: u32 = 4u;       // pixels per invocation: 4, 8, 12 or 16
 
@@ -50,8 +55,8 @@ override PX: u32 = 4u;       // pixels per invocation: 4, 8, 12 or 16
 // conv_pointwise.wgsl), so the arrays stay in registers.
 const MAX_OC: u32 = 8u;
 const MAX_PV: u32 = 4u;      // vec4s of pixels: PX / 4 <= MAX_PV
-const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + (PX - 1) * STRIDE + KW) / 4 + 1 <= MAX_SV
-const MAX_KW: u32 = 7u;      // kernel width: KW <= MAX_KW (the kx loop is written out)
+const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + span) / 4 + 1 <= MAX_SV (row_span)
+const MAX_KW: u32 = 7u;      // kernel columns per span: KC <= MAX_KW (the loop is written out)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
@@ -100,17 +105,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
         for (var ky = 0u; ky < KH; ky++) {
-            var xs = row_span(plane, i32(oy * STRIDE + ky) - i32(p.pad), ix0, scale);
-            // unroll
-            for (var kx = 0u; kx < MAX_KW; kx++) {
-                if (kx < KW) {
-                    var xv = tap_inputs(&xs, kx);
-                    let tap = ((w_group + c) * KH + ky) * KW + kx;
-                    // unroll
-                    for (var t = 0u; t < MAX_OC / 4u; t++) {
-                        if (t < (OCN + 3u) / 4u) {
-                            let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
-                            tap_fma(&acc, w4, t, &xv);
+            let iy = i32(oy * p.stride_y + ky * p.dil_y) - i32(p.pad_y);
+            // Kernel columns k0..k0 + KC share one span (one round unless KW > KC).
+            for (var k0 = 0u; k0 < KW; k0 += KC) {
+                var xs = row_span(plane, iy, ix0 + i32(k0 * DIL), scale);
+                // unroll
+                for (var kc = 0u; kc < MAX_KW; kc++) {
+                    let kx = k0 + kc;
+                    if (kc < KC && kx < KW) {
+                        var xv = tap_inputs(&xs, kc);
+                        let tap = ((w_group + c) * KH + ky) * KW + kx;
+                        // unroll
+                        for (var t = 0u; t < MAX_OC / 4u; t++) {
+                            if (t < (OCN + 3u) / 4u) {
+                                let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
+                                tap_fma(&acc, w4, t, &xv);
+                            }
                         }
                     }
                 }
@@ -130,7 +140,7 @@ struct Tile {
     oc0: u32,      // first output channel
     oc_last: u32,  // last output channel of the part's group (later ones: clamped, never stored)
     ox0: u32,      // first output pixel of the row
-    ix0: i32,      // first input pixel of the row span (may be negative: padding)
+    ix0: i32,      // first input pixel of the tile's first tap (may be negative: padding)
     w_group: u32,  // this group's first input channel among the part's weights
     vb: u32,       // first vec4 of the tile's channels in a weight row (OCN is 4 or 8)
 }
@@ -144,7 +154,7 @@ fn tile_at(g: u32, ocb: u32, pxb: u32) -> Tile {
         g * cout_g + p.oc_skip + ocb * OCN,
         g * cout_g + p.oc_skip + p.part_cout - 1u,
         ox0,
-        i32(ox0 * STRIDE) - i32(p.pad),
+        i32(ox0 * STRIDE) - i32(p.pad_x),
         (g - p.g_begin) * cin_g,
         (ocb * OCN) / 4u,
     );
@@ -156,8 +166,9 @@ alias Span = array<vec4<f32>, MAX_SV>;
 
 // The span [ix0, ix0 + span) of input row iy of the plane starting at value `plane`, as vec4s:
 // value i of the span at [i / 4][i % 4], zero outside the image, times `scale` (the SE gate).
+// A span covers the tile's PX pixels for KC kernel columns.
 fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
-    let span = (PX - 1u) * STRIDE + KW;
+    let span = (PX - 1u) * STRIDE + (KC - 1u) * DIL + 1u;
     let last = i32(p.x_vec4s) - 1;
     let row_ok = iy >= 0 && iy < i32(p.in_h);
     // Loaded from the vec4 holding the span's first value (`a` may be negative at the very
@@ -188,14 +199,14 @@ fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
     return xs;
 }
 
-// The inputs of kernel column kx for the tile's pixels: pixel 4 * j + e reads span value
-// kx + (4 * j + e) * STRIDE.
-fn tap_inputs(xs: ptr<function, Span>, kx: u32) -> array<vec4<f32>, MAX_PV> {
+// The inputs of the span's kernel column kc for the tile's pixels: pixel 4 * j + e reads span
+// value kc * DIL + (4 * j + e) * STRIDE.
+fn tap_inputs(xs: ptr<function, Span>, kc: u32) -> array<vec4<f32>, MAX_PV> {
     var xv: array<vec4<f32>, MAX_PV>;
     // unroll
     for (var j = 0u; j < MAX_PV; j++) {
         if (j < PX / 4u) {
-            let i0 = kx + 4u * j * STRIDE;
+            let i0 = kc * DIL + 4u * j * STRIDE;
             xv[j] = vec4<f32>(span_at(xs, i0), span_at(xs, i0 + STRIDE),
                               span_at(xs, i0 + 2u * STRIDE), span_at(xs, i0 + 3u * STRIDE));
         }

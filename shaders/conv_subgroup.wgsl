@@ -8,7 +8,8 @@
 // (image, group, channel block) gets its tiles rounded up to a multiple of 8, so that a subgroup
 // never mixes two of them; per input channel each lane loads 1/8 of the weights and
 // `subgroupBroadcast` (a register shuffle) hands them to all. For kernels of at most 3x3 whose
-// weights per input channel fit MAX_WK vec4s (the runner checks).
+// weights per input channel fit MAX_WK vec4s and whose row span holds every column (KC == KW;
+// the runner checks).
 
 const MAX_WK: u32 = 24u;     // vec4s of weights per input channel: KH * KW * ceil(OCN / 4)
 const MAX_K: u32 = 3u;       // KH, KW <= MAX_K
@@ -89,7 +90,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < MAX_K; j++) {
             let ky = kys[j];
             if (ky < KH) {
-                var xs = row_span(plane, i32(oy * STRIDE + ky) - i32(p.pad), ix0, scale);
+                var xs = row_span(plane, i32(oy * p.stride_y + ky * p.dil_y) - i32(p.pad_y), ix0, scale);
                 // unroll
                 for (var i = 0u; i < MAX_K; i++) {
                     let kx = kxs[i];

@@ -30,7 +30,7 @@ const SMALL_PLANE: usize = 256;
 /// `dst[m×n] = lhs[m×k] · rhs[k×n] (+ dst when accumulate)`, all row-major with the given
 /// row strides, on the calling thread.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(
+pub(crate) fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -185,7 +185,7 @@ enum Path {
 fn path(conv: &Conv2d) -> Path {
     if direct::prefers_direct(conv) {
         Path::Direct
-    } else if conv.kernel == [1, 1] && conv.stride == 1 && conv.padding == 0 {
+    } else if conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0] {
         Path::Pointwise
     } else {
         Path::Im2col
@@ -205,7 +205,7 @@ fn block_rows(rows: usize, units: usize, max_rows: usize) -> usize {
 }
 
 /// Adds the bias to each `hw`-long row of `dst` (rows are channels `c0..`) and activates it.
-fn bias_activate(conv: &Conv2d, bias: &[f32], dst: &mut [f32], hw: usize) {
+pub(crate) fn bias_activate(conv: &Conv2d, bias: &[f32], dst: &mut [f32], hw: usize) {
     for (row, &b) in dst.chunks_exact_mut(hw).zip(bias) {
         row.iter_mut().for_each(|v| *v += b);
         activate(row, conv.activation);
@@ -400,7 +400,9 @@ fn im2col_gemm(
 fn im2col(conv: &Conv2d, x: &[f32], s: Shape, c0: usize, cin: usize, o: Shape, col: &mut Vec<f32>) {
     let [kh, kw] = conv.kernel;
     let (ho, wo) = (o.height, o.width);
-    let (st, pad) = (conv.stride as isize, conv.padding as isize);
+    let [sy, sx] = conv.stride.map(|v| v as isize);
+    let [py, px] = conv.padding.map(|v| v as isize);
+    let [dy, dx] = conv.dilation.map(|v| v as isize);
     col.clear();
     col.resize(cin * kh * kw * ho * wo, 0.0);
     for c in 0..cin {
@@ -410,14 +412,14 @@ fn im2col(conv: &Conv2d, x: &[f32], s: Shape, c0: usize, cin: usize, o: Shape, c
                 let row = ((c * kh + ky) * kw + kx) * ho * wo;
                 let dst = &mut col[row..row + ho * wo];
                 for oy in 0..ho {
-                    let iy = oy as isize * st - pad + ky as isize;
+                    let iy = oy as isize * sy - py + ky as isize * dy;
                     if iy < 0 || iy >= s.height as isize {
                         continue;
                     }
                     let src = &plane[iy as usize * s.width..(iy as usize + 1) * s.width];
                     let d = &mut dst[oy * wo..(oy + 1) * wo];
                     for (ox, v) in d.iter_mut().enumerate() {
-                        let ix = ox as isize * st - pad + kx as isize;
+                        let ix = ox as isize * sx - px + kx as isize * dx;
                         if ix >= 0 && ix < s.width as isize {
                             *v = src[ix as usize];
                         }

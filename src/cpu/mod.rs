@@ -13,9 +13,11 @@
 //! (the backend keeps those of its largest run).
 
 mod conv;
+mod deform;
 mod direct;
 mod ops;
 mod pool;
+mod pooling;
 #[cfg(test)]
 mod reference;
 mod shared;
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::plan::{OpKind, Plan};
+use crate::plan::{DeformConv2d, Graph, OpKind, Plan, ValueId};
 use crate::tensor::{check_image_batch, Tensor};
 use crate::weights::Weights;
 use conv::ConvLayer;
@@ -61,7 +63,7 @@ impl CpuBackend {
         let mut packed = HashMap::new();
         for op in &plan.ops {
             match &op.kind {
-                OpKind::Conv2d(c) => {
+                OpKind::Conv2d(c) | OpKind::DeformConv2d(DeformConv2d { conv: c, .. }) => {
                     let p = weights.conv(&op.name)?;
                     let n: usize = c.weight_shape().iter().product();
                     if p.weight.len() != n || p.bias.len() != c.out_channels {
@@ -71,7 +73,7 @@ impl CpuBackend {
                             expected: vec![n],
                         });
                     }
-                    if let Some(w) = conv::prepare(c, p) {
+                    if let (OpKind::Conv2d(_), Some(w)) = (&op.kind, conv::prepare(c, p)) {
                         packed.insert(op.name.clone(), w);
                     }
                 }
@@ -81,7 +83,12 @@ impl CpuBackend {
                 OpKind::Linear(_) => {
                     weights.linear(&op.name)?;
                 }
-                OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => {}
+                OpKind::GlobalAvgPool
+                | OpKind::Pool2d(_)
+                | OpKind::AdaptiveAvgPool2d(_)
+                | OpKind::ChannelShuffle(_)
+                | OpKind::ChannelPool
+                | OpKind::SpatialGate(_) => {}
             }
         }
         Ok(CpuBackend {
@@ -170,16 +177,44 @@ impl CpuBackend {
         batch: usize,
     ) -> Result<PartOutput> {
         let mut run = Run {
-            backend: self,
-            plan,
+            weights: &self.weights,
+            packed: &self.packed,
+            graph: plan.graph(),
             batch,
             tap_ids,
             last_use: plan.last_use(),
             values: vec![None; plan.values.len()],
             buffers: self.buffers.begin(),
         };
-        run.execute(x)
+        run.execute(&[(0, x)], plan.output)
     }
+}
+
+/// Runs the ops of `graph` on `batch` images: `inputs` are the values given (`[batch, ...]`
+/// each), `weights` hold every op's parameters; returns value `output`. What [`crate::ops`]
+/// runs on the CPU.
+pub(crate) fn run_graph(
+    graph: Graph<'_>,
+    weights: &Weights,
+    inputs: &[(ValueId, &[f32])],
+    batch: usize,
+    output: ValueId,
+) -> Result<Vec<f32>> {
+    let packed = HashMap::new();
+    let pool = BufferPool::default();
+    rayon::scope(|_| {
+        let mut run = Run {
+            weights,
+            packed: &packed,
+            graph,
+            batch,
+            tap_ids: &[],
+            last_use: graph.last_use(),
+            values: vec![None; graph.values.len()],
+            buffers: pool.begin(),
+        };
+        Ok(run.execute(inputs, output)?.0)
+    })
 }
 
 /// Runs `body` (on a thread of the pool) while the pool's other threads spin, running any
@@ -245,8 +280,10 @@ fn concat_parts(parts: Vec<PartOutput>) -> PartOutput {
 
 /// The state of one run: the live values and the buffers to reuse.
 struct Run<'a> {
-    backend: &'a CpuBackend,
-    plan: &'a Plan,
+    weights: &'a Weights,
+    /// Convolution weights reordered for the direct kernel, by op name.
+    packed: &'a HashMap<String, Vec<f32>>,
+    graph: Graph<'a>,
     batch: usize,
     tap_ids: &'a [(String, usize)],
     /// For each value, the last op that reads it.
@@ -257,13 +294,16 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Runs every op on the images `input`; returns the logits and the taps' values.
-    fn execute(&mut self, input: &[f32]) -> Result<PartOutput> {
-        let mut x = self.buffers.take(input.len());
-        x.copy_from_slice(input);
-        self.values[0] = Some(x);
+    /// Runs every op on the values given (the images, as value 0, for a plan); returns value
+    /// `output` (the logits) and the taps' values.
+    fn execute(&mut self, inputs: &[(ValueId, &[f32])], output: ValueId) -> Result<PartOutput> {
+        for &(v, data) in inputs {
+            let mut x = self.buffers.take(data.len());
+            x.copy_from_slice(data);
+            self.values[v] = Some(x);
+        }
         let mut taps = vec![Vec::new(); self.tap_ids.len()];
-        for (i, op) in self.plan.ops.iter().enumerate() {
+        for (i, op) in self.graph.ops.iter().enumerate() {
             let y = self.op(i)?;
             self.values[op.output] = Some(y);
             if self.is_dead(op.input, i) {
@@ -277,9 +317,7 @@ impl Run<'_> {
                 }
             }
         }
-        let logits = self.values[self.plan.output]
-            .take()
-            .expect("logits computed");
+        let logits = self.values[output].take().expect("output computed");
         for v in self.values.drain(..).flatten() {
             self.buffers.give(v);
         }
@@ -330,7 +368,7 @@ impl Run<'_> {
 
     /// Computes op `i`'s output.
     fn op(&mut self, i: usize) -> Result<Vec<f32>> {
-        let (plan, backend, n) = (self.plan, self.backend, self.batch);
+        let (plan, n) = (self.graph, self.batch);
         let op = &plan.ops[i];
         let (in_shape, out_shape) = (plan.values[op.input], plan.values[op.output]);
         Ok(match &op.kind {
@@ -353,8 +391,8 @@ impl Run<'_> {
                 };
                 let layer = ConvLayer {
                     conv: c,
-                    params: backend.weights.conv(&op.name)?,
-                    packed: backend.packed.get(&op.name).map(Vec::as_slice),
+                    params: self.weights.conv(&op.name)?,
+                    packed: self.packed.get(&op.name).map(Vec::as_slice),
                     in_shape,
                     out_shape,
                 };
@@ -364,21 +402,55 @@ impl Run<'_> {
             OpKind::SqueezeExcite(se) => {
                 let mut x = self.take_or_copy(op.input, i);
                 let hw = in_shape.height * in_shape.width;
-                let p = backend.weights.se(&op.name)?;
-                ops::squeeze_excite(p, &mut x, se.channels, hw, se.activation);
+                let p = self.weights.se(&op.name)?;
+                ops::squeeze_excite(p, &mut x, se.channels, hw, se.activation, se.pool_max);
                 x
             }
-            OpKind::MaxPool2d(p) => ops::max_pool(
+            OpKind::Pool2d(p) => pooling::pool2d(
                 self.value(op.input),
                 p,
                 (in_shape.height, in_shape.width),
                 (out_shape.height, out_shape.width),
             ),
+            OpKind::AdaptiveAvgPool2d(_) => pooling::adaptive_avg_pool(
+                self.value(op.input),
+                (in_shape.height, in_shape.width),
+                (out_shape.height, out_shape.width),
+            ),
+            OpKind::ChannelShuffle(groups) => ops::channel_shuffle(
+                self.value(op.input),
+                in_shape.channels,
+                *groups,
+                in_shape.height * in_shape.width,
+            ),
+            OpKind::ChannelPool => ops::channel_pool(
+                self.value(op.input),
+                in_shape.channels,
+                in_shape.height * in_shape.width,
+            ),
+            OpKind::SpatialGate(m) => ops::spatial_gate(
+                self.value(op.input),
+                self.value(*m),
+                in_shape.channels,
+                in_shape.height * in_shape.width,
+            ),
+            OpKind::DeformConv2d(d) => {
+                let mut out = self.buffers.take(n * out_shape.numel());
+                deform::deform_conv2d(
+                    d,
+                    self.weights.conv(&op.name)?,
+                    self.value(op.input),
+                    (self.value(d.offset), d.mask.map(|m| self.value(m))),
+                    (in_shape, out_shape),
+                    &mut out,
+                );
+                out
+            }
             OpKind::GlobalAvgPool => {
                 ops::global_avg_pool(self.value(op.input), in_shape.height * in_shape.width)
             }
             OpKind::Linear(l) => ops::linear(
-                backend.weights.linear(&op.name)?,
+                self.weights.linear(&op.name)?,
                 self.value(op.input),
                 n,
                 l.in_features,

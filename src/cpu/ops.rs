@@ -1,10 +1,11 @@
-//! The CPU's small ops (squeeze-and-excitation, global average pooling, the linear head) and
-//! the epilogue helpers the convolution kernels share.
+//! The CPU's small ops (squeeze-and-excitation, global average pooling, channel shuffle, CBAM's
+//! channel pool and spatial gate, the linear head) and the epilogue helpers the convolution
+//! kernels share.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::plan::{Activation, MaxPool2d};
+use crate::plan::Activation;
 use crate::weights::{LinearParams, SeParams};
 
 /// What a convolution does to its sums before storing them.
@@ -126,7 +127,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Planes per parallel task for planes of `hw` floats.
-fn min_planes(hw: usize) -> usize {
+pub(crate) fn min_planes(hw: usize) -> usize {
     (MIN_TASK_FLOATS / hw.max(1)).max(1)
 }
 
@@ -149,20 +150,40 @@ fn matvec(w: &[f32], b: &[f32], x: &[f32], act: Activation) -> Vec<f32> {
         .collect()
 }
 
-/// Squeeze-and-excitation in place on `x` (`[N, C, H, W]`), `act` applied to the gated values.
+/// Squeeze-and-excitation in place on `x` (`[N, C, H, W]`), `act` applied to the gated values;
+/// with `pool_max`, CBAM's channel attention (the plane's max through the same MLP, added).
 pub(crate) fn squeeze_excite(
     p: &SeParams,
     x: &mut [f32],
     channels: usize,
     hw: usize,
     act: Activation,
+    pool_max: bool,
 ) {
     let pooled = global_avg_pool(x, hw);
+    let maxed: Vec<f32> = if pool_max {
+        x.par_chunks(hw.max(1))
+            .map(|q| q.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mlp = |s: &[f32]| {
+        let z = matvec(&p.w1, &p.b1, s, Activation::Relu);
+        matvec(&p.w2, &p.b2, &z, Activation::Identity)
+    };
     let gates: Vec<f32> = pooled
         .par_chunks(channels.max(1))
-        .flat_map_iter(|s| {
-            let z = matvec(&p.w1, &p.b1, s, Activation::Relu);
-            matvec(&p.w2, &p.b2, &z, Activation::Sigmoid)
+        .enumerate()
+        .flat_map_iter(|(n, s)| {
+            let mut v = mlp(s);
+            if pool_max {
+                let m = mlp(&maxed[n * channels..(n + 1) * channels]);
+                v.iter_mut().zip(m).for_each(|(a, b)| *a += b);
+            }
+            v.iter_mut()
+                .for_each(|a| *a = Activation::Sigmoid.apply(*a));
+            v
         })
         .collect();
     x.par_chunks_mut(hw.max(1))
@@ -174,33 +195,52 @@ pub(crate) fn squeeze_excite(
         });
 }
 
-/// Max pooling of `x` (`[N, C, H, W]` planes of `in_h` x `in_w`) to `out_h` x `out_w`, padding
-/// never winning (torch's `MaxPool2d`).
-pub(crate) fn max_pool(
-    x: &[f32],
-    pool: &MaxPool2d,
-    (in_h, in_w): (usize, usize),
-    (out_h, out_w): (usize, usize),
-) -> Vec<f32> {
-    let (k, s, pad) = (pool.kernel, pool.stride, pool.padding);
-    let mut out = vec![0.0; x.len() / (in_h * in_w).max(1) * out_h * out_w];
-    out.par_chunks_mut((out_h * out_w).max(1))
-        .zip(x.par_chunks((in_h * in_w).max(1)))
-        .with_min_len(min_planes(in_h * in_w))
-        .for_each(|(o, plane)| {
-            for oy in 0..out_h {
-                let y0 = (oy * s).saturating_sub(pad);
-                let y1 = (oy * s + k - pad).min(in_h);
-                for ox in 0..out_w {
-                    let x0 = (ox * s).saturating_sub(pad);
-                    let x1 = (ox * s + k - pad).min(in_w);
-                    let mut m = f32::NEG_INFINITY;
-                    for row in plane[y0 * in_w..y1 * in_w].chunks_exact(in_w) {
-                        m = row[x0..x1].iter().fold(m, |m, &v| m.max(v));
-                    }
-                    o[oy * out_w + ox] = m;
+/// ShuffleNet's channel shuffle of `x` (`[N, C, hw]`) in `groups` groups: output channel
+/// `j * groups + i` is input channel `i * C / groups + j`.
+pub(crate) fn channel_shuffle(x: &[f32], channels: usize, groups: usize, hw: usize) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    let per_group = channels / groups.max(1);
+    out.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .with_min_len(min_planes(hw))
+        .for_each(|(k, dst)| {
+            let (n, oc) = (k / channels, k % channels);
+            let ic = (oc % groups) * per_group + oc / groups;
+            let src = (n * channels + ic) * hw;
+            dst.copy_from_slice(&x[src..src + hw]);
+        });
+    out
+}
+
+/// The mean and the max over the channels of `x` (`[N, C, hw]`): `[N, 2, hw]`, mean first.
+pub(crate) fn channel_pool(x: &[f32], channels: usize, hw: usize) -> Vec<f32> {
+    let mut out = vec![0.0; x.len() / channels.max(1) * 2];
+    out.par_chunks_mut(2 * hw.max(1))
+        .zip(x.par_chunks((channels * hw).max(1)))
+        .for_each(|(dst, img)| {
+            let (mean, max) = dst.split_at_mut(hw);
+            mean.fill(0.0);
+            max.copy_from_slice(&img[..hw]);
+            for plane in img.chunks_exact(hw) {
+                for ((s, m), &v) in mean.iter_mut().zip(max.iter_mut()).zip(plane) {
+                    *s += v;
+                    *m = m.max(v);
                 }
             }
+            mean.iter_mut().for_each(|s| *s /= channels as f32);
+        });
+    out
+}
+
+/// Every channel of `x` (`[N, C, hw]`) times the image's map (`[N, 1, hw]`).
+pub(crate) fn spatial_gate(x: &[f32], map: &[f32], channels: usize, hw: usize) -> Vec<f32> {
+    let mut out = x.to_vec();
+    out.par_chunks_mut(hw.max(1))
+        .enumerate()
+        .with_min_len(min_planes(hw))
+        .for_each(|(k, plane)| {
+            let m = &map[k / channels * hw..(k / channels + 1) * hw];
+            plane.iter_mut().zip(m).for_each(|(v, &g)| *v *= g);
         });
     out
 }
@@ -276,7 +316,7 @@ mod tests {
         };
         let x = rng.vec(batch * c * hw);
         let mut got = x.clone();
-        squeeze_excite(&p, &mut got, c, hw, Activation::Identity);
+        squeeze_excite(&p, &mut got, c, hw, Activation::Identity, false);
         for n in 0..batch {
             let img = &x[n * c * hw..(n + 1) * c * hw];
             let mean: Vec<f64> = img

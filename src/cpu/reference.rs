@@ -53,8 +53,9 @@ pub(crate) fn random_case(
         in_channels: cin,
         out_channels: cout,
         kernel,
-        stride,
-        padding,
+        stride: [stride; 2],
+        padding: [padding; 2],
+        dilation: [1, 1],
         groups,
         activation,
         residual: residual.then_some(0),
@@ -134,8 +135,10 @@ pub(crate) fn naive_conv(case: &Case, batch: usize) -> Vec<f64> {
                         let ic = g * cin_g + ci;
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let iy = (oy * c.stride + ky) as isize - c.padding as isize;
-                                let ix = (ox * c.stride + kx) as isize - c.padding as isize;
+                                let iy = (oy * c.stride[0] + ky * c.dilation[0]) as isize
+                                    - c.padding[0] as isize;
+                                let ix = (ox * c.stride[1] + kx * c.dilation[1]) as isize
+                                    - c.padding[1] as isize;
                                 if iy < 0
                                     || ix < 0
                                     || iy >= s.height as isize

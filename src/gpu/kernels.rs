@@ -95,14 +95,22 @@ impl ShaderChecks {
 /// A kernel family: one `.wgsl` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// `conv.wgsl`: direct convolution, any kernel, stride, padding, groups.
+    /// `conv.wgsl`: direct convolution, any kernel, stride, padding, dilation, groups.
     Conv,
     /// `conv_pointwise.wgsl`: 1x1 convolution (one group, any stride) as a register-tiled GEMM.
     ConvPointwise,
     /// `pool.wgsl`: global average pooling.
     Pool,
-    /// `max_pool.wgsl`: max pooling with padding.
-    MaxPool,
+    /// `pool2d.wgsl`: max, average and adaptive average pooling over windows.
+    Pool2d,
+    /// `channel_shuffle.wgsl`: ShuffleNet's channel shuffle.
+    ChannelShuffle,
+    /// `deform_conv.wgsl`: torchvision's deformable convolution.
+    DeformConv,
+    /// `channel_pool.wgsl`: the mean and max over channels (CBAM).
+    ChannelPool,
+    /// `spatial_gate.wgsl`: channels times a spatial map (CBAM).
+    SpatialGate,
     /// `linear.wgsl`: fully connected layer (the head).
     Linear,
     /// `squeeze_excite.wgsl`: squeeze-and-excitation's gate (pool, two 1x1 convs) in one pass.
@@ -111,13 +119,17 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 10] = [
         Family::Conv,
         Family::ConvPointwise,
         Family::Pool,
-        Family::MaxPool,
+        Family::Pool2d,
         Family::Linear,
         Family::SqueezeExcite,
+        Family::ChannelShuffle,
+        Family::DeformConv,
+        Family::ChannelPool,
+        Family::SpatialGate,
     ];
 
     /// The file name under `shaders/`.
@@ -126,7 +138,11 @@ impl Family {
             Family::Conv => "conv.wgsl",
             Family::ConvPointwise => "conv_pointwise.wgsl",
             Family::Pool => "pool.wgsl",
-            Family::MaxPool => "max_pool.wgsl",
+            Family::Pool2d => "pool2d.wgsl",
+            Family::ChannelShuffle => "channel_shuffle.wgsl",
+            Family::DeformConv => "deform_conv.wgsl",
+            Family::ChannelPool => "channel_pool.wgsl",
+            Family::SpatialGate => "spatial_gate.wgsl",
             Family::Linear => "linear.wgsl",
             Family::SqueezeExcite => "squeeze_excite.wgsl",
         }
@@ -137,7 +153,11 @@ impl Family {
             Family::Conv => include_str!("../../shaders/conv.wgsl"),
             Family::ConvPointwise => include_str!("../../shaders/conv_pointwise.wgsl"),
             Family::Pool => include_str!("../../shaders/pool.wgsl"),
-            Family::MaxPool => include_str!("../../shaders/max_pool.wgsl"),
+            Family::Pool2d => include_str!("../../shaders/pool2d.wgsl"),
+            Family::ChannelShuffle => include_str!("../../shaders/channel_shuffle.wgsl"),
+            Family::DeformConv => include_str!("../../shaders/deform_conv.wgsl"),
+            Family::ChannelPool => include_str!("../../shaders/channel_pool.wgsl"),
+            Family::SpatialGate => include_str!("../../shaders/spatial_gate.wgsl"),
             Family::Linear => include_str!("../../shaders/linear.wgsl"),
             Family::SqueezeExcite => include_str!("../../shaders/squeeze_excite.wgsl"),
         }
@@ -185,7 +205,11 @@ impl Family {
             Family::Conv => ConvParams::FIELDS,
             Family::ConvPointwise => PointwiseParams::FIELDS,
             Family::Pool => PoolParams::FIELDS,
-            Family::MaxPool => MaxPoolParams::FIELDS,
+            Family::Pool2d => Pool2dParams::FIELDS,
+            Family::ChannelShuffle => ChannelShuffleParams::FIELDS,
+            Family::DeformConv => DeformConvParams::FIELDS,
+            Family::ChannelPool => ChannelPoolParams::FIELDS,
+            Family::SpatialGate => SpatialGateParams::FIELDS,
             Family::Linear => LinearParams::FIELDS,
             Family::SqueezeExcite => SqueezeExciteParams::FIELDS,
         }
@@ -194,8 +218,8 @@ impl Family {
     /// The storage bindings after the uniform at binding 0: (binding, read-only).
     pub fn storage_bindings(self) -> &'static [(u32, bool)] {
         match self {
-            // x, w, bias, residual, gate, y, status
-            Family::Conv | Family::ConvPointwise => &[
+            // x, w, bias, residual (deform: offset), gate (deform: mask), y, status
+            Family::Conv | Family::ConvPointwise | Family::DeformConv => &[
                 (1, true),
                 (2, true),
                 (3, true),
@@ -205,7 +229,11 @@ impl Family {
                 (7, false),
             ],
             // x, y
-            Family::Pool | Family::MaxPool => &[(1, true), (2, false)],
+            Family::Pool | Family::Pool2d | Family::ChannelShuffle | Family::ChannelPool => {
+                &[(1, true), (2, false)]
+            }
+            // x, map, y
+            Family::SpatialGate => &[(1, true), (2, true), (3, false)],
             // x, w, b, y, status
             Family::Linear => &[(1, true), (2, true), (3, true), (4, false), (5, false)],
             // x, w (W1 then W2), b (b1 then b2), scratch, gate
@@ -232,8 +260,11 @@ pub struct Variant {
     pub gate: bool,
     /// Activation of the gated input (`GATE_ACT`, conv families).
     pub gate_act: u32,
-    /// Conv: kernel height, width and stride (`KH`, `KW`, `STRIDE`); 0 for other families.
+    /// Conv: kernel height, width and horizontal stride (`KH`, `KW`, `STRIDE`); pointwise: the
+    /// stride in `[2]`; 0 for other families.
     pub kernel: [u32; 3],
+    /// Conv: horizontal dilation (`DIL`) and kernel columns per row span (`KC`); 0 otherwise.
+    pub columns: [u32; 2],
     /// An invocation's register tile: output channels and pixels (conv: `OCN`, `PX`;
     /// pointwise: `TM`, `TN`).
     pub tile: [u32; 2],
@@ -243,6 +274,9 @@ pub struct Variant {
     pub subgroup: bool,
     /// Invocations per workgroup (`WG`); 0 means the family's default.
     pub wg: u32,
+    /// A family's switch: pool2d's `MODE` (0 max, 1 average, 2 adaptive average), deform
+    /// conv's `HAS_MASK`, squeeze-and-excitation's `POOL_MAX`; 0 otherwise.
+    pub mode: u32,
 }
 
 impl Variant {
@@ -255,10 +289,12 @@ impl Variant {
             gate: false,
             gate_act: 0,
             kernel: [0; 3],
+            columns: [0; 2],
             tile: [0; 2],
             aligned: false,
             subgroup: false,
             wg: 0,
+            mode: 0,
         }
     }
 }
@@ -453,6 +489,8 @@ impl Kernels {
                     constants.push(("KH", v.kernel[0] as f64));
                     constants.push(("KW", v.kernel[1] as f64));
                     constants.push(("STRIDE", v.kernel[2] as f64));
+                    constants.push(("DIL", v.columns[0] as f64));
+                    constants.push(("KC", v.columns[1] as f64));
                     constants.push(("OCN", v.tile[0] as f64));
                     constants.push(("PX", v.tile[1] as f64));
                 } else {
@@ -466,7 +504,22 @@ impl Kernels {
                 constants.push(("ACT", v.act as f64));
                 constants.push(("WG", wg));
             }
-            Family::Pool | Family::MaxPool | Family::SqueezeExcite => constants.push(("WG", wg)),
+            Family::DeformConv => {
+                constants.push(("ACT", v.act as f64));
+                constants.push(("HAS_MASK", v.mode as f64));
+                constants.push(("WG", wg));
+            }
+            Family::Pool2d => {
+                constants.push(("MODE", v.mode as f64));
+                constants.push(("WG", wg));
+            }
+            Family::SqueezeExcite => {
+                constants.push(("POOL_MAX", v.mode as f64));
+                constants.push(("WG", wg));
+            }
+            Family::Pool | Family::ChannelShuffle | Family::ChannelPool | Family::SpatialGate => {
+                constants.push(("WG", wg))
+            }
         }
         self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

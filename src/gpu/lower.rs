@@ -8,18 +8,23 @@
 //! | any other conv | `conv.wgsl` | [`lower_conv`] | `cpu::direct` |
 //! | squeeze-and-excitation | `squeeze_excite.wgsl` | [`lower_squeeze_excite`] | `cpu::ops` |
 //! | global average pool | `pool.wgsl` | [`lower_pool`] | `cpu::ops::global_avg_pool` |
-//! | max pool | `max_pool.wgsl` | [`lower_max_pool`] | `cpu::ops::max_pool` |
+//! | max / average / adaptive pool | `pool2d.wgsl` | [`lower_pool2d`] | `cpu::ops::pool2d` |
+//! | channel shuffle | `channel_shuffle.wgsl` | [`lower_channel_shuffle`] | `cpu::ops::channel_shuffle` |
+//! | deformable conv | `deform_conv.wgsl` | [`lower_deform_conv`] | `cpu::deform` |
+//! | mean and max over channels | `channel_pool.wgsl` | [`lower_channel_pool`] | `cpu::ops::channel_pool` |
+//! | spatial gate | `spatial_gate.wgsl` | [`lower_spatial_gate`] | `cpu::ops::spatial_gate` |
 //! | linear | `linear.wgsl` | [`lower_linear`] | `cpu::ops` |
 
 use super::kernels::{act_code, Family, Variant, SUBGROUP_SIZE};
 use super::params::{
-    to_u32, ConvParams, KernelParams, LinearParams, MaxPoolParams, PointwiseParams, PoolParams,
+    to_u32, ChannelPoolParams, ChannelShuffleParams, ConvParams, DeformConvParams, KernelParams,
+    LinearParams, PointwiseParams, Pool2dParams, PoolParams, SpatialGateParams,
     SqueezeExciteParams,
 };
 use super::tiling::Tiling;
 use crate::error::{Error, Result};
 use crate::plan::{
-    Activation, Conv2d, Linear, MaxPool2d, Op, OpKind, Plan, SqueezeExcite, ValueId,
+    Activation, Conv2d, DeformConv2d, Graph, Linear, Op, OpKind, PoolMode, SqueezeExcite, ValueId,
 };
 
 /// The largest element count (and so index) a kernel may address: `conv.wgsl` computes input
@@ -252,7 +257,7 @@ pub fn grid(workgroups: u64, max_dim: u32) -> Option<(u32, u32)> {
 }
 
 /// Refuses a plan whose values at `batch` images exceed [`MAX_ELEMENTS`].
-pub fn check_indices(plan: &Plan, batch: u64) -> Result<()> {
+pub fn check_indices(plan: &Graph, batch: u64) -> Result<()> {
     for (v, shape) in plan.values.iter().enumerate() {
         let count = batch * shape.numel() as u64;
         if count > MAX_ELEMENTS {
@@ -321,7 +326,7 @@ fn conv_dims(c: &Conv2d, s: &ConvShape, name: &str) -> Result<[u32; 8]> {
 
 /// Lowers op `i` (a convolution) to one dispatch per part.
 pub fn lower_conv(
-    plan: &Plan,
+    plan: &Graph,
     i: usize,
     c: &Conv2d,
     parts: &[ConvPart],
@@ -399,11 +404,11 @@ pub fn lower_conv(
 
 /// Whether a convolution runs as the 1x1 GEMM.
 pub fn is_pointwise(c: &Conv2d) -> bool {
-    c.kernel == [1, 1] && c.padding == 0 && c.groups == 1
+    c.kernel == [1, 1] && c.padding == [0, 0] && c.groups == 1 && c.stride[0] == c.stride[1]
 }
 
 /// The squeeze-and-excitation op whose output is `v`, if any (its gate scales `v`'s reads).
-fn gate_of(plan: &Plan, v: ValueId) -> Option<usize> {
+fn gate_of(plan: &Graph, v: ValueId) -> Option<usize> {
     plan.ops
         .iter()
         .position(|o| o.output == v && matches!(o.kind, OpKind::SqueezeExcite(_)))
@@ -452,7 +457,7 @@ fn pointwise_dispatch(
     };
     let variant = Variant {
         tile: [tm, tn],
-        kernel: [1, 1, c.stride as u32],
+        kernel: [1, 1, c.stride[0] as u32],
         aligned: hw.is_multiple_of(4),
         subgroup,
         wg,
@@ -474,13 +479,14 @@ fn direct_dispatch(
 ) -> Result<(Variant, KernelParams, u64)> {
     // One invocation per (image, group, block of OCN channels, row tile of PX pixels).
     let cout_g = c.out_channels / c.groups;
-    let [ocn, px] = o
+    let [ocn, px, kc] = o
         .tiling
-        .conv(cout_g, c.kernel[1], c.stride, s.out_w)
+        .conv(cout_g, c.kernel[1], c.stride[1], c.dilation[1], s.out_w)
         .ok_or_else(|| {
             Error::InvalidPlan(format!(
-                "conv `{name}`: kernel {:?} with stride {} is wider than the conv kernel supports",
-                c.kernel, c.stride
+                "conv `{name}`: a horizontal stride of {} is more than the GPU's conv kernel \
+                 supports (13: four output pixels' inputs must fit its registers)",
+                c.stride[1]
             ))
         })?;
     let (part_cout, part_groups) = part_layout(c, part);
@@ -493,7 +499,8 @@ fn direct_dispatch(
     let tiles_x = s.out_w.div_ceil(px as u64);
     let tiles = s.out_h * tiles_x;
     // The subgroup entry point pads each (image, group, block)'s tiles to whole subgroups.
-    let subgroup = o.subgroups && o.tiling.conv_subgroup(c.kernel, ocn, tiles);
+    let subgroup =
+        o.subgroups && kc as usize == c.kernel[1] && o.tiling.conv_subgroup(c.kernel, ocn, tiles);
     let tiles_pad = tiles.next_multiple_of(SUBGROUP_SIZE as u64);
     let per_combo = if subgroup { tiles_pad } else { tiles };
     let invocations = s.batch * part_groups as u64 * ocb * per_combo;
@@ -510,7 +517,10 @@ fn direct_dispatch(
         out_h,
         out_w,
         groups: u("groups", c.groups as u64)?,
-        pad: u("pad", c.padding as u64)?,
+        pad_y: u("pad_y", c.padding[0] as u64)?,
+        pad_x: u("pad_x", c.padding[1] as u64)?,
+        stride_y: u("stride_y", c.stride[0] as u64)?,
+        dil_y: u("dil_y", c.dilation[0] as u64)?,
         oc_blocks: u("oc_blocks", ocb)?,
         tiles_x: u("tiles_x", tiles_x)?,
         invocations: u("invocations", invocations)?,
@@ -525,7 +535,8 @@ fn direct_dispatch(
         ..Default::default()
     };
     let variant = Variant {
-        kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride as u32],
+        kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride[1] as u32],
+        columns: [c.dilation[1] as u32, kc],
         tile: [ocn, px],
         subgroup,
         wg,
@@ -540,7 +551,7 @@ fn direct_dispatch(
 
 /// Lowers op `i` (squeeze-and-excitation) to its gate's dispatch: one workgroup per image.
 pub fn lower_squeeze_excite(
-    plan: &Plan,
+    plan: &Graph,
     i: usize,
     se: &SqueezeExcite,
     o: &LowerOptions,
@@ -563,7 +574,10 @@ pub fn lower_squeeze_excite(
     };
     Ok(Dispatch {
         label: op.name.clone(),
-        variant: Variant::simple(Family::SqueezeExcite, 0),
+        variant: Variant {
+            mode: se.pool_max as u32,
+            ..Variant::simple(Family::SqueezeExcite, 0)
+        },
         params: KernelParams::SqueezeExcite(params),
         bindings: vec![
             Binding::Value(op.input),
@@ -576,14 +590,15 @@ pub fn lower_squeeze_excite(
     })
 }
 
-/// Floats of squeeze-and-excitation scratch per image: the pooled vector and the hidden one,
-/// each padded to a multiple of 4.
+/// Floats of squeeze-and-excitation scratch per image: the pooled vector (two with
+/// `pool_max`) and the hidden one, each padded to a multiple of 4.
 pub fn squeeze_excite_scratch_len(se: &SqueezeExcite) -> u64 {
-    (se.channels.next_multiple_of(4) + se.squeeze.next_multiple_of(4)) as u64
+    let pooled = if se.pool_max { 2 } else { 1 };
+    (pooled * se.channels.next_multiple_of(4) + se.squeeze.next_multiple_of(4)) as u64
 }
 
 /// Lowers op `i` (global average pooling): one invocation per plane.
-pub fn lower_pool(plan: &Plan, i: usize, o: &LowerOptions) -> Result<Dispatch> {
+pub fn lower_pool(plan: &Graph, i: usize, o: &LowerOptions) -> Result<Dispatch> {
     let op = &plan.ops[i];
     let inp = plan.values[op.input];
     let planes = o.batch * inp.channels as u64;
@@ -601,36 +616,215 @@ pub fn lower_pool(plan: &Plan, i: usize, o: &LowerOptions) -> Result<Dispatch> {
     })
 }
 
-/// Lowers op `i` (max pooling): one invocation per output value.
-pub fn lower_max_pool(plan: &Plan, i: usize, m: &MaxPool2d, o: &LowerOptions) -> Result<Dispatch> {
-    let op = &plan.ops[i];
-    let (inp, out) = (plan.values[op.input], plan.values[op.output]);
-    let total = o.batch * out.numel() as u64;
-    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
-    let wg = Family::MaxPool.workgroup_size() as u64;
-    u("invocations", total.next_multiple_of(wg))?;
-    let params = MaxPoolParams {
-        total: u("total", total)?,
-        in_h: u("in_h", inp.height as u64)?,
-        in_w: u("in_w", inp.width as u64)?,
-        out_h: u("out_h", out.height as u64)?,
-        out_w: u("out_w", out.width as u64)?,
-        kernel: u("kernel", m.kernel as u64)?,
-        stride: u("stride", m.stride as u64)?,
-        pad: u("pad", m.padding as u64)?,
-    };
+/// A dispatch of one invocation per value of `total` (the memory-bound families), or the
+/// parameter that would overflow.
+fn per_value(
+    op: &Op,
+    variant: Variant,
+    params: KernelParams,
+    bindings: Vec<Binding>,
+    total: u64,
+) -> Result<Dispatch> {
+    let wg = variant.family.workgroup_size() as u64;
+    to_u32(&op.name, "invocations", total.next_multiple_of(wg))?;
     Ok(Dispatch {
         label: op.name.clone(),
-        variant: Variant::simple(Family::MaxPool, 0),
-        params: KernelParams::MaxPool(params),
-        bindings: vec![Binding::Value(op.input), Binding::Value(op.output)],
+        variant,
+        params,
+        bindings,
         workgroups: total.div_ceil(wg),
     })
 }
 
+/// Lowers op `i` (pooling over windows, or adaptive average pooling): one invocation per
+/// output value.
+pub fn lower_pool2d(plan: &Graph, i: usize, o: &LowerOptions) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let (inp, out) = (plan.values[op.input], plan.values[op.output]);
+    let total = o.batch * out.numel() as u64;
+    let u = |param: &str, v: usize| to_u32(&op.name, param, v as u64);
+    let mut params = Pool2dParams {
+        total: to_u32(&op.name, "total", total)?,
+        in_h: u("in_h", inp.height)?,
+        in_w: u("in_w", inp.width)?,
+        out_h: u("out_h", out.height)?,
+        out_w: u("out_w", out.width)?,
+        ..Default::default()
+    };
+    let mode = match &op.kind {
+        OpKind::Pool2d(m) => {
+            [params.k_h, params.k_w] = [u("k_h", m.kernel[0])?, u("k_w", m.kernel[1])?];
+            [params.s_h, params.s_w] = [u("s_h", m.stride[0])?, u("s_w", m.stride[1])?];
+            [params.p_h, params.p_w] = [u("p_h", m.padding[0])?, u("p_w", m.padding[1])?];
+            [params.d_h, params.d_w] = [u("d_h", m.dilation[0])?, u("d_w", m.dilation[1])?];
+            match m.mode {
+                PoolMode::Max => 0,
+                PoolMode::Avg { count_include_pad } => {
+                    params.count_include_pad = count_include_pad as u32;
+                    1
+                }
+            }
+        }
+        _ => 2, // adaptive: the windows follow from the sizes
+    };
+    per_value(
+        op,
+        Variant {
+            mode,
+            ..Variant::simple(Family::Pool2d, 0)
+        },
+        KernelParams::Pool2d(params),
+        vec![Binding::Value(op.input), Binding::Value(op.output)],
+        total,
+    )
+}
+
+/// Lowers op `i` (channel shuffle in `groups` groups): one invocation per value.
+pub fn lower_channel_shuffle(
+    plan: &Graph,
+    i: usize,
+    groups: usize,
+    o: &LowerOptions,
+) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let s = plan.values[op.input];
+    let total = o.batch * s.numel() as u64;
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    let params = ChannelShuffleParams {
+        total: u("total", total)?,
+        channels: u("channels", s.channels as u64)?,
+        groups: u("groups", groups as u64)?,
+        hw: u("hw", (s.height * s.width) as u64)?,
+    };
+    per_value(
+        op,
+        Variant::simple(Family::ChannelShuffle, 0),
+        KernelParams::ChannelShuffle(params),
+        vec![Binding::Value(op.input), Binding::Value(op.output)],
+        total,
+    )
+}
+
+/// Lowers op `i` (mean and max over channels): one invocation per (image, pixel).
+pub fn lower_channel_pool(plan: &Graph, i: usize, o: &LowerOptions) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let s = plan.values[op.input];
+    let hw = (s.height * s.width) as u64;
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    let params = ChannelPoolParams {
+        total: u("total", o.batch * hw)?,
+        channels: u("channels", s.channels as u64)?,
+        hw: u("hw", hw)?,
+        _pad0: 0,
+    };
+    per_value(
+        op,
+        Variant::simple(Family::ChannelPool, 0),
+        KernelParams::ChannelPool(params),
+        vec![Binding::Value(op.input), Binding::Value(op.output)],
+        o.batch * hw,
+    )
+}
+
+/// Lowers op `i` (channels times the spatial map `map`): one invocation per value.
+pub fn lower_spatial_gate(
+    plan: &Graph,
+    i: usize,
+    map: ValueId,
+    o: &LowerOptions,
+) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let s = plan.values[op.input];
+    let total = o.batch * s.numel() as u64;
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    let params = SpatialGateParams {
+        total: u("total", total)?,
+        channels: u("channels", s.channels as u64)?,
+        hw: u("hw", (s.height * s.width) as u64)?,
+        _pad0: 0,
+    };
+    per_value(
+        op,
+        Variant::simple(Family::SpatialGate, 0),
+        KernelParams::SpatialGate(params),
+        vec![
+            Binding::Value(op.input),
+            Binding::Value(map),
+            Binding::Value(op.output),
+        ],
+        total,
+    )
+}
+
+/// Lowers op `i` (deformable convolution, its weights in one part): one invocation per
+/// (image, group, block of 4 output channels, output pixel).
+pub fn lower_deform_conv(
+    plan: &Graph,
+    i: usize,
+    d: &DeformConv2d,
+    parts: &[ConvPart],
+    o: &LowerOptions,
+) -> Result<Dispatch> {
+    let op = &plan.ops[i];
+    let c = &d.conv;
+    if parts.len() > 1 {
+        return Err(Error::InvalidPlan(format!(
+            "deformable conv `{}`: its weights exceed one storage binding",
+            op.name
+        )));
+    }
+    let (inp, out) = (plan.values[op.input], plan.values[op.output]);
+    let cout_g = (c.out_channels / c.groups) as u64;
+    let ocb = cout_g.div_ceil(4);
+    let invocations = o.batch * c.groups as u64 * ocb * (out.height * out.width) as u64;
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    let us = |param: &str, v: usize| u(param, v as u64);
+    let params = DeformConvParams {
+        batch: u("batch", o.batch)?,
+        in_c: us("in_c", inp.channels)?,
+        in_h: us("in_h", inp.height)?,
+        in_w: us("in_w", inp.width)?,
+        out_c: us("out_c", out.channels)?,
+        out_h: us("out_h", out.height)?,
+        out_w: us("out_w", out.width)?,
+        groups: us("groups", c.groups)?,
+        offset_groups: us("offset_groups", d.offset_groups)?,
+        k_h: us("k_h", c.kernel[0])?,
+        k_w: us("k_w", c.kernel[1])?,
+        s_h: us("s_h", c.stride[0])?,
+        s_w: us("s_w", c.stride[1])?,
+        p_h: us("p_h", c.padding[0])?,
+        p_w: us("p_w", c.padding[1])?,
+        d_h: us("d_h", c.dilation[0])?,
+        d_w: us("d_w", c.dilation[1])?,
+        oc_blocks: u("oc_blocks", ocb)?,
+        oc_pad4: u("oc_pad4", ocb)?,
+        invocations: u("invocations", invocations)?,
+        ..Default::default()
+    };
+    per_value(
+        op,
+        Variant {
+            mode: d.mask.is_some() as u32,
+            ..Variant::simple(Family::DeformConv, act_code(c.activation))
+        },
+        KernelParams::DeformConv(params),
+        vec![
+            Binding::Value(op.input),
+            Binding::Weight { op: i, part: 0 },
+            Binding::Bias(i),
+            Binding::Value(d.offset),
+            d.mask.map_or(Binding::Unused, Binding::Value),
+            Binding::Value(op.output),
+            Binding::Status,
+        ],
+        invocations,
+    )
+}
+
 /// Lowers op `i` (linear): one dispatch per part, one invocation per (image, output feature).
 pub fn lower_linear(
-    plan: &Plan,
+    plan: &Graph,
     i: usize,
     l: &Linear,
     parts: &[ConvPart],
@@ -683,12 +877,12 @@ pub fn lower_linear(
 /// Checks what the runner's kernels cannot do with a plan: only convolutions read a
 /// squeeze-and-excitation's output, and only as their input (not as a residual); no
 /// convolution reads a pooled f32 vector.
-pub fn check_supported(plan: &Plan) -> Result<()> {
-    for op in &plan.ops {
+pub fn check_supported(plan: &Graph) -> Result<()> {
+    for op in plan.ops {
         let gated = gate_of(plan, op.input).is_some();
         match &op.kind {
             OpKind::Conv2d(c) => {
-                if super::memory::stored_as_f32(plan, op.input) {
+                if super::memory::stored_as_f32(plan.ops, op.input) {
                     return Err(Error::InvalidPlan(format!(
                         "conv `{}` reads an f32 vector",
                         op.name
@@ -714,10 +908,16 @@ pub fn check_supported(plan: &Plan) -> Result<()> {
                     op.name, se.activation
                 )));
             }
-            OpKind::MaxPool2d(m) if m.padding * 2 > m.kernel || m.kernel == 0 || m.stride == 0 => {
+            OpKind::Pool2d(m)
+                if m.checked_output_size(
+                    plan.values[op.input].height,
+                    plan.values[op.input].width,
+                ) != Some((plan.values[op.output].height, plan.values[op.output].width)) =>
+            {
                 return Err(Error::InvalidPlan(format!(
-                    "max pool `{}`: padding {} is over half its {} window",
-                    op.name, m.padding, m.kernel
+                    "pool `{}`: its output size does not follow from its window {:?}, \
+                     stride {:?}, padding {:?} (at most half the window) and dilation {:?}",
+                    op.name, m.kernel, m.stride, m.padding, m.dilation
                 )));
             }
             _ if gated => {
@@ -735,7 +935,7 @@ pub fn check_supported(plan: &Plan) -> Result<()> {
 /// Lowers every op of `plan`; `parts(i)` gives the parts of convolution `i`. Status tags are
 /// set (see [`status_tag`]).
 pub fn lower_plan(
-    plan: &Plan,
+    plan: &Graph,
     parts: &dyn Fn(usize) -> Vec<ConvPart>,
     o: &LowerOptions,
 ) -> Result<Vec<Dispatch>> {
@@ -747,7 +947,11 @@ pub fn lower_plan(
             OpKind::Conv2d(c) => out.extend(lower_conv(plan, i, c, &parts(i), o)?),
             OpKind::SqueezeExcite(se) => out.push(lower_squeeze_excite(plan, i, se, o)?),
             OpKind::GlobalAvgPool => out.push(lower_pool(plan, i, o)?),
-            OpKind::MaxPool2d(m) => out.push(lower_max_pool(plan, i, m, o)?),
+            OpKind::Pool2d(_) | OpKind::AdaptiveAvgPool2d(_) => out.push(lower_pool2d(plan, i, o)?),
+            OpKind::ChannelShuffle(g) => out.push(lower_channel_shuffle(plan, i, *g, o)?),
+            OpKind::DeformConv2d(d) => out.push(lower_deform_conv(plan, i, d, &parts(i), o)?),
+            OpKind::ChannelPool => out.push(lower_channel_pool(plan, i, o)?),
+            OpKind::SpatialGate(m) => out.push(lower_spatial_gate(plan, i, *m, o)?),
             OpKind::Linear(l) => out.extend(lower_linear(plan, i, l, &parts(i), o)?),
         }
     }
@@ -774,7 +978,7 @@ pub fn weight_parts(op: &Op, elem_bytes: u64, max_binding: u64) -> Result<Vec<Co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Activation;
+    use crate::plan::{Activation, Plan};
     use crate::zoo;
 
     fn conv(cin: usize, cout: usize, k: usize, groups: usize) -> Conv2d {
@@ -782,8 +986,9 @@ mod tests {
             in_channels: cin,
             out_channels: cout,
             kernel: [k, k],
-            stride: 1,
-            padding: k / 2,
+            stride: [1, 1],
+            padding: [k / 2; 2],
+            dilation: [1, 1],
             groups,
             activation: Activation::Relu,
             residual: None,
@@ -935,13 +1140,13 @@ mod tests {
     #[test]
     fn element_counts_past_i32_are_refused() {
         let plan = Plan::new(zoo::get("regnet_y_128gf").unwrap(), 224, 224).unwrap();
-        check_indices(&plan, 256).unwrap();
-        let e = check_indices(&plan, 512).unwrap_err();
+        check_indices(&plan.graph(), 256).unwrap();
+        let e = check_indices(&plan.graph(), 512).unwrap_err();
         assert!(matches!(e, Error::IndexOverflow { .. }), "{e}");
         let big = Plan::new(zoo::get("regnet_x_200mf").unwrap(), 1024, 1024).unwrap();
-        check_indices(&big, 1).unwrap();
-        check_indices(&big, 128).unwrap();
-        let e = check_indices(&big, 256).unwrap_err().to_string();
+        check_indices(&big.graph(), 1).unwrap();
+        check_indices(&big.graph(), 128).unwrap();
+        let e = check_indices(&big.graph(), 256).unwrap_err().to_string();
         assert!(e.contains("`stem`") || e.contains("input"), "{e}");
     }
 
@@ -954,12 +1159,14 @@ mod tests {
             subgroups: false,
         };
         let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
-        let ds = lower_plan(&plan, &parts, &o).unwrap();
+        let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
         assert_eq!(ds.len(), plan.ops.len());
         for d in &ds {
             let n = match d.variant.family {
                 Family::Conv | Family::ConvPointwise => 7,
-                Family::Pool | Family::MaxPool => 2,
+                Family::Pool | Family::Pool2d | Family::ChannelShuffle | Family::ChannelPool => 2,
+                Family::SpatialGate => 3,
+                Family::DeformConv => 7,
                 Family::Linear | Family::SqueezeExcite => 5,
             };
             assert_eq!(d.bindings.len(), n, "{}", d.label);

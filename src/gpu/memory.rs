@@ -2,7 +2,7 @@
 //! activation buffer ("slot") reused by liveness. Pure bookkeeping, no device: unit-tested here.
 
 use crate::error::{Error, Result};
-use crate::plan::{OpKind, Plan, ValueId};
+use crate::plan::{Op, OpKind, Plan, ValueId};
 
 /// Where a value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,9 +94,8 @@ pub struct MemoryPlan {
 }
 
 /// Whether a value is stored as f32 whatever the precision (pooled features and logits).
-pub fn stored_as_f32(plan: &Plan, v: ValueId) -> bool {
-    plan.ops
-        .iter()
+pub fn stored_as_f32(ops: &[Op], v: ValueId) -> bool {
+    ops.iter()
         .any(|o| o.output == v && matches!(o.kind, OpKind::GlobalAvgPool | OpKind::Linear(_)))
 }
 
@@ -104,10 +103,8 @@ pub fn stored_as_f32(plan: &Plan, v: ValueId) -> bool {
 /// [`Plan::last_use`]), each once.
 fn dead_after(plan: &Plan, i: usize, last_use: &[Option<usize>]) -> Vec<ValueId> {
     let op = &plan.ops[i];
-    let mut touched: Vec<ValueId> = vec![op.input, op.output];
-    if let OpKind::Conv2d(c) = &op.kind {
-        touched.extend(c.residual);
-    }
+    let mut touched: Vec<ValueId> = op.reads();
+    touched.push(op.output);
     touched.sort_unstable();
     touched.dedup();
     touched.retain(|&v| last_use[v].is_none_or(|l| l <= i));
@@ -145,7 +142,7 @@ pub fn plan_memory(
                 slots.retain(s);
             }
         } else {
-            let elem = if stored_as_f32(plan, out) {
+            let elem = if stored_as_f32(&plan.ops, out) {
                 4
             } else {
                 elem_bytes

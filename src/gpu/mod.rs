@@ -7,6 +7,7 @@
 //! - [`memory`]: where each value lives (activation buffers reused by liveness).
 //! - [`model`]: a [`Plan`](crate::Plan)'s [`Weights`](crate::Weights) uploaded once per device
 //!   ([`GpuModel`]), shared by runners of any batch and input size.
+//! - [`op`]: one operation of the op library ([`crate::ops`]) over a host's buffers.
 //! - [`runner`]: a plan lowered onto a model and its own buffers, bind groups and dispatch
 //!   list; then one submission per inference.
 //! - [`preprocess`]: torchvision's evaluation transform as a compute pass from a host's
@@ -25,6 +26,7 @@ pub mod kernels;
 pub mod lower;
 pub mod memory;
 pub mod model;
+pub mod op;
 pub mod params;
 pub mod peak;
 pub mod pipeline_cache;
@@ -37,6 +39,7 @@ pub mod unroll;
 pub use context::{quiet_headless_wayland, GpuContext, Precision};
 pub use kernels::ShaderChecks;
 pub use model::GpuModel;
+pub use op::GpuOp;
 pub use preprocess::{GpuPreprocess, PreprocessBinding, PreprocessOptions, Rounding};
 pub use readback::{read_logits, read_logits_blocking, LogitsReadback};
 pub use runner::{GpuRunner, RunnerOptions};

@@ -12,7 +12,7 @@ use super::lower::{
 use super::runner::RunnerOptions;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
-use crate::plan::{Op, OpKind, Plan};
+use crate::plan::{DeformConv2d, Op, OpKind, Plan};
 use crate::weights::Weights;
 
 /// The largest workgroup any kernel dispatches.
@@ -201,7 +201,7 @@ impl Uploader<'_> {
         let what = format!("the weights of `{}`", op.name);
         let bias_name = format!("the biases of `{}`", op.name);
         let (parts, ws, bias) = match &op.kind {
-            OpKind::Conv2d(c) => {
+            OpKind::Conv2d(c) | OpKind::DeformConv2d(DeformConv2d { conv: c, .. }) => {
                 let p = weights.conv(&op.name)?;
                 let parts = split_conv(c, self.precision.bytes(), split_at, &op.name)?;
                 let ws = parts
@@ -237,7 +237,12 @@ impl Uploader<'_> {
                     .collect::<Result<Vec<_>>>()?;
                 (parts, ws, p.bias.clone())
             }
-            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => return Ok(None),
+            OpKind::GlobalAvgPool
+            | OpKind::Pool2d(_)
+            | OpKind::AdaptiveAvgPool2d(_)
+            | OpKind::ChannelShuffle(_)
+            | OpKind::ChannelPool
+            | OpKind::SpatialGate(_) => return Ok(None),
         };
         Ok(Some(OpBuffers {
             parts,
@@ -256,14 +261,24 @@ impl GpuModel {
         weights: &Weights,
         opts: &RunnerOptions,
     ) -> Result<Self> {
+        Self::for_ops(ctx, &plan.ops, weights, opts)
+    }
+
+    /// [`GpuModel::new`] for any ops (a plan's, or one op's from [`crate::ops`]).
+    pub(crate) fn for_ops(
+        ctx: &GpuContext,
+        ops: &[Op],
+        weights: &Weights,
+        opts: &RunnerOptions,
+    ) -> Result<Self> {
         scoped(&ctx.device, "uploading the model", || {
-            Self::build(ctx, plan, weights, opts)
+            Self::build(ctx, ops, weights, opts)
         })
     }
 
     fn build(
         ctx: &GpuContext,
-        plan: &Plan,
+        ops: &[Op],
         weights: &Weights,
         opts: &RunnerOptions,
     ) -> Result<Self> {
@@ -282,8 +297,7 @@ impl GpuModel {
             limit: max_binding(&ctx.device.limits()),
         };
         let split_at = up.limit.min(opts.max_binding_bytes.unwrap_or(u64::MAX));
-        let buffers = plan
-            .ops
+        let buffers = ops
             .iter()
             .map(|op| up.op(op, weights, split_at))
             .collect::<Result<Vec<_>>>()?;
@@ -297,7 +311,7 @@ impl GpuModel {
         Ok(GpuModel {
             inner: Arc::new(ModelInner {
                 ctx: ctx.clone(),
-                ops: plan.ops.clone(),
+                ops: ops.to_vec(),
                 precision: prec,
                 max_binding_bytes: opts.max_binding_bytes,
                 shader_checks: opts.shader_checks,

@@ -47,8 +47,8 @@ kernel_params! {
         out_w,
         /// Groups.
         groups,
-        /// Zero padding on each side.
-        pad,
+        /// Zero padding above and below.
+        pad_y,
         /// ceil(part_cout / OCN).
         oc_blocks,
         /// PX-pixel tiles per output row.
@@ -74,12 +74,12 @@ kernel_params! {
         status_tag,
         /// Channels of the residual (added to the first `res_c` output channels).
         res_c,
-        /// Padding to 16 bytes.
-        _pad0,
-        /// Padding to 16 bytes.
-        _pad1,
-        /// Padding to 16 bytes.
-        _pad2,
+        /// Zero padding left and right.
+        pad_x,
+        /// Vertical stride (the horizontal one is the `STRIDE` constant).
+        stride_y,
+        /// Vertical dilation (the horizontal one is the `DIL` constant).
+        dil_y,
     }
 }
 
@@ -166,8 +166,8 @@ kernel_params! {
 }
 
 kernel_params! {
-    /// `max_pool.wgsl`: max pooling, one invocation per output value.
-    MaxPoolParams {
+    /// `pool2d.wgsl`: max, average or adaptive average pooling, one invocation per output value.
+    Pool2dParams {
         /// batch * channels * out_h * out_w.
         total,
         /// Input height.
@@ -178,12 +178,124 @@ kernel_params! {
         out_h,
         /// Output width.
         out_w,
-        /// Window side.
-        kernel,
-        /// Stride.
-        stride,
-        /// Padding on each side (never selected: the window always overlaps the image).
-        pad,
+        /// Window height.
+        k_h,
+        /// Window width.
+        k_w,
+        /// Vertical stride.
+        s_h,
+        /// Horizontal stride.
+        s_w,
+        /// Padding above and below.
+        p_h,
+        /// Padding left and right.
+        p_w,
+        /// Vertical dilation.
+        d_h,
+        /// Horizontal dilation.
+        d_w,
+        /// Average pooling: padding counts in the divisor (1) or not (0).
+        count_include_pad,
+        /// Padding to 16 bytes.
+        _pad0,
+        /// Padding to 16 bytes.
+        _pad1,
+    }
+}
+
+kernel_params! {
+    /// `channel_shuffle.wgsl`: one invocation per output value.
+    ChannelShuffleParams {
+        /// batch * channels * hw.
+        total,
+        /// Channels.
+        channels,
+        /// Groups.
+        groups,
+        /// Values per plane.
+        hw,
+    }
+}
+
+kernel_params! {
+    /// `channel_pool.wgsl`: one invocation per (image, pixel).
+    ChannelPoolParams {
+        /// batch * hw.
+        total,
+        /// Channels.
+        channels,
+        /// Values per plane.
+        hw,
+        /// Padding to 16 bytes.
+        _pad0,
+    }
+}
+
+kernel_params! {
+    /// `spatial_gate.wgsl`: one invocation per output value.
+    SpatialGateParams {
+        /// batch * channels * hw.
+        total,
+        /// Channels.
+        channels,
+        /// Values per plane.
+        hw,
+        /// Padding to 16 bytes.
+        _pad0,
+    }
+}
+
+kernel_params! {
+    /// `deform_conv.wgsl`: one invocation per (image, group, 4 output channels, pixel).
+    DeformConvParams {
+        /// Images.
+        batch,
+        /// Input channels.
+        in_c,
+        /// Input height.
+        in_h,
+        /// Input width.
+        in_w,
+        /// Output channels.
+        out_c,
+        /// Output height.
+        out_h,
+        /// Output width.
+        out_w,
+        /// Groups.
+        groups,
+        /// Offset groups.
+        offset_groups,
+        /// Kernel height.
+        k_h,
+        /// Kernel width.
+        k_w,
+        /// Vertical stride.
+        s_h,
+        /// Horizontal stride.
+        s_w,
+        /// Padding above and below.
+        p_h,
+        /// Padding left and right.
+        p_w,
+        /// Vertical dilation.
+        d_h,
+        /// Horizontal dilation.
+        d_w,
+        /// ceil(out_c / groups / 4).
+        oc_blocks,
+        /// vec4s of weights per (group, c, ky, kx).
+        oc_pad4,
+        /// Invocations.
+        invocations,
+        /// See [`ConvParams::status_tag`].
+        status_tag,
+        /// Padding to 16 bytes.
+        _pad0,
+        /// Padding to 16 bytes.
+        _pad1,
+        /// Padding to 16 bytes.
+        _pad2,
     }
 }
 
@@ -220,8 +332,16 @@ pub enum KernelParams {
     SqueezeExcite(SqueezeExciteParams),
     /// `pool.wgsl`.
     Pool(PoolParams),
-    /// `max_pool.wgsl`.
-    MaxPool(MaxPoolParams),
+    /// `pool2d.wgsl`.
+    Pool2d(Pool2dParams),
+    /// `channel_shuffle.wgsl`.
+    ChannelShuffle(ChannelShuffleParams),
+    /// `deform_conv.wgsl`.
+    DeformConv(DeformConvParams),
+    /// `channel_pool.wgsl`.
+    ChannelPool(ChannelPoolParams),
+    /// `spatial_gate.wgsl`.
+    SpatialGate(SpatialGateParams),
     /// `linear.wgsl`.
     Linear(LinearParams),
 }
@@ -234,7 +354,11 @@ impl KernelParams {
             KernelParams::Pointwise(p) => bytemuck::bytes_of(p),
             KernelParams::SqueezeExcite(p) => bytemuck::bytes_of(p),
             KernelParams::Pool(p) => bytemuck::bytes_of(p),
-            KernelParams::MaxPool(p) => bytemuck::bytes_of(p),
+            KernelParams::Pool2d(p) => bytemuck::bytes_of(p),
+            KernelParams::ChannelShuffle(p) => bytemuck::bytes_of(p),
+            KernelParams::DeformConv(p) => bytemuck::bytes_of(p),
+            KernelParams::ChannelPool(p) => bytemuck::bytes_of(p),
+            KernelParams::SpatialGate(p) => bytemuck::bytes_of(p),
             KernelParams::Linear(p) => bytemuck::bytes_of(p),
         }
     }
@@ -260,7 +384,11 @@ mod tests {
             PointwiseParams::FIELDS,
             SqueezeExciteParams::FIELDS,
             PoolParams::FIELDS,
-            MaxPoolParams::FIELDS,
+            Pool2dParams::FIELDS,
+            ChannelShuffleParams::FIELDS,
+            DeformConvParams::FIELDS,
+            ChannelPoolParams::FIELDS,
+            SpatialGateParams::FIELDS,
             LinearParams::FIELDS,
         ] {
             for (i, (_, offset)) in fields.iter().enumerate() {

@@ -84,8 +84,8 @@ struct Buffers {
 /// Reports values the kernels could not store, naming the dispatch ([`super::lower::status_tag`]).
 #[derive(Clone, Debug)]
 pub(crate) struct StatusDecoder {
-    labels: Arc<Vec<String>>,
-    precision: Precision,
+    pub(crate) labels: Arc<Vec<String>>,
+    pub(crate) precision: Precision,
 }
 
 impl StatusDecoder {
@@ -147,7 +147,7 @@ pub struct GpuRunner {
 }
 
 /// Bytes between two dispatches' parameters in the uniform buffer.
-fn uniform_stride(dispatches: &[Dispatch], limits: &wgpu::Limits) -> u64 {
+pub(crate) fn uniform_stride(dispatches: &[Dispatch], limits: &wgpu::Limits) -> u64 {
     let align = limits.min_uniform_buffer_offset_alignment.max(16) as usize;
     let largest = dispatches
         .iter()
@@ -158,7 +158,7 @@ fn uniform_stride(dispatches: &[Dispatch], limits: &wgpu::Limits) -> u64 {
 }
 
 /// One uniform buffer holds every dispatch's parameters at aligned offsets.
-fn uniform_buffer(
+pub(crate) fn uniform_buffer(
     device: &wgpu::Device,
     dispatches: &[Dispatch],
     limits: &wgpu::Limits,
@@ -176,7 +176,7 @@ fn uniform_buffer(
     })
 }
 
-fn from_store(bytes: &[u8], n: usize, precision: Precision) -> Vec<f32> {
+pub(crate) fn from_store(bytes: &[u8], n: usize, precision: Precision) -> Vec<f32> {
     match precision {
         Precision::F32 => bytemuck::cast_slice::<u8, f32>(&bytes[..n * 4]).to_vec(),
         Precision::F16 => bytes[..n * 2]
@@ -191,11 +191,11 @@ fn align4(n: u64) -> u64 {
 }
 
 /// Activation buffers are sized in whole vec4s of f32 so that vec4 views of them are valid.
-fn align16(n: u64) -> u64 {
+pub(crate) fn align16(n: u64) -> u64 {
     n.div_ceil(16).max(1) * 16
 }
 
-fn storage_buffer(
+pub(crate) fn storage_buffer(
     device: &wgpu::Device,
     label: &str,
     size: u64,
@@ -207,6 +207,38 @@ fn storage_buffer(
         usage: wgpu::BufferUsages::STORAGE | extra,
         mapped_at_creation: false,
     })
+}
+
+/// The bind group of dispatch `d`: its parameters at `uniforms` (a buffer and offset), then
+/// the buffers `resolve` gives for its bindings (the runner's, or a host's for [`super::GpuOp`]).
+pub(crate) fn bind_group<'a>(
+    model: &GpuModel,
+    (uniforms, offset): (&wgpu::Buffer, u64),
+    d: &Dispatch,
+    resolve: &dyn Fn(Binding) -> &'a wgpu::Buffer,
+) -> wgpu::BindGroup {
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: uniforms,
+            offset,
+            size: wgpu::BufferSize::new(d.params.bytes().len() as u64),
+        }),
+    }];
+    for (j, b) in d.bindings.iter().enumerate() {
+        entries.push(wgpu::BindGroupEntry {
+            binding: j as u32 + 1,
+            resource: resolve(*b).as_entire_binding(),
+        });
+    }
+    model
+        .context()
+        .device
+        .create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(&d.label),
+            layout: model.kernels().bind_group_layout(d.variant.family),
+            entries: &entries,
+        })
 }
 
 /// The values named by `taps` (`stem`, `block1`, ...).
@@ -221,7 +253,7 @@ fn tap_values(plan: &Plan, taps: &[String]) -> Result<Vec<(String, ValueId)>> {
 }
 
 /// The 2-D grid of a dispatch, or the limit it exceeds.
-fn dispatch_grid(d: &Dispatch, limits: &wgpu::Limits) -> Result<(u32, u32)> {
+pub(crate) fn dispatch_grid(d: &Dispatch, limits: &wgpu::Limits) -> Result<(u32, u32)> {
     let max_dim = limits.max_compute_workgroups_per_dimension;
     grid(d.workgroups, max_dim).ok_or_else(|| Error::DeviceLimit {
         what: format!("op `{}` ({} workgroups)", d.label, d.workgroups),
@@ -381,7 +413,7 @@ impl GpuRunner {
                 .map(|b| b.parts.clone())
                 .unwrap_or_default()
         };
-        let dispatches = lower_plan(plan, &parts, &lower)?;
+        let dispatches = lower_plan(&plan.graph(), &parts, &lower)?;
         let memory = plan_memory(plan, n, prec.bytes(), &kept, max_binding(&limits))?;
         let bufs = Buffers::new(&ctx.device, plan, n, prec, &memory.slot_sizes, &dispatches)?;
         let variants: Vec<_> = dispatches.iter().map(|d| d.variant).collect();
@@ -433,28 +465,8 @@ impl GpuRunner {
         k: usize,
         d: &Dispatch,
     ) -> wgpu::BindGroup {
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &bufs.uniforms,
-                offset: k as u64 * bufs.uniform_stride,
-                size: wgpu::BufferSize::new(d.params.bytes().len() as u64),
-            }),
-        }];
-        for (j, b) in d.bindings.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: j as u32 + 1,
-                resource: bufs.resolve(model, loc, b).as_entire_binding(),
-            });
-        }
-        model
-            .context()
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&d.label),
-                layout: model.kernels().bind_group_layout(d.variant.family),
-                entries: &entries,
-            })
+        let uniforms = (&bufs.uniforms, k as u64 * bufs.uniform_stride);
+        bind_group(model, uniforms, d, &|b| bufs.resolve(model, loc, &b))
     }
 
     /// The input shape `[N, 3, H, W]` this runner was built for.

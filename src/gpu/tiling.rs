@@ -134,25 +134,37 @@ impl Tiling {
         }
     }
 
-    /// The direct conv's register tile `[OCN, PX]` for a group of `cout_g` output channels, a
-    /// kernel `kw` wide, a stride and `out_w`-pixel output rows: 4 or 8 channels (weights load
-    /// as vec4), and PX pixels of a row whose input span `(PX - 1) * stride + kw` fits the
-    /// kernel's span array. CPU-backed adapters take 8 unless that pads the row by more than
-    /// 1/7 of its width (then 4; on lavapipe 16 measured slower than 8: the tile no longer
-    /// stays in registers); GPUs take 4. `None` when even 4 pixels do not fit.
-    pub fn conv(self, cout_g: usize, kw: usize, stride: usize, out_w: u64) -> Option<[u32; 2]> {
-        if kw > CONV_MAX_KW as usize {
-            return None;
-        }
+    /// The direct conv's register tile `[OCN, PX]` and kernel columns per row span `KC` for a
+    /// group of `cout_g` output channels, a kernel `kw` wide with horizontal `stride` and
+    /// `dilation`, and `out_w`-pixel output rows: 4 or 8 channels (weights load as vec4), and
+    /// PX pixels of a row whose input span `(PX - 1) * stride + (KC - 1) * dilation + 1` fits
+    /// the kernel's span array. CPU-backed adapters take 8 pixels unless that pads the row by
+    /// more than 1/7 of its width (then 4; on lavapipe 16 measured slower than 8: the tile no
+    /// longer stays in registers); GPUs take 4. KC is the whole kernel width when its span
+    /// fits (every model here), else the most columns (at most `MAX_KW`) whose span does.
+    /// `None` when not even one column of 4 pixels fits (a horizontal stride over 13).
+    pub fn conv(
+        self,
+        cout_g: usize,
+        kw: usize,
+        stride: usize,
+        dilation: usize,
+        out_w: u64,
+    ) -> Option<[u32; 3]> {
         let ocn = if cout_g <= 4 { 4 } else { 8 };
-        let fits = |px: usize| (px - 1) * stride + kw <= MAX_SPAN;
+        let span = |px: usize, kc: usize| (px - 1) * stride + (kc - 1) * dilation + 1;
+        let fits = |px: usize| span(px, kw.min(CONV_MAX_KW as usize)) <= MAX_SPAN;
         let px = match self {
             Tiling::Cpu => [8usize, 4].into_iter().find(|&px| {
                 fits(px) && (px == 4 || out_w.div_ceil(px as u64) * px as u64 * 7 <= out_w * 8)
             }),
             Tiling::Gpu => Some(4).filter(|&px| fits(px)),
-        }?;
-        Some([ocn, px as u32])
+        }
+        .unwrap_or(4);
+        let kc = (1..=kw.min(CONV_MAX_KW as usize))
+            .rev()
+            .find(|&kc| span(px, kc) <= MAX_SPAN)?;
+        Some([ocn, px as u32, kc as u32])
     }
 }
 
@@ -168,12 +180,24 @@ mod tests {
             assert!(tm % 4 == 0 && tn % 4 == 0);
             // The subgroup GEMM loads 2 tiles x 2 channels x (TN / 4 + 1) vec4s per round.
             assert!(2 * 2 * (tn / 4 + 1) <= SUBGROUP_GEMM_MAX_XK);
-            for (cout_g, kw, stride, w) in [(8, 3, 1, 56), (4, 3, 2, 112), (64, 7, 2, 112)] {
-                if let Some([ocn, px]) = t.conv(cout_g, kw, stride, w) {
-                    assert!(ocn <= CONV_MAX_OC && px / 4 <= CONV_MAX_PV);
-                    assert!((px as usize - 1) * stride + kw <= MAX_SPAN);
-                }
+            let cases = [
+                (8, 3, 1, 1, 56),
+                (4, 3, 2, 1, 112),
+                (64, 7, 2, 1, 112),
+                (8, 3, 1, 6, 56),
+                (8, 11, 1, 1, 56),
+                (8, 3, 3, 13, 20),
+                (8, 5, 13, 1, 20),
+            ];
+            for (cout_g, kw, stride, dil, w) in cases {
+                let [ocn, px, kc] = t.conv(cout_g, kw, stride, dil, w).unwrap();
+                assert!(ocn <= CONV_MAX_OC && px / 4 <= CONV_MAX_PV && kc <= CONV_MAX_KW);
+                let kc = kc as usize;
+                assert!(kc >= 1 && kc <= kw);
+                let span = (px as usize - 1) * stride + (kc - 1) * dil + 1;
+                assert!(span <= MAX_SPAN, "{span}");
             }
+            assert_eq!(t.conv(8, 3, 14, 1, 20), None);
         }
         assert_eq!(MAX_SPAN, 41);
     }
@@ -208,15 +232,18 @@ mod tests {
 
     #[test]
     fn conv_tiles_pad_rows_little() {
-        let px = |w| Tiling::Cpu.conv(8, 3, 1, w).unwrap()[1];
+        let px = |w| Tiling::Cpu.conv(8, 3, 1, 1, w).unwrap()[1];
         assert_eq!(
             [px(112), px(56), px(28), px(14), px(7), px(3)],
             [8, 8, 8, 8, 8, 4]
         );
-        assert_eq!(Tiling::Cpu.conv(4, 3, 2, 56), Some([4, 8]));
-        assert_eq!(Tiling::Gpu.conv(8, 3, 2, 56), Some([8, 4]));
-        assert_eq!(Tiling::Cpu.conv(8, 7, 2, 56), Some([8, 8]));
-        // conv.wgsl writes out its loop over kernel columns up to MAX_KW.
-        assert_eq!(Tiling::Cpu.conv(8, CONV_MAX_KW as usize + 1, 1, 56), None);
+        assert_eq!(Tiling::Cpu.conv(4, 3, 2, 1, 56), Some([4, 8, 3]));
+        assert_eq!(Tiling::Gpu.conv(8, 3, 2, 1, 56), Some([8, 4, 3]));
+        assert_eq!(Tiling::Cpu.conv(8, 7, 2, 1, 56), Some([8, 8, 7]));
+        // conv.wgsl writes out its loop over the columns of a span up to MAX_KW: wider kernels
+        // load a span per 7 columns; widely dilated ones per fewer.
+        assert_eq!(Tiling::Cpu.conv(8, 11, 1, 1, 56), Some([8, 8, 7]));
+        assert_eq!(Tiling::Cpu.conv(8, 3, 1, 12, 56), Some([8, 8, 3]));
+        assert_eq!(Tiling::Cpu.conv(8, 3, 1, 20, 56), Some([8, 4, 2]));
     }
 }

@@ -2,8 +2,7 @@
 //! taps and stages.
 
 use super::{
-    Activation, Conv2d, Linear, MaxPool2d, Op, OpKind, Plan, PlanStage, Shape, SqueezeExcite,
-    ValueId,
+    Activation, Conv2d, Linear, Op, OpKind, Plan, PlanStage, Pool2d, Shape, SqueezeExcite, ValueId,
 };
 use crate::config::Architecture;
 use crate::error::{Error, Result};
@@ -132,8 +131,9 @@ impl Builder {
             in_channels: s.channels,
             out_channels: d.out,
             kernel: [d.kernel, d.kernel],
-            stride: d.stride,
-            padding,
+            stride: [d.stride; 2],
+            padding: [padding; 2],
+            dilation: [1, 1],
             groups: d.groups,
             activation: d.act,
             residual: d.residual,
@@ -176,28 +176,27 @@ impl Builder {
             fc2: format!("{name}.fc2"),
             norm: norm.then(|| format!("{name}.bn")),
             activation,
+            pool_max: false,
         });
         self.push(name, kind, input, shape)
     }
 
-    /// Max pooling op `name`.
-    pub fn max_pool(&mut self, name: String, input: ValueId, pool: MaxPool2d) -> Result<ValueId> {
+    /// Pooling op `name`.
+    pub fn pool(&mut self, name: String, input: ValueId, pool: Pool2d) -> Result<ValueId> {
         let s = self.values[input];
-        if s.height + 2 * pool.padding < pool.kernel || s.width + 2 * pool.padding < pool.kernel {
+        let Some((height, width)) = pool.checked_output_size(s.height, s.width) else {
             return Err(Error::Input(format!(
-                "the input is too small for `{name}`: a {}x{} plane under its {k}x{k} window",
-                s.height,
-                s.width,
-                k = pool.kernel
+                "the input is too small for `{name}`: a {}x{} plane under its {:?} window \
+                 (padding {:?}, dilation {:?})",
+                s.height, s.width, pool.kernel, pool.padding, pool.dilation
             )));
-        }
-        let (height, width) = pool.output_size(s.height, s.width);
+        };
         let shape = Shape {
             channels: s.channels,
             height,
             width,
         };
-        Ok(self.push(name, OpKind::MaxPool2d(pool), input, shape))
+        Ok(self.push(name, OpKind::Pool2d(pool), input, shape))
     }
 
     /// The head: global average pooling, then the linear layer `{fc}.weight`, `{fc}.bias`.

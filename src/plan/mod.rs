@@ -8,7 +8,12 @@
 //! | op kind | what it is | CPU twin | GPU lowering |
 //! |---|---|---|---|
 //! | [`OpKind::Conv2d`] | any conv (dense, grouped, depthwise, 7x7 stem), BN folded, fused bias + (partial) residual + activation | `cpu::conv` | `gpu::lower::lower_conv` |
-//! | [`OpKind::MaxPool2d`] | max pooling with padding | `cpu::ops::max_pool` | `gpu::lower::lower_max_pool` |
+//! | [`OpKind::Pool2d`] | max / average pooling (torch's options) | `cpu::ops::pool2d` | `gpu::lower::lower_pool2d` |
+//! | [`OpKind::AdaptiveAvgPool2d`] | average pooling to an output size | `cpu::ops::adaptive_avg_pool` | `gpu::lower::lower_pool2d` |
+//! | [`OpKind::ChannelShuffle`] | ShuffleNet's channel shuffle | `cpu::ops::channel_shuffle` | `gpu::lower::lower_channel_shuffle` |
+//! | [`OpKind::DeformConv2d`] | torchvision's `deform_conv2d` (v1, v2) | `cpu::deform` | `gpu::lower::lower_deform_conv` |
+//! | [`OpKind::ChannelPool`] | mean and max over channels (CBAM) | `cpu::ops::channel_pool` | `gpu::lower::lower_channel_pool` |
+//! | [`OpKind::SpatialGate`] | channels times a `[1, H, W]` map (CBAM) | `cpu::ops::spatial_gate` | `gpu::lower::lower_spatial_gate` |
 //! | [`OpKind::SqueezeExcite`] | SE, with an optional norm inside and an activation after the gate | `cpu::ops::squeeze_excite` | `gpu::lower::lower_squeeze_excite` |
 //! | [`OpKind::GlobalAvgPool`] | mean over the plane | `cpu::ops::global_avg_pool` | `gpu::lower::lower_pool` |
 //! | [`OpKind::Linear`] | the classifier | `cpu::ops::linear` | `gpu::lower::lower_linear` |
@@ -84,10 +89,12 @@ pub struct Conv2d {
     pub out_channels: usize,
     /// Kernel height and width.
     pub kernel: [usize; 2],
-    /// Stride (both directions).
-    pub stride: usize,
-    /// Zero padding (both directions, both sides).
-    pub padding: usize,
+    /// Stride `[height, width]` (torch's `stride`).
+    pub stride: [usize; 2],
+    /// Zero padding `[height, width]`, on both sides of each axis (torch's `padding`).
+    pub padding: [usize; 2],
+    /// Spacing between kernel taps `[height, width]` (torch's `dilation`; 1 is dense).
+    pub dilation: [usize; 2],
     /// Groups; `in_channels` and `out_channels` are multiples of it.
     pub groups: usize,
     /// Activation after the bias and the residual.
@@ -104,10 +111,33 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// Output height and width for an input of `h` x `w`.
+    /// A convolution's extent on one axis: `(kernel - 1) * dilation + 1` input values.
+    pub fn extent(&self, axis: usize) -> usize {
+        (self.kernel[axis] - 1) * self.dilation[axis] + 1
+    }
+
+    /// Output height and width for an input of `h` x `w` (torch's formula); `None` when the
+    /// padded input is smaller than the kernel's extent on an axis.
+    pub fn checked_output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let o = |x: usize, a: usize| {
+            let padded = x + 2 * self.padding[a];
+            let e = self.extent(a);
+            (padded >= e && self.stride[a] > 0).then(|| (padded - e) / self.stride[a] + 1)
+        };
+        Some((o(h, 0)?, o(w, 1)?))
+    }
+
+    /// Output height and width for an input of `h` x `w`; 0 on an axis the kernel does not fit.
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
-        let o = |x: usize, k: usize| (x + 2 * self.padding - k) / self.stride + 1;
-        (o(h, self.kernel[0]), o(w, self.kernel[1]))
+        self.checked_output_size(h, w).unwrap_or((0, 0))
+    }
+
+    /// Whether stride and padding are the same on both axes and the kernel is dense (no
+    /// dilation): what the specialised kernels (`cpu::direct`, the 1x1 GEMMs) are written for.
+    pub fn is_uniform(&self) -> bool {
+        self.stride[0] == self.stride[1]
+            && self.padding[0] == self.padding[1]
+            && self.dilation == [1, 1]
     }
 
     /// Shape of the weight tensor.
@@ -138,26 +168,110 @@ pub struct SqueezeExcite {
     pub norm: Option<String>,
     /// Applied to the gated value; must map 0 to 0 (identity, ReLU, ReLU6, SiLU).
     pub activation: Activation,
+    /// CBAM's channel attention: the max over the plane goes through the same MLP as the mean
+    /// and the two are summed before the sigmoid (`fc2(relu(fc1(mean))) + fc2(relu(fc1(max)))`).
+    pub pool_max: bool,
 }
 
-/// Max pooling over `kernel` x `kernel` windows, padding counting as `-inf` (torch's
-/// `MaxPool2d(kernel, stride, padding)`, `ceil_mode=False`).
+/// What a pooling window computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PoolMode {
+    /// The largest value; padding never wins (torch's `max_pool2d`).
+    Max,
+    /// The mean (torch's `avg_pool2d`): divided by the window's size within the padded input
+    /// (`count_include_pad`), else by the values of the input it covers.
+    Avg {
+        /// Padding counts in the divisor.
+        count_include_pad: bool,
+    },
+}
+
+/// Pooling over windows with torch's `max_pool2d` / `avg_pool2d` semantics, per axis
+/// `[height, width]`: stride, padding (at most half the window), dilation (max only) and
+/// `ceil_mode` (a last, partial window when it starts inside the input or its left padding).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MaxPool2d {
-    /// Window side.
-    pub kernel: usize,
+pub struct Pool2d {
+    /// Max or average.
+    pub mode: PoolMode,
+    /// Window height and width.
+    pub kernel: [usize; 2],
     /// Stride.
-    pub stride: usize,
-    /// Padding on each side (at most half the window).
-    pub padding: usize,
+    pub stride: [usize; 2],
+    /// Padding on each side of each axis.
+    pub padding: [usize; 2],
+    /// Spacing between window taps (1 is dense; average pooling has none in torch).
+    pub dilation: [usize; 2],
+    /// Rounds the output size up (torch's `ceil_mode`).
+    pub ceil_mode: bool,
 }
 
-impl MaxPool2d {
-    /// Output height and width for an input of `h` x `w`.
-    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
-        let o = |x: usize| (x + 2 * self.padding - self.kernel) / self.stride + 1;
-        (o(h), o(w))
+impl Pool2d {
+    /// torch's `MaxPool2d(kernel, stride, padding)`, the same on both axes.
+    pub fn max(kernel: usize, stride: usize, padding: usize) -> Pool2d {
+        Pool2d {
+            mode: PoolMode::Max,
+            kernel: [kernel; 2],
+            stride: [stride; 2],
+            padding: [padding; 2],
+            dilation: [1, 1],
+            ceil_mode: false,
+        }
     }
+
+    /// Outputs along one axis of `x` inputs (torch's `pooling_output_shape`); `None` when the
+    /// window does not fit or the parameters are out of torch's range.
+    fn axis_output(&self, x: usize, a: usize) -> Option<usize> {
+        let (k, s, p, d) = (
+            self.kernel[a],
+            self.stride[a],
+            self.padding[a],
+            self.dilation[a],
+        );
+        if k == 0 || s == 0 || d == 0 || p > k / 2 {
+            return None;
+        }
+        let span = x + 2 * p;
+        let extent = d * (k - 1) + 1;
+        if span < extent {
+            return None;
+        }
+        let steps = span - extent;
+        let mut o = if self.ceil_mode {
+            steps.div_ceil(s)
+        } else {
+            steps / s
+        } + 1;
+        // The last window must start inside the input or its left padding.
+        if self.ceil_mode && (o - 1) * s >= x + p {
+            o -= 1;
+        }
+        Some(o)
+    }
+
+    /// Output height and width for an input of `h` x `w`; `None` when a window does not fit.
+    pub fn checked_output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        Some((self.axis_output(h, 0)?, self.axis_output(w, 1)?))
+    }
+
+    /// Output height and width for an input of `h` x `w` (0 where a window does not fit).
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        self.checked_output_size(h, w).unwrap_or((0, 0))
+    }
+}
+
+/// torchvision's `deform_conv2d`: a convolution whose taps sample the input at learned
+/// fractional offsets (bilinear, zero outside the image), optionally scaled by a mask
+/// (deformable convolution v2). The geometry, weights and epilogue are `conv`'s (no residual).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeformConv2d {
+    /// The convolution (groups, kernel, stride, padding, dilation, weight and bias names).
+    pub conv: Conv2d,
+    /// Offset groups: input channels `[g * C / og, (g + 1) * C / og)` share offsets.
+    pub offset_groups: usize,
+    /// `[2 * offset_groups * kh * kw, out_h, out_w]`: (dy, dx) per offset group and tap.
+    pub offset: ValueId,
+    /// `[offset_groups * kh * kw, out_h, out_w]`, multiplying each sample (v2).
+    pub mask: Option<ValueId>,
 }
 
 /// A fully connected layer on a `[C, 1, 1]` value.
@@ -180,15 +294,27 @@ pub enum OpKind {
     Conv2d(Conv2d),
     /// Squeeze-and-excitation (scales its input's channels).
     SqueezeExcite(SqueezeExcite),
-    /// Max pooling.
-    MaxPool2d(MaxPool2d),
+    /// Max or average pooling over windows.
+    Pool2d(Pool2d),
+    /// Average pooling to a given output size (torch's `adaptive_avg_pool2d`): output `i`
+    /// averages inputs `floor(i * H / O) .. ceil((i + 1) * H / O)` on each axis.
+    AdaptiveAvgPool2d([usize; 2]),
     /// Mean over height and width, to `[C, 1, 1]`.
     GlobalAvgPool,
+    /// ShuffleNet's channel shuffle in `groups` groups (torch's `channel_shuffle`): output
+    /// channel `j * groups + i` is input channel `i * C / groups + j`.
+    ChannelShuffle(usize),
+    /// Deformable convolution.
+    DeformConv2d(DeformConv2d),
+    /// The mean and the max over the channels: `[2, H, W]` (CBAM's spatial attention input).
+    ChannelPool,
+    /// Every channel times the `[1, H, W]` value given (CBAM's spatial attention).
+    SpatialGate(ValueId),
     /// Fully connected layer.
     Linear(Linear),
 }
 
-/// One op: reads `input` (and a conv's `residual`), writes `output`.
+/// One op: reads `input` (and the values its kind names: [`Op::reads`]), writes `output`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Op {
     /// The reference's module path (`trunk_output.block1.block1-0.f.a`, `layer1.0.conv1`,
@@ -202,6 +328,21 @@ pub struct Op {
     pub output: ValueId,
 }
 
+impl Op {
+    /// Every value the op reads: its input, then a conv's residual, a deformable conv's
+    /// offsets and mask, a spatial gate's map.
+    pub fn reads(&self) -> Vec<ValueId> {
+        let mut v = vec![self.input];
+        match &self.kind {
+            OpKind::Conv2d(c) => v.extend(c.residual),
+            OpKind::DeformConv2d(d) => v.extend([d.offset].into_iter().chain(d.mask)),
+            OpKind::SpatialGate(m) => v.push(*m),
+            _ => {}
+        }
+        v
+    }
+}
+
 /// A stage of a plan: blocks at one resolution and width rule.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlanStage {
@@ -211,6 +352,16 @@ pub struct PlanStage {
     pub blocks: usize,
     /// The value it ends with.
     pub output: ValueId,
+}
+
+/// Values and ops without a model around them: what the backends lower and run, whether it is
+/// a [`Plan`]'s ([`Plan::graph`]) or one op's ([`crate::ops`]). Value shapes are per image.
+#[derive(Clone, Copy, Debug)]
+pub struct Graph<'a> {
+    /// Shapes of all values.
+    pub values: &'a [Shape],
+    /// The ops in execution order.
+    pub ops: &'a [Op],
 }
 
 /// A model expanded for one input size (per image; the batch is the backend's business).
@@ -249,6 +400,20 @@ pub const MAX_VALUE_ELEMENTS: u64 = 1 << 32;
 /// Largest input side accepted (well beyond any real use; it bounds the arithmetic).
 pub const MAX_INPUT_SIDE: usize = 1 << 15;
 
+impl Graph<'_> {
+    /// For each value, the index of the last op that reads it (`None`: never read, e.g. the
+    /// output).
+    pub fn last_use(&self) -> Vec<Option<usize>> {
+        let mut last = vec![None; self.values.len()];
+        for (i, op) in self.ops.iter().enumerate() {
+            for v in op.reads() {
+                last[v] = Some(i);
+            }
+        }
+        last
+    }
+}
+
 impl Plan {
     /// Expands a model for `height` x `width` input images.
     pub fn new(arch: impl Into<Architecture>, height: usize, width: usize) -> Result<Plan> {
@@ -272,6 +437,14 @@ impl Plan {
         let plan = b.finish(arch)?;
         plan.check_size()?;
         Ok(plan)
+    }
+
+    /// Its values and ops, as the backends lower them.
+    pub fn graph(&self) -> Graph<'_> {
+        Graph {
+            values: &self.values,
+            ops: &self.ops,
+        }
     }
 
     /// The same model planned for another input size.
@@ -340,7 +513,17 @@ impl Plan {
                     + w(se.squeeze)
                     + se.norm.as_ref().map_or(0, |_| 2 * w(se.squeeze))
             }
-            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => 0,
+            OpKind::DeformConv2d(d) => {
+                let c = &d.conv;
+                c.weight_shape().iter().map(|&d| w(d)).product::<u128>()
+                    + c.bias.as_ref().map_or(0, |_| w(c.out_channels))
+            }
+            OpKind::GlobalAvgPool
+            | OpKind::Pool2d(_)
+            | OpKind::AdaptiveAvgPool2d(_)
+            | OpKind::ChannelShuffle(_)
+            | OpKind::ChannelPool
+            | OpKind::SpatialGate(_) => 0,
             OpKind::Linear(l) => {
                 w(l.in_features) * w(l.out_features)
                     + l.bias.as_ref().map_or(0, |_| w(l.out_features))
@@ -357,8 +540,22 @@ impl Plan {
                     * w(out.height)
                     * w(out.width)
             }
+            OpKind::DeformConv2d(d) => {
+                d.conv
+                    .weight_shape()
+                    .iter()
+                    .map(|&d| w(d))
+                    .product::<u128>()
+                    * w(out.height)
+                    * w(out.width)
+            }
             OpKind::SqueezeExcite(se) => 2 * w(se.channels) * w(se.squeeze),
-            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => 0,
+            OpKind::GlobalAvgPool
+            | OpKind::Pool2d(_)
+            | OpKind::AdaptiveAvgPool2d(_)
+            | OpKind::ChannelShuffle(_)
+            | OpKind::ChannelPool
+            | OpKind::SpatialGate(_) => 0,
             OpKind::Linear(l) => w(l.in_features) * w(l.out_features),
         }
     }
@@ -366,11 +563,16 @@ impl Plan {
     fn op_activations_wide(&self, op: &Op) -> u128 {
         let out = self.values[op.output];
         match &op.kind {
-            OpKind::Conv2d(_) | OpKind::Linear(_) => {
+            OpKind::Conv2d(_) | OpKind::DeformConv2d(_) | OpKind::Linear(_) => {
                 out.channels as u128 * out.height as u128 * out.width as u128
             }
             OpKind::SqueezeExcite(se) => se.squeeze as u128 + se.channels as u128,
-            OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => 0,
+            OpKind::GlobalAvgPool
+            | OpKind::Pool2d(_)
+            | OpKind::AdaptiveAvgPool2d(_)
+            | OpKind::ChannelShuffle(_)
+            | OpKind::ChannelPool
+            | OpKind::SpatialGate(_) => 0,
         }
     }
 
@@ -391,17 +593,7 @@ impl Plan {
 
     /// For each value, the index of the last op that reads it (`None`: never read, e.g. the output).
     pub fn last_use(&self) -> Vec<Option<usize>> {
-        let mut last = vec![None; self.values.len()];
-        for (i, op) in self.ops.iter().enumerate() {
-            last[op.input] = Some(i);
-            if let OpKind::Conv2d(Conv2d {
-                residual: Some(r), ..
-            }) = &op.kind
-            {
-                last[*r] = Some(i);
-            }
-        }
-        last
+        self.graph().last_use()
     }
 
     /// The value of a tap (`stem`, `block1`, ...) by name.

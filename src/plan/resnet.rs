@@ -3,7 +3,7 @@
 //! the 3x3, "v1.5"; `downsample.{0,1}` when the shape changes), the head (`avgpool`, `fc`).
 
 use super::builder::{Builder, ConvDef};
-use super::{Activation, MaxPool2d};
+use super::{Activation, Pool2d};
 use crate::config::{ResNetBlock, ResNetParams};
 use crate::error::Result;
 
@@ -25,12 +25,7 @@ pub(super) fn build(b: &mut Builder, p: &ResNetParams) -> Result<()> {
         "conv1.weight".into(),
         Some("bn1".into()),
     )?;
-    let pool = MaxPool2d {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-    };
-    let mut x = b.max_pool("maxpool".into(), x, pool)?;
+    let mut x = b.pool("maxpool".into(), x, Pool2d::max(3, 2, 1))?;
     b.tap("stem", x);
     for (si, (&depth, (width, out))) in p.layers.iter().zip(p.stage_widths()).enumerate() {
         let layer = format!("layer{}", si + 1);

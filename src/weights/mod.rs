@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::plan::{OpKind, Plan};
+use crate::plan::{DeformConv2d, OpKind, Plan};
 use crate::rng::SplitMix;
 use crate::tensor::read_file;
 
@@ -144,7 +144,7 @@ impl Reader<'_> {
             let var_name = format!("{bn}.running_var");
             return Err(self.invalid(&var_name, format!("holds a negative variance at {i}")));
         }
-        let p = fold_bn(&weight, bias.as_deref(), &gamma, &beta, &mean, &var);
+        let p = fold_bn(&weight, bias.as_deref(), &gamma, &beta, &mean, &var, BN_EPS);
         if p.weight.iter().chain(&p.bias).any(|v| !v.is_finite()) {
             return Err(self.invalid(
                 name,
@@ -156,20 +156,21 @@ impl Reader<'_> {
 }
 
 /// Folds `BN(conv(x) + conv_bias)` into one convolution (computed in f64).
-fn fold_bn(
+pub(crate) fn fold_bn(
     weight: &[f32],
     conv_bias: Option<&[f32]>,
     gamma: &[f32],
     beta: &[f32],
     mean: &[f32],
     var: &[f32],
+    eps: f64,
 ) -> ConvParams {
     let out = gamma.len();
     let per = weight.len() / out;
     let mut w = Vec::with_capacity(weight.len());
     let mut b = Vec::with_capacity(out);
     for o in 0..out {
-        let scale = gamma[o] as f64 / (var[o] as f64 + BN_EPS).sqrt();
+        let scale = gamma[o] as f64 / (var[o] as f64 + eps).sqrt();
         w.extend(
             weight[o * per..(o + 1) * per]
                 .iter()
@@ -221,7 +222,7 @@ impl Weights {
         let mut ops = HashMap::new();
         for op in &plan.ops {
             let p = match &op.kind {
-                OpKind::Conv2d(c) => {
+                OpKind::Conv2d(c) | OpKind::DeformConv2d(DeformConv2d { conv: c, .. }) => {
                     let weight = r.get(&c.weight, &c.weight_shape())?;
                     let bias = match &c.bias {
                         Some(b) => Some(r.get(b, &[c.out_channels])?),
@@ -257,7 +258,12 @@ impl Weights {
                         None => vec![0.0; l.out_features],
                     },
                 }),
-                OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => continue,
+                OpKind::GlobalAvgPool
+                | OpKind::Pool2d(_)
+                | OpKind::AdaptiveAvgPool2d(_)
+                | OpKind::ChannelShuffle(_)
+                | OpKind::ChannelPool
+                | OpKind::SpatialGate(_) => continue,
             };
             ops.insert(op.name.clone(), p);
         }
@@ -296,7 +302,7 @@ impl Weights {
         let mut ops = HashMap::new();
         for op in &plan.ops {
             let p = match &op.kind {
-                OpKind::Conv2d(c) => {
+                OpKind::Conv2d(c) | OpKind::DeformConv2d(DeformConv2d { conv: c, .. }) => {
                     let fan_in = c.in_channels / c.groups * c.kernel[0] * c.kernel[1];
                     // U(-a, a) has variance a^2 / 3: a = sqrt(6 / fan_in) gives He's 2 / fan_in;
                     // convs that end a residual branch get a smaller gain.
@@ -320,7 +326,12 @@ impl Weights {
                     ),
                     bias: uniform(l.out_features, 0.1),
                 }),
-                OpKind::GlobalAvgPool | OpKind::MaxPool2d(_) => continue,
+                OpKind::GlobalAvgPool
+                | OpKind::Pool2d(_)
+                | OpKind::AdaptiveAvgPool2d(_)
+                | OpKind::ChannelShuffle(_)
+                | OpKind::ChannelPool
+                | OpKind::SpatialGate(_) => continue,
             };
             ops.insert(op.name.clone(), p);
         }
@@ -328,6 +339,11 @@ impl Weights {
             ops,
             source: format!("random(seed={seed})"),
         }
+    }
+
+    /// Sets the parameters of the op named `name` (weights made in code: [`crate::ops`]).
+    pub fn insert(&mut self, name: &str, params: OpParams) {
+        self.ops.insert(name.to_string(), params);
     }
 
     /// The parameters of the op named `name`.

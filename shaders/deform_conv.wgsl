@@ -1,0 +1,126 @@
+// Deformable convolution, exactly torchvision.ops.deform_conv2d (v1 with offsets; v2 with a mask
+// too), NCHW, with bias and an activation:
+//
+//     y[n, oc, oy, ox] = act(bias[oc] + sum over c, ky, kx of
+//                            w[oc, c, ky, kx] * mask * sample(x[n, ic], py, px))
+//     py = oy * s_h - p_h + ky * d_h + dy,   px = ox * s_w - p_w + kx * d_w + dx
+//
+// (dy, dx) and the mask come per offset group (input channels [og * C / OG, (og + 1) * C / OG)),
+// per kernel tap and per output pixel. `sample` is torchvision's bilinear interpolation: zero
+// when py <= -1, py >= H, px <= -1 or px >= W; else the four neighbours blended by their
+// distances, those outside the image counting as zero.
+//
+// One invocation per (image, group, block of 4 output channels, output pixel): each sample is
+// computed once per block and multiplied by a vec4 of weights (the packed layout of conv.wgsl,
+// [groups, in_c / groups, KH, KW, oc_pad4] vec4s).
+
+struct Params {
+    batch: u32, in_c: u32, in_h: u32, in_w: u32,
+    out_c: u32, out_h: u32, out_w: u32, groups: u32,
+    offset_groups: u32, k_h: u32, k_w: u32, s_h: u32,
+    s_w: u32, p_h: u32, p_w: u32, d_h: u32,
+    d_w: u32,
+    oc_blocks: u32,    // ceil(out_c / groups / 4)
+    oc_pad4: u32,      // vec4s of weights per (group, c, ky, kx)
+    invocations: u32,  // batch * groups * oc_blocks * out_h * out_w
+    status_tag: u32,   // written to `status` when a value cannot be stored (prelude.wgsl)
+    _pad0: u32, _pad1: u32, _pad2: u32,
+}
+
+override WG: u32 = 64u;
+override HAS_MASK: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<store_t>;            // [batch, in_c, in_h, in_w]
+@group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;      // packed, see above
+@group(0) @binding(3) var<storage, read> bias: array<f32>;             // [out_c]
+@group(0) @binding(4) var<storage, read> offset: array<store_t>;       // [batch, OG, KH * KW, 2, out_h, out_w]
+@group(0) @binding(5) var<storage, read> mask: array<store_t>;         // [batch, OG, KH * KW, out_h, out_w]
+@group(0) @binding(6) var<storage, read_write> y: array<store_t>;
+@group(0) @binding(7) var<storage, read_write> status: atomic<u32>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let id = linear_index(wid, nwg, lid, WG);
+    if (id >= p.invocations) {
+        return;
+    }
+    let hw = p.out_h * p.out_w;
+    let pix = id % hw;
+    let ox = pix % p.out_w;
+    let oy = pix / p.out_w;
+    var r = id / hw;
+    let ocb = r % p.oc_blocks; r = r / p.oc_blocks;
+    let g = r % p.groups;
+    let n = r / p.groups;
+
+    let cin_g = p.in_c / p.groups;
+    let per_og = p.in_c / p.offset_groups;
+    let taps = p.k_h * p.k_w;
+    var acc = vec4<f32>(0.0);
+    for (var c = 0u; c < cin_g; c++) {
+        let ic = g * cin_g + c;
+        let og = ic / per_og;
+        let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
+        let tap0 = (n * p.offset_groups + og) * taps;
+        for (var ky = 0u; ky < p.k_h; ky++) {
+            for (var kx = 0u; kx < p.k_w; kx++) {
+                let t = ky * p.k_w + kx;
+                let at = (2u * (tap0 + t)) * hw + pix;
+                let py = f32(i32(oy * p.s_h + ky * p.d_h) - i32(p.p_h)) + f32(offset[at]);
+                let px = f32(i32(ox * p.s_w + kx * p.d_w) - i32(p.p_w)) + f32(offset[at + hw]);
+                var v = sample(plane, py, px);
+                if (HAS_MASK) {
+                    v *= f32(mask[(tap0 + t) * hw + pix]);
+                }
+                let w4 = vec4<f32>(w[((g * cin_g + c) * taps + t) * p.oc_pad4 + ocb]);
+                acc = fma(w4, vec4<f32>(v), acc);
+            }
+        }
+    }
+
+    let cout_g = p.out_c / p.groups;
+    for (var e = 0u; e < 4u; e++) {
+        let j = ocb * 4u + e;
+        if (j < cout_g) {
+            let oc = g * cout_g + j;
+            let val = acc[e] + bias[oc];
+            let v = activate(val);
+            if (!storable(val, v)) {
+                atomicMax(&status, p.status_tag);
+            }
+            y[(n * p.out_c + oc) * hw + pix] = store_t(v);
+        }
+    }
+}
+
+// torchvision's bilinear_interpolate: the value of the plane at (py, px), zero outside.
+fn sample(plane: u32, py: f32, px: f32) -> f32 {
+    let h = i32(p.in_h);
+    let wd = i32(p.in_w);
+    if (py <= -1.0 || py >= f32(h) || px <= -1.0 || px >= f32(wd)) {
+        return 0.0;
+    }
+    let y0 = floor(py);
+    let x0 = floor(px);
+    let ly = py - y0;
+    let lx = px - x0;
+    let yl = i32(y0);
+    let xl = i32(x0);
+    let v00 = at(plane, yl, xl);
+    let v01 = at(plane, yl, xl + 1);
+    let v10 = at(plane, yl + 1, xl);
+    let v11 = at(plane, yl + 1, xl + 1);
+    return (1.0 - ly) * (1.0 - lx) * v00 + (1.0 - ly) * lx * v01
+         + ly * (1.0 - lx) * v10 + ly * lx * v11;
+}
+
+// Value (iy, ix) of the plane, zero outside the image.
+fn at(plane: u32, iy: i32, ix: i32) -> f32 {
+    if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) {
+        return 0.0;
+    }
+    return f32(x[plane + u32(iy) * p.in_w + u32(ix)]);
+}

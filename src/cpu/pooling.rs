@@ -1,0 +1,155 @@
+//! Pooling over windows on the CPU, with torch's semantics: `max_pool2d`, `avg_pool2d` and
+//! `adaptive_avg_pool2d` (the twins of `shaders/pool2d.wgsl`). One parallel task per group of
+//! planes.
+
+use rayon::prelude::*;
+
+use super::ops::min_planes;
+use crate::plan::{Pool2d, PoolMode};
+
+/// Rows (or columns) `start..end` of one window, clipped to the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    /// First tap, in input coordinates (may be negative: padding).
+    start: isize,
+    /// Taps.
+    taps: usize,
+}
+
+/// Pools every `[in_h, in_w]` plane of `x` to `[out_h, out_w]` with `f(plane, oy, ox)`.
+fn per_output(
+    x: &[f32],
+    (in_h, in_w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+    f: impl Fn(&[f32], usize, usize) -> f32 + Sync,
+) -> Vec<f32> {
+    let planes = x.len() / (in_h * in_w).max(1);
+    let mut out = vec![0.0; planes * out_h * out_w];
+    out.par_chunks_mut((out_h * out_w).max(1))
+        .zip(x.par_chunks((in_h * in_w).max(1)))
+        .with_min_len(min_planes(in_h * in_w))
+        .for_each(|(o, plane)| {
+            for oy in 0..out_h {
+                for ox in 0..out_w {
+                    o[oy * out_w + ox] = f(plane, oy, ox);
+                }
+            }
+        });
+    out
+}
+
+/// `max_pool2d` or `avg_pool2d` of `x` (`[N, C, in_h, in_w]`) to `out_h` x `out_w` (the sizes
+/// [`Pool2d::output_size`] gives).
+pub(crate) fn pool2d(
+    x: &[f32],
+    pool: &Pool2d,
+    (in_h, in_w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+) -> Vec<f32> {
+    let axis = |o: usize, a: usize| Span {
+        start: (o * pool.stride[a]) as isize - pool.padding[a] as isize,
+        taps: pool.kernel[a],
+    };
+    per_output(x, (in_h, in_w), (out_h, out_w), |plane, oy, ox| {
+        let (ys, xs) = (axis(oy, 0), axis(ox, 1));
+        match pool.mode {
+            PoolMode::Max => {
+                let mut m = f32::NEG_INFINITY;
+                for ky in 0..ys.taps {
+                    let iy = ys.start + (ky * pool.dilation[0]) as isize;
+                    if iy < 0 || iy >= in_h as isize {
+                        continue;
+                    }
+                    for kx in 0..xs.taps {
+                        let ix = xs.start + (kx * pool.dilation[1]) as isize;
+                        if ix >= 0 && ix < in_w as isize {
+                            m = m.max(plane[iy as usize * in_w + ix as usize]);
+                        }
+                    }
+                }
+                m
+            }
+            PoolMode::Avg { count_include_pad } => {
+                // The window within the padded input (a ceil_mode window may hang past it),
+                // then within the input.
+                let end = |s: Span, len: usize, pad: usize| {
+                    (s.start + s.taps as isize).min((len + pad) as isize)
+                };
+                let (y1, x1) = (
+                    end(ys, in_h, pool.padding[0]),
+                    end(xs, in_w, pool.padding[1]),
+                );
+                let padded = (y1 - ys.start) * (x1 - xs.start);
+                let (y0, x0) = (ys.start.max(0), xs.start.max(0));
+                let (y1, x1) = (y1.min(in_h as isize), x1.min(in_w as isize));
+                let covered = (y1 - y0).max(0) * (x1 - x0).max(0);
+                let divisor = if count_include_pad { padded } else { covered };
+                sum_rect(plane, in_w, (y0, y1), (x0, x1)) / divisor.max(1) as f32
+            }
+        }
+    })
+}
+
+/// `adaptive_avg_pool2d` of `x` (`[N, C, in_h, in_w]`) to `out_h` x `out_w`: output `i` averages
+/// inputs `floor(i * H / O) .. ceil((i + 1) * H / O)` on each axis.
+pub(crate) fn adaptive_avg_pool(
+    x: &[f32],
+    (in_h, in_w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+) -> Vec<f32> {
+    let window = |o: usize, len: usize, out: usize| {
+        let start = o * len / out;
+        let end = ((o + 1) * len).div_ceil(out);
+        (start as isize, end as isize)
+    };
+    per_output(x, (in_h, in_w), (out_h, out_w), |plane, oy, ox| {
+        let (y0, y1) = window(oy, in_h, out_h);
+        let (x0, x1) = window(ox, in_w, out_w);
+        sum_rect(plane, in_w, (y0, y1), (x0, x1)) / ((y1 - y0) * (x1 - x0)) as f32
+    })
+}
+
+/// The sum of rows `y0..y1` x columns `x0..x1` of a plane `w` wide (in range, possibly empty),
+/// accumulated in f64 as torch's float64 reference does not, but as closely as f32 gets.
+fn sum_rect(plane: &[f32], w: usize, (y0, y1): (isize, isize), (x0, x1): (isize, isize)) -> f32 {
+    let mut s = 0f64;
+    for iy in y0..y1 {
+        let row = &plane[iy as usize * w..(iy as usize + 1) * w];
+        s += row[x0 as usize..x1.max(x0) as usize]
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>();
+    }
+    s as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_windows_past_the_padded_edge_divide_by_what_they_cover() {
+        // 1x5 input, kernel 1x2, stride 2, ceil_mode: the last window [4, 6) hangs past the
+        // input (no padding): torch divides by 1 with or without count_include_pad.
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        for count_include_pad in [false, true] {
+            let pool = Pool2d {
+                mode: PoolMode::Avg { count_include_pad },
+                kernel: [1, 2],
+                stride: [1, 2],
+                padding: [0, 0],
+                dilation: [1, 1],
+                ceil_mode: true,
+            };
+            assert_eq!(pool.output_size(1, 5), (1, 3));
+            assert_eq!(pool2d(&x, &pool, (1, 5), (1, 3)), [1.5, 3.5, 5.0]);
+        }
+    }
+
+    #[test]
+    fn adaptive_windows_overlap_when_sizes_do_not_divide() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        // 5 -> 3: [0, 2), [1, 4), [3, 5).
+        assert_eq!(adaptive_avg_pool(&x, (1, 5), (1, 3)), [1.5, 3.0, 4.5]);
+    }
+}

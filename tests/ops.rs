@@ -1,0 +1,124 @@
+//! The op library against torch and torchvision: every case of tests/fixtures/ops (random
+//! shapes, strides, paddings, dilations and groups per op, drawn and computed in float64 by
+//! scripts/gen_op_fixtures.py) on the CPU backend and on the GPU in f32 and f16, each within
+//! 1e-4 (f32) or 5e-3 (f16) of the reference by the whole-tensor norm and by the largest
+//! elementwise error.
+
+mod common;
+
+use std::path::PathBuf;
+
+use regnet_wgpu::gpu::{GpuOp, Precision};
+use regnet_wgpu::ops::{OpFile, OpGraph, Operation};
+use regnet_wgpu::Tensor;
+
+const F16_TOL: f64 = 5e-3;
+
+fn cases() -> Vec<PathBuf> {
+    let dir = common::fixtures_dir().join("ops");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 100, "{} op cases", files.len());
+    files
+}
+
+/// A case: its file, op and reference.
+struct Case {
+    name: String,
+    file: OpFile,
+    op: OpGraph,
+}
+
+fn load(path: &PathBuf) -> Case {
+    let file = OpFile::read(path).unwrap();
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let op = Operation::parse(&file.metadata["op"], &file.params())
+        .and_then(|o| o.build(&file.tensors))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    Case { name, file, op }
+}
+
+/// Relative errors of `got` against the reference: by the norm, and the largest elementwise
+/// error over the largest reference magnitude.
+fn errors(case: &Case, got: &Tensor) -> (f64, f64) {
+    let (shape, want) = case.file.output.as_ref().expect("reference output");
+    assert_eq!(&got.shape, shape, "{}: shape", case.name);
+    let (mut d2, mut r2, mut dmax, mut rmax) = (0f64, 0f64, 0f64, 0f64);
+    for (&g, &w) in got.data.iter().zip(want) {
+        let d = (g as f64 - w).abs();
+        d2 += d * d;
+        r2 += w * w;
+        dmax = dmax.max(d);
+        rmax = rmax.max(w.abs());
+    }
+    (d2.sqrt() / r2.sqrt().max(1e-30), dmax / rmax.max(1e-30))
+}
+
+fn check(case: &Case, got: &Tensor, tol: f64, what: &str) -> (f64, f64) {
+    let (norm, max) = errors(case, got);
+    assert!(
+        norm <= tol && max <= tol,
+        "{} on {what}: relative error {norm:.2e} by the norm, {max:.2e} elementwise (tolerance {tol:e})",
+        case.name
+    );
+    (norm, max)
+}
+
+#[test]
+fn every_op_on_the_cpu_matches_torch() {
+    let mut worst = (0f64, 0f64, String::new());
+    for path in cases() {
+        let case = load(&path);
+        let got = case.op.run_cpu(&case.file.tensors).unwrap();
+        let (n, m) = check(&case, &got, common::F32_REL_TOL, "the CPU");
+        if n.max(m) > worst.0.max(worst.1) {
+            worst = (n, m, case.name.clone());
+        }
+    }
+    eprintln!(
+        "CPU: worst case {} ({:.2e} norm, {:.2e} elementwise)",
+        worst.2, worst.0, worst.1
+    );
+}
+
+/// Every case on the GPU at `precision` (f16 only where the adapter has it: a skip is recorded
+/// otherwise).
+fn gpu_cases(precision: Precision, tol: f64) {
+    let ctx = common::gpu_ctx(precision);
+    if precision == Precision::F16 && !ctx.has_f16() {
+        common::skip_optional(&format!("f16 ops: {} has no shader-f16", ctx.info.name));
+        return;
+    }
+    let mut worst = (0f64, 0f64, String::new());
+    for path in cases() {
+        let case = load(&path);
+        let gpu =
+            GpuOp::new(ctx, &case.op, precision).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let got = gpu
+            .run(&case.file.tensors)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let what = format!("the GPU ({precision:?})");
+        let (n, m) = check(&case, &got, tol, &what);
+        if n.max(m) > worst.0.max(worst.1) {
+            worst = (n, m, case.name.clone());
+        }
+    }
+    eprintln!(
+        "GPU {precision:?}: worst case {} ({:.2e} norm, {:.2e} elementwise)",
+        worst.2, worst.0, worst.1
+    );
+}
+
+#[test]
+fn every_op_on_the_gpu_matches_torch_in_f32() {
+    gpu_cases(Precision::F32, common::F32_REL_TOL);
+}
+
+#[test]
+fn every_op_on_the_gpu_matches_torch_in_f16() {
+    gpu_cases(Precision::F16, F16_TOL);
+}
