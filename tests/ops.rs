@@ -122,3 +122,110 @@ fn every_op_on_the_gpu_matches_torch_in_f32() {
 fn every_op_on_the_gpu_matches_torch_in_f16() {
     gpu_cases(Precision::F16, F16_TOL);
 }
+
+/// Runs the `op` example; returns (status, stdout, stderr).
+fn op_cli(args: &[&str]) -> (i32, String, String) {
+    let o = std::process::Command::new(common::example_exe("op"))
+        .args(args)
+        .output()
+        .expect("cannot run the op example");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        o.status.code().unwrap_or(-1),
+        text(&o.stdout),
+        text(&o.stderr),
+    )
+}
+
+#[test]
+fn the_op_example_follows_its_contract() {
+    let dir = std::env::temp_dir().join(format!("regnet-op-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = common::fixtures_dir().join("ops/deform_conv2d-05.safetensors");
+    let case = load(&fixture);
+    let out = dir.join("y.safetensors");
+    let (fx, o) = (fixture.to_str().unwrap(), out.to_str().unwrap());
+    for backend in ["cpu", "gpu"] {
+        // Parameters from the file's metadata; the result as `output`, within 1e-4 of torch.
+        let (code, stdout, stderr) = op_cli(&[
+            "deform_conv2d",
+            "--in",
+            fx,
+            "--out",
+            o,
+            "--backend",
+            backend,
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("relative error against the file's `output`"),
+            "{stdout}"
+        );
+        let got = regnet_wgpu::tensor::read_safetensors(&out)
+            .unwrap()
+            .remove("output")
+            .unwrap();
+        check(
+            &case,
+            &got,
+            common::F32_REL_TOL,
+            &format!("the op example ({backend})"),
+        );
+    }
+    // Parameters on the command line override the file's (torch's names, tuples as a,b).
+    let conv = common::fixtures_dir().join("ops/conv2d-06.safetensors");
+    let c = conv.to_str().unwrap();
+    let (code, stdout, _) = op_cli(&[
+        "conv2d",
+        "--in",
+        c,
+        "--out",
+        o,
+        "--backend",
+        "cpu",
+        "--param",
+        "stride=3,2",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("not compared") || stdout.contains("relative error"),
+        "{stdout}"
+    );
+    // Named errors, exit 1.
+    for (params, needle) in [
+        (vec!["--param", "stride=x"], "stride=x"),
+        (vec!["--param", "groups=5"], "groups"),
+        (vec!["--param", "kernel=3"], "no parameter `kernel`"),
+    ] {
+        let mut a = vec!["conv2d", "--in", c, "--out", o, "--backend", "cpu"];
+        a.extend(params);
+        let (code, _, stderr) = op_cli(&a);
+        assert_eq!(code, 1, "{a:?}: {stderr}");
+        assert!(stderr.contains(needle), "{a:?}: {stderr}");
+    }
+    let (code, _, stderr) = op_cli(&[
+        "max_pool2d",
+        "--in",
+        c,
+        "--out",
+        o,
+        "--backend",
+        "cpu",
+        "--param",
+        "kernel_size=99",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("do not fit"), "{stderr}");
+    let (code, _, stderr) = op_cli(&["deform_conv2d", "--in", c, "--out", o, "--backend", "cpu"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("`offset`"), "{stderr}");
+    let (code, _, stderr) = op_cli(&["warp", "--in", c, "--out", o]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no op named `warp`"), "{stderr}");
+    // Usage errors, exit 2.
+    let (code, _, _) = op_cli(&["conv2d", "--in", c]);
+    assert_eq!(code, 2);
+    let (code, _, _) = op_cli(&["conv2d", "--in", c, "--out", o, "--param", "stride"]);
+    assert_eq!(code, 2);
+    std::fs::remove_dir_all(&dir).ok();
+}
