@@ -229,3 +229,96 @@ fn the_op_example_follows_its_contract() {
     assert_eq!(code, 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// What the README's "Using the ops" shows: a host's own device (WebGPU's default limits, no
+/// features), the host's buffers, the op recorded into the host's encoder next to the host's
+/// own copy to its staging buffer, one submission; the result is torchvision's.
+#[test]
+fn an_op_runs_on_a_hosts_device_in_its_encoder() {
+    regnet_wgpu::gpu::quiet_headless_wayland();
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+    let instance = wgpu::Instance::new(desc);
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+        .unwrap_or_else(|e| panic!("this test needs a GPU adapter (lavapipe will do): {e}"));
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let ctx = regnet_wgpu::gpu::GpuContext::from_device(
+        device.clone(),
+        queue.clone(),
+        adapter.get_info(),
+    );
+
+    let case = load(&common::fixtures_dir().join("ops/deform_conv2d-13.safetensors"));
+    let gpu = GpuOp::new(&ctx, &case.op, Precision::F32).unwrap();
+    let host_buffer = |name: &str, t: &Tensor, usage: wgpu::BufferUsages| {
+        let size = gpu.input_bytes(name).unwrap_or(gpu.output_bytes());
+        let b = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | usage,
+            mapped_at_creation: false,
+        });
+        queue.write_buffer(&b, 0, bytemuck::cast_slice(&t.data));
+        b
+    };
+    let copy_dst = wgpu::BufferUsages::COPY_DST;
+    let names: Vec<String> = case.op.inputs.iter().map(|(n, _)| n.clone()).collect();
+    let bufs: Vec<wgpu::Buffer> = names
+        .iter()
+        .map(|n| host_buffer(n, &case.file.tensors[n], copy_dst))
+        .collect();
+    let out_shape = case.op.output_shape();
+    let y = host_buffer(
+        "output",
+        &Tensor::zeros(out_shape.to_vec()),
+        wgpu::BufferUsages::COPY_SRC | copy_dst,
+    );
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("host staging"),
+        size: y.size(),
+        usage: wgpu::BufferUsages::MAP_READ | copy_dst,
+        mapped_at_creation: false,
+    });
+    let inputs: Vec<(&str, &wgpu::Buffer)> = names.iter().map(String::as_str).zip(&bufs).collect();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    gpu.encode(&mut encoder, &inputs, &y).unwrap();
+    encoder.copy_buffer_to_buffer(&y, 0, &staging, 0, y.size());
+    queue.submit([encoder.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let n: usize = out_shape.iter().product();
+    let view = staging.slice(..).get_mapped_range().unwrap();
+    let data = bytemuck::cast_slice::<u8, f32>(&view)[..n].to_vec();
+    let got = Tensor::new(out_shape.to_vec(), data).unwrap();
+    check(&case, &got, common::F32_REL_TOL, "a host's device");
+
+    // The host's mistakes are named: a missing input, a small buffer, the output as an input.
+    let mut enc = device.create_command_encoder(&Default::default());
+    let e = gpu
+        .encode(&mut enc, &inputs[..1], &y)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no buffer given for its input `offset`"), "{e}");
+    let small = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let e = gpu
+        .encode(&mut enc, &inputs, &small)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the buffer given for `output` holds 16 bytes"),
+        "{e}"
+    );
+    let e = gpu
+        .encode(&mut enc, &[("input", &y), inputs[1]], &y)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("same buffer"), "{e}");
+}
