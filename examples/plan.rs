@@ -146,6 +146,8 @@ enum Detail {
     ResNet(ResNetParams),
     /// ReXNet: its parameters and its blocks (`features.0` ..).
     ReXNet(ReXNetParams, Vec<ReXBlock>),
+    /// MobileNetV2 and ShuffleNetV2: the plan's stages (blocks, output channels, stride).
+    Stages,
 }
 
 impl Network {
@@ -161,6 +163,7 @@ impl Network {
         let detail = match &arch {
             Architecture::ResNet(p) => Detail::ResNet(p.clone()),
             Architecture::ReXNet(p) => Detail::ReXNet(p.clone(), p.blocks()?),
+            Architecture::MobileNetV2(_) | Architecture::ShuffleNetV2(_) => Detail::Stages,
             other => Detail::RegNetStages(
                 other
                     .regnet_stages()
@@ -216,6 +219,14 @@ impl Network {
                 num(p.se_ratio),
                 p.num_classes
             ),
+            Architecture::MobileNetV2(p) => format!(
+                "MobileNetV2, width_mult {}, {} classes",
+                p.width_mult, p.num_classes
+            ),
+            Architecture::ShuffleNetV2(p) => format!(
+                "ShuffleNetV2, stages_repeats {:?}, stages_out_channels {:?}, {} classes",
+                p.stages_repeats, p.stages_out_channels, p.num_classes
+            ),
             other => other.to_string(),
         }
     }
@@ -227,6 +238,8 @@ impl Network {
             Architecture::AnyNet(p) => json!(p),
             Architecture::ResNet(p) => json!(p),
             Architecture::ReXNet(p) => json!(p),
+            Architecture::MobileNetV2(p) => json!(p),
+            Architecture::ShuffleNetV2(p) => json!(p),
         }
     }
 }
@@ -605,11 +618,32 @@ fn rexnet_rows(p: &ReXNetParams, blocks: &[ReXBlock], plan: &Plan, parts: &Parts
     }
 }
 
+/// MobileNetV2, ShuffleNetV2: each stage's blocks, output channels and stride.
+fn stage_rows(plan: &Plan, parts: &Parts) -> Rows {
+    let stages = plan
+        .stages
+        .iter()
+        .zip(&parts.stages)
+        .map(|(s, part)| {
+            let c = part.output.channels.to_string();
+            vec![s.blocks.to_string(), c, part.stride.to_string()]
+        })
+        .collect();
+    Rows {
+        columns: vec!["blocks", "channels", "stride"],
+        stem: stem_cells(parts, 3, 2),
+        stages,
+        head: head_cells(parts, 3),
+        notes: vec!["channels: the stage's output channels.".into()],
+    }
+}
+
 fn family_rows(net: &Network, plan: &Plan, parts: &Parts) -> Rows {
     match &net.detail {
         Detail::RegNetStages(stages) => regnet_rows(stages, parts),
         Detail::ResNet(p) => resnet_rows(p, parts),
         Detail::ReXNet(p, blocks) => rexnet_rows(p, blocks, plan, parts),
+        Detail::Stages => stage_rows(plan, parts),
     }
 }
 
@@ -757,6 +791,7 @@ fn stage_details(net: &Network, plan: &Plan, parts: &Parts) -> Vec<Value> {
             .into_iter()
             .map(|bs| json!({ "blocks": bs }))
             .collect(),
+        Detail::Stages => plan.stages.iter().map(|_| json!({})).collect(),
     }
 }
 
@@ -873,6 +908,7 @@ fn figure(net: &Network, plan: &Plan) -> Result<Chart, BoxError> {
         (_, Detail::RegNetStages(stages)) => anynet_figure(net, stages, label),
         (_, Detail::ResNet(p)) => resnet_figure(net, p, plan, label),
         (_, Detail::ReXNet(p, blocks)) => rexnet_figure(p, blocks, plan, label),
+        (_, Detail::Stages) => stages_figure(net, plan, split_costs(plan)?, label),
     })
 }
 
@@ -979,6 +1015,29 @@ fn resnet_figure(net: &Network, p: &ResNetParams, plan: &Plan, label: String) ->
         stages
             .iter()
             .map(|&(name, depth, out, _)| (name.to_string(), depth, format!("w={out}"))),
+    );
+    chart
+}
+
+/// MobileNetV2, ShuffleNetV2: each stage's output channels per block.
+fn stages_figure(net: &Network, plan: &Plan, parts: Parts, label: String) -> Chart {
+    let stages: Vec<(String, usize, usize)> = plan
+        .stages
+        .iter()
+        .zip(&parts.stages)
+        .map(|(s, part)| (s.name.clone(), s.blocks, part.output.channels))
+        .collect();
+    let d = stages.iter().map(|s| s.1).sum();
+    let title = format!("{label}: widths per block");
+    let mut chart = widths_chart(title, net.description(), Axis::log(LOG_WIDTHS), d);
+    let widths: Vec<usize> = stages.iter().flat_map(|s| vec![s.2; s.1]).collect();
+    chart
+        .series
+        .push(per_block_steps("block output width", &widths));
+    chart.bands = bands(
+        stages
+            .into_iter()
+            .map(|(name, depth, out)| (name, depth, format!("w={out}"))),
     );
     chart
 }

@@ -1,4 +1,5 @@
-//! Parameter counts, multiply-adds and tap shapes of the ResNet and ReXNet plans against torch.
+//! Parameter counts, multiply-adds and tap shapes of the ResNet, ReXNet, MobileNetV2 and
+//! ShuffleNetV2 plans against torch.
 //!
 //! The numbers in `tests/fixtures/family_counts.json` come from torchvision's and timm's own
 //! models (no weights, eval mode) at 224x224 and 160x128: the sum of the parameters' numel,
@@ -37,9 +38,18 @@ struct Size {
     taps: BTreeMap<String, [usize; 3]>,
 }
 
+/// The ResNets' and ReXNets' counts, then MobileNetV2's and the ShuffleNetV2s'
+/// (`scripts/gen_mobile_counts.py`, `tests/fixtures/mobile_counts.json`), in one list.
 fn fixture() -> Fixture {
     let text = include_str!("fixtures/family_counts.json");
-    serde_json::from_str(text).expect("tests/fixtures/family_counts.json")
+    let mut all: Fixture = serde_json::from_str(text).expect("tests/fixtures/family_counts.json");
+    let text = include_str!("fixtures/mobile_counts.json");
+    let mobile: Fixture = serde_json::from_str(text).expect("tests/fixtures/mobile_counts.json");
+    for (k, v) in &mobile.versions {
+        assert_eq!(all.versions.get(k), Some(v), "both made with the same {k}");
+    }
+    all.models.extend(mobile.models);
+    all
 }
 
 fn parse_size(size: &str) -> (usize, usize) {
@@ -50,7 +60,7 @@ fn parse_size(size: &str) -> (usize, usize) {
 #[test]
 fn counts_and_taps_match_torch() {
     let fx = fixture();
-    assert!(fx.models.len() >= 14, "the fixture lists every model");
+    assert!(fx.models.len() >= 19, "the fixtures list every model");
     eprintln!("reference: {:?}", fx.versions);
     for (name, model) in &fx.models {
         let arch = Architecture::named(name).unwrap_or_else(|e| panic!("{name}: {e}"));

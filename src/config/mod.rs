@@ -5,13 +5,16 @@
 //! exactly: RegNet torchvision's `BlockParams.from_init_params` and
 //! `_adjust_widths_groups_compatibilty` (float32 arithmetic where torch computes in float32
 //! included), AnyNet torchvision's `BlockParams` given stage by stage, ResNet / ResNeXt / Wide
-//! ResNet `torchvision.models.resnet`, ReXNet timm's `rexnet.py`.
+//! ResNet `torchvision.models.resnet`, ReXNet timm's `rexnet.py`, MobileNetV2 and ShuffleNetV2
+//! `torchvision.models.mobilenetv2` and `shufflenetv2`.
 
 mod anynet;
+pub(crate) mod mobilenet;
 mod pretrained;
 mod regnet;
 mod resnet;
 mod rexnet;
+mod shufflenet;
 mod spec;
 pub mod zoo;
 
@@ -20,10 +23,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use anynet::AnyNetParams;
+pub use mobilenet::{make_divisible, InvertedResidual, MobileNetV2Params};
 pub use pretrained::{pretrained, Pretrained};
 pub use regnet::{BlockSpec, RegNetParams, Stage, MAX_CLASSES, MAX_RATIO, MAX_WIDTH};
 pub use resnet::{ResNetBlock, ResNetParams};
 pub use rexnet::{ReXBlock, ReXNetParams};
+pub use shufflenet::ShuffleNetV2Params;
 
 /// A model of any supported family: what a [`Plan`](crate::Plan) is made from.
 ///
@@ -45,6 +50,10 @@ pub enum Architecture {
     ResNet(ResNetParams),
     /// ReXNet (timm).
     ReXNet(ReXNetParams),
+    /// MobileNetV2 (torchvision).
+    MobileNetV2(MobileNetV2Params),
+    /// ShuffleNetV2 (torchvision).
+    ShuffleNetV2(ShuffleNetV2Params),
 }
 
 impl Architecture {
@@ -56,6 +65,12 @@ impl Architecture {
         }
         if let Some(p) = ReXNetParams::named(&lower) {
             return Ok(Architecture::ReXNet(p));
+        }
+        if let Some(p) = MobileNetV2Params::named(&lower) {
+            return Ok(Architecture::MobileNetV2(p));
+        }
+        if let Some(p) = ShuffleNetV2Params::named(&lower) {
+            return Ok(Architecture::ShuffleNetV2(p));
         }
         zoo::get(&lower)
             .map(Architecture::RegNet)
@@ -90,20 +105,25 @@ impl Architecture {
         }
     }
 
-    /// Every named model: RegNet's zoo, then the ResNets, then the ReXNets.
+    /// Every named model: RegNet's zoo, then the ResNets, the ReXNets, MobileNetV2 and the
+    /// ShuffleNetV2s.
     pub fn names() -> impl Iterator<Item = &'static str> {
         zoo::names()
             .chain(ResNetParams::names())
             .chain(ReXNetParams::names())
+            .chain(MobileNetV2Params::names())
+            .chain(ShuffleNetV2Params::names())
     }
 
-    /// The family's name (`RegNet`, `AnyNet`, `ResNet`, `ReXNet`).
+    /// The family's name (`RegNet`, `AnyNet`, `ResNet`, `ReXNet`, `MobileNetV2`, `ShuffleNetV2`).
     pub fn family(&self) -> &'static str {
         match self {
             Architecture::RegNet(_) => "RegNet",
             Architecture::AnyNet(_) => "AnyNet",
             Architecture::ResNet(_) => "ResNet",
             Architecture::ReXNet(_) => "ReXNet",
+            Architecture::MobileNetV2(_) => "MobileNetV2",
+            Architecture::ShuffleNetV2(_) => "ShuffleNetV2",
         }
     }
 
@@ -152,6 +172,18 @@ impl From<ResNetParams> for Architecture {
     }
 }
 
+impl From<MobileNetV2Params> for Architecture {
+    fn from(p: MobileNetV2Params) -> Self {
+        Architecture::MobileNetV2(p)
+    }
+}
+
+impl From<ShuffleNetV2Params> for Architecture {
+    fn from(p: ShuffleNetV2Params) -> Self {
+        Architecture::ShuffleNetV2(p)
+    }
+}
+
 impl From<ReXNetParams> for Architecture {
     fn from(p: ReXNetParams) -> Self {
         Architecture::ReXNet(p)
@@ -169,6 +201,8 @@ impl fmt::Display for Architecture {
             Architecture::AnyNet(p) => write!(f, "{p}"),
             Architecture::ResNet(p) => write!(f, "{p:?}"),
             Architecture::ReXNet(p) => write!(f, "{p:?}"),
+            Architecture::MobileNetV2(p) => write!(f, "{p:?}"),
+            Architecture::ShuffleNetV2(p) => write!(f, "{p:?}"),
         }
     }
 }

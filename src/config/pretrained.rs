@@ -175,6 +175,36 @@ const TABLE: &[(&str, Pretrained)] = &[
         "IMAGENET1K_V2",
         232
     ),
+    tv!(
+        "mobilenet_v2",
+        "mobilenet_v2-7ebf99e0.pth",
+        "IMAGENET1K_V2",
+        232
+    ),
+    tv!(
+        "shufflenet_v2_x0_5",
+        "shufflenetv2_x0.5-f707e7126e.pth",
+        "IMAGENET1K_V1",
+        256
+    ),
+    tv!(
+        "shufflenet_v2_x1_0",
+        "shufflenetv2_x1-5666bf0f80.pth",
+        "IMAGENET1K_V1",
+        256
+    ),
+    tv!(
+        "shufflenet_v2_x1_5",
+        "shufflenetv2_x1_5-3c479a10.pth",
+        "IMAGENET1K_V1",
+        232
+    ),
+    tv!(
+        "shufflenet_v2_x2_0",
+        "shufflenetv2_x2_0-8be3c8ee.pth",
+        "IMAGENET1K_V1",
+        232
+    ),
     timm!("rexnet_100"),
     timm!("rexnet_130"),
     timm!("rexnet_150"),

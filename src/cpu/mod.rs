@@ -88,7 +88,9 @@ impl CpuBackend {
                 | OpKind::AdaptiveAvgPool2d(_)
                 | OpKind::ChannelShuffle(_)
                 | OpKind::ChannelPool
-                | OpKind::SpatialGate(_) => {}
+                | OpKind::SpatialGate(_)
+                | OpKind::ChannelSlice(_)
+                | OpKind::Concat(_) => {}
             }
         }
         Ok(CpuBackend {
@@ -434,6 +436,30 @@ impl Run<'_> {
                 in_shape.channels,
                 in_shape.height * in_shape.width,
             ),
+            OpKind::ChannelSlice(begin) => {
+                let mut out = self.buffers.take(n * out_shape.numel());
+                let hw = in_shape.height * in_shape.width;
+                let src = (self.value(op.input), in_shape.channels, *begin);
+                ops::copy_channels(
+                    src,
+                    (&mut out, out_shape.channels, 0),
+                    out_shape.channels,
+                    hw,
+                );
+                out
+            }
+            OpKind::Concat(others) => {
+                let mut out = self.buffers.take(n * out_shape.numel());
+                let hw = in_shape.height * in_shape.width;
+                let mut at = 0;
+                for v in std::iter::once(op.input).chain(others.iter().copied()) {
+                    let c = plan.values[v].channels;
+                    let dst = (&mut out[..], out_shape.channels, at);
+                    ops::copy_channels((self.value(v), c, 0), dst, c, hw);
+                    at += c;
+                }
+                out
+            }
             OpKind::DeformConv2d(d) => {
                 let mut out = self.buffers.take(n * out_shape.numel());
                 deform::deform_conv2d(

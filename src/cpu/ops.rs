@@ -212,6 +212,21 @@ pub(crate) fn channel_shuffle(x: &[f32], channels: usize, groups: usize, hw: usi
     out
 }
 
+/// Copies `count` channels of every image: from channel `begin` of `src` (`[N, src_c, hw]`)
+/// to channel `at` of `dst` (`[N, dst_c, hw]`) (ShuffleNetV2's split and concatenation).
+pub(crate) fn copy_channels(
+    (src, src_c, begin): (&[f32], usize, usize),
+    (dst, dst_c, at): (&mut [f32], usize, usize),
+    count: usize,
+    hw: usize,
+) {
+    dst.par_chunks_mut((dst_c * hw).max(1))
+        .zip(src.par_chunks((src_c * hw).max(1)))
+        .for_each(|(d, s)| {
+            d[at * hw..(at + count) * hw].copy_from_slice(&s[begin * hw..(begin + count) * hw])
+        });
+}
+
 /// The mean and the max over the channels of `x` (`[N, C, hw]`): `[N, 2, hw]`, mean first.
 pub(crate) fn channel_pool(x: &[f32], channels: usize, hw: usize) -> Vec<f32> {
     let mut out = vec![0.0; x.len() / channels.max(1) * 2];

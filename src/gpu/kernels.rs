@@ -111,6 +111,8 @@ pub enum Family {
     ChannelPool,
     /// `spatial_gate.wgsl`: channels times a spatial map (CBAM).
     SpatialGate,
+    /// `channel_copy.wgsl`: channel ranges copied (ShuffleNetV2's split and concatenation).
+    ChannelCopy,
     /// `linear.wgsl`: fully connected layer (the head).
     Linear,
     /// `squeeze_excite.wgsl`: squeeze-and-excitation's gate (pool, two 1x1 convs) in one pass.
@@ -119,7 +121,7 @@ pub enum Family {
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Conv,
         Family::ConvPointwise,
         Family::Pool,
@@ -130,6 +132,7 @@ impl Family {
         Family::DeformConv,
         Family::ChannelPool,
         Family::SpatialGate,
+        Family::ChannelCopy,
     ];
 
     /// The file name under `shaders/`.
@@ -143,6 +146,7 @@ impl Family {
             Family::DeformConv => "deform_conv.wgsl",
             Family::ChannelPool => "channel_pool.wgsl",
             Family::SpatialGate => "spatial_gate.wgsl",
+            Family::ChannelCopy => "channel_copy.wgsl",
             Family::Linear => "linear.wgsl",
             Family::SqueezeExcite => "squeeze_excite.wgsl",
         }
@@ -158,6 +162,7 @@ impl Family {
             Family::DeformConv => include_str!("../../shaders/deform_conv.wgsl"),
             Family::ChannelPool => include_str!("../../shaders/channel_pool.wgsl"),
             Family::SpatialGate => include_str!("../../shaders/spatial_gate.wgsl"),
+            Family::ChannelCopy => include_str!("../../shaders/channel_copy.wgsl"),
             Family::Linear => include_str!("../../shaders/linear.wgsl"),
             Family::SqueezeExcite => include_str!("../../shaders/squeeze_excite.wgsl"),
         }
@@ -210,6 +215,7 @@ impl Family {
             Family::DeformConv => DeformConvParams::FIELDS,
             Family::ChannelPool => ChannelPoolParams::FIELDS,
             Family::SpatialGate => SpatialGateParams::FIELDS,
+            Family::ChannelCopy => ChannelCopyParams::FIELDS,
             Family::Linear => LinearParams::FIELDS,
             Family::SqueezeExcite => SqueezeExciteParams::FIELDS,
         }
@@ -229,9 +235,11 @@ impl Family {
                 (7, false),
             ],
             // x, y
-            Family::Pool | Family::Pool2d | Family::ChannelShuffle | Family::ChannelPool => {
-                &[(1, true), (2, false)]
-            }
+            Family::Pool
+            | Family::Pool2d
+            | Family::ChannelShuffle
+            | Family::ChannelPool
+            | Family::ChannelCopy => &[(1, true), (2, false)],
             // x, map, y
             Family::SpatialGate => &[(1, true), (2, true), (3, false)],
             // x, w, b, y, status
@@ -517,9 +525,11 @@ impl Kernels {
                 constants.push(("POOL_MAX", v.mode as f64));
                 constants.push(("WG", wg));
             }
-            Family::Pool | Family::ChannelShuffle | Family::ChannelPool | Family::SpatialGate => {
-                constants.push(("WG", wg))
-            }
+            Family::Pool
+            | Family::ChannelShuffle
+            | Family::ChannelPool
+            | Family::SpatialGate
+            | Family::ChannelCopy => constants.push(("WG", wg)),
         }
         self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

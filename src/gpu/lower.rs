@@ -13,13 +13,14 @@
 //! | deformable conv | `deform_conv.wgsl` | [`lower_deform_conv`] | `cpu::deform` |
 //! | mean and max over channels | `channel_pool.wgsl` | [`lower_channel_pool`] | `cpu::ops::channel_pool` |
 //! | spatial gate | `spatial_gate.wgsl` | [`lower_spatial_gate`] | `cpu::ops::spatial_gate` |
+//! | channel slice, concatenation | `channel_copy.wgsl` | [`lower_channel_copy`] | `cpu::ops::copy_channels` |
 //! | linear | `linear.wgsl` | [`lower_linear`] | `cpu::ops` |
 
 use super::kernels::{act_code, Family, Variant, SUBGROUP_SIZE};
 use super::params::{
-    to_u32, ChannelPoolParams, ChannelShuffleParams, ConvParams, DeformConvParams, KernelParams,
-    LinearParams, PointwiseParams, Pool2dParams, PoolParams, SpatialGateParams,
-    SqueezeExciteParams,
+    to_u32, ChannelCopyParams, ChannelPoolParams, ChannelShuffleParams, ConvParams,
+    DeformConvParams, KernelParams, LinearParams, PointwiseParams, Pool2dParams, PoolParams,
+    SpatialGateParams, SqueezeExciteParams,
 };
 use super::tiling::Tiling;
 use crate::error::{Error, Result};
@@ -756,6 +757,54 @@ pub fn lower_spatial_gate(
     )
 }
 
+/// Lowers op `i` (a channel slice, or a concatenation): one dispatch per part copied, one
+/// invocation per value.
+pub fn lower_channel_copy(plan: &Graph, i: usize, o: &LowerOptions) -> Result<Vec<Dispatch>> {
+    let op = &plan.ops[i];
+    let out = plan.values[op.output];
+    let hw = (out.height * out.width) as u64;
+    let u = |param: &str, v: u64| to_u32(&op.name, param, v);
+    // (source, its first channel read, channels copied, first channel written)
+    let parts: Vec<(ValueId, usize, usize, usize)> = match &op.kind {
+        OpKind::ChannelSlice(begin) => vec![(op.input, *begin, out.channels, 0)],
+        OpKind::Concat(others) => {
+            let mut at = 0;
+            std::iter::once(op.input)
+                .chain(others.iter().copied())
+                .map(|v| {
+                    let c = plan.values[v].channels;
+                    at += c;
+                    (v, 0, c, at - c)
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    parts
+        .into_iter()
+        .map(|(src, src_begin, count, dst_begin)| {
+            let total = o.batch * count as u64 * hw;
+            let params = ChannelCopyParams {
+                total: u("total", total)?,
+                count: u("count", count as u64)?,
+                hw: u("hw", hw)?,
+                src_c: u("src_c", plan.values[src].channels as u64)?,
+                src_begin: u("src_begin", src_begin as u64)?,
+                dst_c: u("dst_c", out.channels as u64)?,
+                dst_begin: u("dst_begin", dst_begin as u64)?,
+                _pad0: 0,
+            };
+            per_value(
+                op,
+                Variant::simple(Family::ChannelCopy, 0),
+                KernelParams::ChannelCopy(params),
+                vec![Binding::Value(src), Binding::Value(op.output)],
+                total,
+            )
+        })
+        .collect()
+}
+
 /// Lowers op `i` (deformable convolution, its weights in one part): one invocation per
 /// (image, group, block of 4 output channels, output pixel).
 pub fn lower_deform_conv(
@@ -952,6 +1001,9 @@ pub fn lower_plan(
             OpKind::DeformConv2d(d) => out.push(lower_deform_conv(plan, i, d, &parts(i), o)?),
             OpKind::ChannelPool => out.push(lower_channel_pool(plan, i, o)?),
             OpKind::SpatialGate(m) => out.push(lower_spatial_gate(plan, i, *m, o)?),
+            OpKind::ChannelSlice(_) | OpKind::Concat(_) => {
+                out.extend(lower_channel_copy(plan, i, o)?)
+            }
             OpKind::Linear(l) => out.extend(lower_linear(plan, i, l, &parts(i), o)?),
         }
     }
@@ -1164,7 +1216,11 @@ mod tests {
         for d in &ds {
             let n = match d.variant.family {
                 Family::Conv | Family::ConvPointwise => 7,
-                Family::Pool | Family::Pool2d | Family::ChannelShuffle | Family::ChannelPool => 2,
+                Family::Pool
+                | Family::Pool2d
+                | Family::ChannelShuffle
+                | Family::ChannelPool
+                | Family::ChannelCopy => 2,
                 Family::SpatialGate => 3,
                 Family::DeformConv => 7,
                 Family::Linear | Family::SqueezeExcite => 5,

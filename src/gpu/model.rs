@@ -242,7 +242,9 @@ impl Uploader<'_> {
             | OpKind::AdaptiveAvgPool2d(_)
             | OpKind::ChannelShuffle(_)
             | OpKind::ChannelPool
-            | OpKind::SpatialGate(_) => return Ok(None),
+            | OpKind::SpatialGate(_)
+            | OpKind::ChannelSlice(_)
+            | OpKind::Concat(_) => return Ok(None),
         };
         Ok(Some(OpBuffers {
             parts,

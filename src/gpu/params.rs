@@ -246,6 +246,28 @@ kernel_params! {
 }
 
 kernel_params! {
+    /// `channel_copy.wgsl`: one invocation per value copied.
+    ChannelCopyParams {
+        /// batch * count * hw.
+        total,
+        /// Channels copied.
+        count,
+        /// Values per plane.
+        hw,
+        /// Channels of the source.
+        src_c,
+        /// First channel read.
+        src_begin,
+        /// Channels of the destination.
+        dst_c,
+        /// First channel written.
+        dst_begin,
+        /// Padding to 16 bytes.
+        _pad0,
+    }
+}
+
+kernel_params! {
     /// `deform_conv.wgsl`: one invocation per (image, group, 4 output channels, pixel).
     DeformConvParams {
         /// Images.
@@ -342,6 +364,8 @@ pub enum KernelParams {
     ChannelPool(ChannelPoolParams),
     /// `spatial_gate.wgsl`.
     SpatialGate(SpatialGateParams),
+    /// `channel_copy.wgsl`.
+    ChannelCopy(ChannelCopyParams),
     /// `linear.wgsl`.
     Linear(LinearParams),
 }
@@ -359,6 +383,7 @@ impl KernelParams {
             KernelParams::DeformConv(p) => bytemuck::bytes_of(p),
             KernelParams::ChannelPool(p) => bytemuck::bytes_of(p),
             KernelParams::SpatialGate(p) => bytemuck::bytes_of(p),
+            KernelParams::ChannelCopy(p) => bytemuck::bytes_of(p),
             KernelParams::Linear(p) => bytemuck::bytes_of(p),
         }
     }
@@ -389,6 +414,7 @@ mod tests {
             DeformConvParams::FIELDS,
             ChannelPoolParams::FIELDS,
             SpatialGateParams::FIELDS,
+            ChannelCopyParams::FIELDS,
             LinearParams::FIELDS,
         ] {
             for (i, (_, offset)) in fields.iter().enumerate() {

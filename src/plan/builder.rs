@@ -199,6 +199,35 @@ impl Builder {
         Ok(self.push(name, OpKind::Pool2d(pool), input, shape))
     }
 
+    /// Channels `begin .. begin + count` of `input`, as op `name`.
+    pub fn slice(&mut self, name: String, input: ValueId, begin: usize, count: usize) -> ValueId {
+        let s = self.values[input];
+        let shape = Shape {
+            channels: count,
+            ..s
+        };
+        self.push(name, OpKind::ChannelSlice(begin), input, shape)
+    }
+
+    /// `input` and `others` concatenated along the channels (all of one plane size), as op
+    /// `name`.
+    pub fn concat(&mut self, name: String, input: ValueId, others: Vec<ValueId>) -> ValueId {
+        let s = self.values[input];
+        let channels = s.channels
+            + others
+                .iter()
+                .map(|&v| self.values[v].channels)
+                .sum::<usize>();
+        let shape = Shape { channels, ..s };
+        self.push(name, OpKind::Concat(others), input, shape)
+    }
+
+    /// ShuffleNet's channel shuffle of `input` in `groups` groups, as op `name`.
+    pub fn shuffle(&mut self, name: String, input: ValueId, groups: usize) -> ValueId {
+        let s = self.values[input];
+        self.push(name, OpKind::ChannelShuffle(groups), input, s)
+    }
+
     /// The head: global average pooling, then the linear layer `{fc}.weight`, `{fc}.bias`.
     pub fn head(&mut self, pool: &str, fc: &str, input: ValueId, classes: usize) -> ValueId {
         let c = self.values[input].channels;

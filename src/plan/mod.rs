@@ -2,7 +2,7 @@
 //! with their shapes, and the counts that describe its cost.
 //!
 //! A plan is family-agnostic: each family is one small producer (config → ops) in a module of
-//! its own (`src/plan/{regnet,resnet,rexnet}.rs`), all of them building with the same
+//! its own (`src/plan/{regnet,resnet,rexnet,mobilenet,shufflenet}.rs`), all of them building with the same
 //! [`builder::Builder`]; the backends run op kinds, never families.
 //!
 //! | op kind | what it is | CPU twin | GPU lowering |
@@ -14,14 +14,17 @@
 //! | [`OpKind::DeformConv2d`] | torchvision's `deform_conv2d` (v1, v2) | `cpu::deform` | `gpu::lower::lower_deform_conv` |
 //! | [`OpKind::ChannelPool`] | mean and max over channels (CBAM) | `cpu::ops::channel_pool` | `gpu::lower::lower_channel_pool` |
 //! | [`OpKind::SpatialGate`] | channels times a `[1, H, W]` map (CBAM) | `cpu::ops::spatial_gate` | `gpu::lower::lower_spatial_gate` |
+//! | [`OpKind::ChannelSlice`], [`OpKind::Concat`] | channel ranges copied (ShuffleNetV2) | `cpu::ops::copy_channels` | `gpu::lower::lower_channel_copy` |
 //! | [`OpKind::SqueezeExcite`] | SE, with an optional norm inside and an activation after the gate | `cpu::ops::squeeze_excite` | `gpu::lower::lower_squeeze_excite` |
 //! | [`OpKind::GlobalAvgPool`] | mean over the plane | `cpu::ops::global_avg_pool` | `gpu::lower::lower_pool` |
 //! | [`OpKind::Linear`] | the classifier | `cpu::ops::linear` | `gpu::lower::lower_linear` |
 
 pub mod builder;
+mod mobilenet;
 mod regnet;
 mod resnet;
 mod rexnet;
+mod shufflenet;
 
 use serde::Serialize;
 
@@ -310,6 +313,10 @@ pub enum OpKind {
     ChannelPool,
     /// Every channel times the `[1, H, W]` value given (CBAM's spatial attention).
     SpatialGate(ValueId),
+    /// The input's channels `begin .. begin + C_out` (ShuffleNetV2's channel split).
+    ChannelSlice(usize),
+    /// The input and these values, concatenated along the channels in order.
+    Concat(Vec<ValueId>),
     /// Fully connected layer.
     Linear(Linear),
 }
@@ -337,6 +344,7 @@ impl Op {
             OpKind::Conv2d(c) => v.extend(c.residual),
             OpKind::DeformConv2d(d) => v.extend([d.offset].into_iter().chain(d.mask)),
             OpKind::SpatialGate(m) => v.push(*m),
+            OpKind::Concat(others) => v.extend(others),
             _ => {}
         }
         v
@@ -433,6 +441,8 @@ impl Plan {
             }
             Architecture::ResNet(p) => resnet::build(&mut b, p)?,
             Architecture::ReXNet(p) => rexnet::build(&mut b, p)?,
+            Architecture::MobileNetV2(p) => mobilenet::build(&mut b, p)?,
+            Architecture::ShuffleNetV2(p) => shufflenet::build(&mut b, p)?,
         }
         let plan = b.finish(arch)?;
         plan.check_size()?;
@@ -523,7 +533,9 @@ impl Plan {
             | OpKind::AdaptiveAvgPool2d(_)
             | OpKind::ChannelShuffle(_)
             | OpKind::ChannelPool
-            | OpKind::SpatialGate(_) => 0,
+            | OpKind::SpatialGate(_)
+            | OpKind::ChannelSlice(_)
+            | OpKind::Concat(_) => 0,
             OpKind::Linear(l) => {
                 w(l.in_features) * w(l.out_features)
                     + l.bias.as_ref().map_or(0, |_| w(l.out_features))
@@ -555,7 +567,9 @@ impl Plan {
             | OpKind::AdaptiveAvgPool2d(_)
             | OpKind::ChannelShuffle(_)
             | OpKind::ChannelPool
-            | OpKind::SpatialGate(_) => 0,
+            | OpKind::SpatialGate(_)
+            | OpKind::ChannelSlice(_)
+            | OpKind::Concat(_) => 0,
             OpKind::Linear(l) => w(l.in_features) * w(l.out_features),
         }
     }
@@ -572,7 +586,9 @@ impl Plan {
             | OpKind::AdaptiveAvgPool2d(_)
             | OpKind::ChannelShuffle(_)
             | OpKind::ChannelPool
-            | OpKind::SpatialGate(_) => 0,
+            | OpKind::SpatialGate(_)
+            | OpKind::ChannelSlice(_)
+            | OpKind::Concat(_) => 0,
         }
     }
 

@@ -263,7 +263,9 @@ impl Weights {
                 | OpKind::AdaptiveAvgPool2d(_)
                 | OpKind::ChannelShuffle(_)
                 | OpKind::ChannelPool
-                | OpKind::SpatialGate(_) => continue,
+                | OpKind::SpatialGate(_)
+                | OpKind::ChannelSlice(_)
+                | OpKind::Concat(_) => continue,
             };
             ops.insert(op.name.clone(), p);
         }
@@ -331,7 +333,9 @@ impl Weights {
                 | OpKind::AdaptiveAvgPool2d(_)
                 | OpKind::ChannelShuffle(_)
                 | OpKind::ChannelPool
-                | OpKind::SpatialGate(_) => continue,
+                | OpKind::SpatialGate(_)
+                | OpKind::ChannelSlice(_)
+                | OpKind::Concat(_) => continue,
             };
             ops.insert(op.name.clone(), p);
         }
