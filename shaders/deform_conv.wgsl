@@ -10,9 +10,10 @@
 // when py <= -1, py >= H, px <= -1 or px >= W; else the four neighbours blended by their
 // distances, those outside the image counting as zero.
 //
-// One invocation per (image, group, block of 4 output channels, output pixel): each sample is
-// computed once per block and multiplied by a vec4 of weights (the packed layout of conv.wgsl,
-// [groups, in_c / groups, KH, KW, oc_pad4] vec4s).
+// One invocation per (image, group, block of 4 * OCV output channels, output pixel): each sample
+// is computed once per block and multiplied by OCV vec4s of weights (the packed layout of
+// conv.wgsl, [groups, in_c / groups, KH, KW, oc_pad4] vec4s). Samples cost far more than FMAs
+// (two offset loads, four input loads, the blend), so blocks are as wide as the group allows.
 
 struct Params {
     batch: u32, in_c: u32, in_h: u32, in_w: u32,
@@ -20,7 +21,7 @@ struct Params {
     offset_groups: u32, k_h: u32, k_w: u32, s_h: u32,
     s_w: u32, p_h: u32, p_w: u32, d_h: u32,
     d_w: u32,
-    oc_blocks: u32,    // ceil(out_c / groups / 4)
+    oc_blocks: u32,    // ceil(out_c / groups / (4 * OCV))
     oc_pad4: u32,      // vec4s of weights per (group, c, ky, kx)
     invocations: u32,  // batch * groups * oc_blocks * out_h * out_w
     status_tag: u32,   // written to `status` when a value cannot be stored (prelude.wgsl)
@@ -29,6 +30,8 @@ struct Params {
 
 override WG: u32 = 64u;
 override HAS_MASK: bool = false;
+override OCV: u32 = 4u;       // vec4s of output channels per invocation: 1..=MAX_OCV
+const MAX_OCV: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<store_t>;            // [batch, in_c, in_h, in_w]
@@ -59,7 +62,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let cin_g = p.in_c / p.groups;
     let per_og = p.in_c / p.offset_groups;
     let taps = p.k_h * p.k_w;
-    var acc = vec4<f32>(0.0);
+    var acc: array<vec4<f32>, MAX_OCV>;
     for (var c = 0u; c < cin_g; c++) {
         let ic = g * cin_g + c;
         let og = ic / per_og;
@@ -75,18 +78,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                 if (HAS_MASK) {
                     v *= f32(mask[(tap0 + t) * hw + pix]);
                 }
-                let w4 = vec4<f32>(w[((g * cin_g + c) * taps + t) * p.oc_pad4 + ocb]);
-                acc = fma(w4, vec4<f32>(v), acc);
+                let row = ((g * cin_g + c) * taps + t) * p.oc_pad4;
+                // unroll
+                for (var q = 0u; q < MAX_OCV; q++) {
+                    if (q < OCV) {
+                        let w4 = vec4<f32>(w[row + min(ocb * OCV + q, p.oc_pad4 - 1u)]);
+                        acc[q] = fma(w4, vec4<f32>(v), acc[q]);
+                    }
+                }
             }
         }
     }
 
     let cout_g = p.out_c / p.groups;
-    for (var e = 0u; e < 4u; e++) {
-        let j = ocb * 4u + e;
+    for (var e = 0u; e < 4u * OCV; e++) {
+        let j = ocb * 4u * OCV + e;
         if (j < cout_g) {
             let oc = g * cout_g + j;
-            let val = acc[e] + bias[oc];
+            let val = acc[e / 4u][e % 4u] + bias[oc];
             let v = activate(val);
             if (!storable(val, v)) {
                 atomicMax(&status, p.status_tag);

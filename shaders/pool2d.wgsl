@@ -45,12 +45,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// The largest input under the taps of the window of output (oy, ox) that fall inside the image
-// (a window always has one: its padding is at most half of it).
+// The largest input under the taps of the window of output (oy, ox) that fall inside the image;
+// -infinity, as torch gives, when a dilated window's taps all fall into the padding.
 fn window_max(plane: u32, oy: u32, ox: u32) -> f32 {
     let y0 = i32(oy * p.s_h) - i32(p.p_h);
     let x0 = i32(ox * p.s_w) - i32(p.p_w);
-    var m = 0.0;
+    var m = bitcast<f32>(0xff800000u);
     var found = false;
     for (var ky = 0u; ky < p.k_h; ky++) {
         let iy = y0 + i32(ky * p.d_h);

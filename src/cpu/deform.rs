@@ -1,7 +1,8 @@
 //! Deformable convolution on the CPU, exactly torchvision's `deform_conv2d` (the twin of
 //! `shaders/deform_conv.wgsl`): as torchvision's own CPU kernel does, the bilinear samples of
 //! each (image, group) are gathered into columns (`[cin_g * kh * kw, out_h * out_w]`, times the
-//! mask in v2), then one GEMM with the weights per group; bias and activation follow.
+//! mask in v2), then one GEMM with the weights per group; bias and activation follow. With
+//! fewer (image, group) pairs than threads, the columns and the GEMM are split over them.
 
 use rayon::prelude::*;
 
@@ -20,7 +21,8 @@ struct Taps<'a> {
 }
 
 /// Deformable convolution of `x` (`[N, C, H, W]`) with per-image `offset` and `mask`, into
-/// `out` (`[N, out_c, out_h, out_w]`).
+/// `out` (`[N, out_c, out_h, out_w]`): one task per (image, group) when there are enough of
+/// them, else each one's columns and GEMM split over the threads.
 pub(crate) fn deform_conv2d(
     d: &DeformConv2d,
     p: &ConvParams,
@@ -35,57 +37,76 @@ pub(crate) fn deform_conv2d(
     let (cin_g, cout_g) = (c.in_channels / c.groups, c.out_channels / c.groups);
     let k = cin_g * taps;
     let (off_len, mask_len) = (2 * d.offset_groups * taps * hw, d.offset_groups * taps * hw);
-    out.par_chunks_mut(cout_g * hw)
-        .enumerate()
-        .for_each_init(Vec::new, |col, (idx, dst)| {
-            let (n, g) = (idx / c.groups, idx % c.groups);
-            let t = Taps {
-                d,
-                offset: &offset[n * off_len..(n + 1) * off_len],
-                mask: mask.map(|m| &m[n * mask_len..(n + 1) * mask_len]),
-                out: out_shape,
-            };
-            let img = &x[n * in_shape.numel()..(n + 1) * in_shape.numel()];
-            t.columns(img, in_shape, g * cin_g, cin_g, col);
-            let w = &p.weight[g * cout_g * k..(g + 1) * cout_g * k];
-            sgemm(cout_g, hw, k, w, k, col, hw, dst, hw, false);
-            bias_activate(c, &p.bias[g * cout_g..(g + 1) * cout_g], dst, hw);
-        });
+    let image = |n: usize| Taps {
+        d,
+        offset: &offset[n * off_len..(n + 1) * off_len],
+        mask: mask.map(|m| &m[n * mask_len..(n + 1) * mask_len]),
+        out: out_shape,
+    };
+    let input = |n: usize| &x[n * in_shape.numel()..(n + 1) * in_shape.numel()];
+    let gemm = |g: usize, col: &[f32], rows: std::ops::Range<usize>, dst: &mut [f32]| {
+        let oc = g * cout_g + rows.start..g * cout_g + rows.end;
+        let w = &p.weight[oc.start * k..oc.end * k];
+        sgemm(rows.len(), hw, k, w, k, col, hw, dst, hw, false);
+        bias_activate(c, &p.bias[oc], dst, hw);
+    };
+    let tasks = out.len() / (cout_g * hw).max(1);
+    if tasks >= 2 * rayon::current_num_threads() {
+        out.par_chunks_mut(cout_g * hw)
+            .enumerate()
+            .for_each_init(Vec::new, |col, (idx, dst)| {
+                let (n, g) = (idx / c.groups, idx % c.groups);
+                col.clear();
+                col.resize(k * hw, 0.0);
+                for (ci, rows) in col.chunks_mut(taps * hw).enumerate() {
+                    image(n).channel(input(n), in_shape, g * cin_g + ci, rows);
+                }
+                gemm(g, col, 0..cout_g, dst);
+            });
+        return;
+    }
+    let mut col = vec![0.0; k * hw];
+    let block = cout_g.div_ceil(2 * rayon::current_num_threads()).max(1);
+    for (idx, dst) in out.chunks_mut(cout_g * hw).enumerate() {
+        let (n, g) = (idx / c.groups, idx % c.groups);
+        col.par_chunks_mut(taps * hw)
+            .enumerate()
+            .for_each(|(ci, rows)| image(n).channel(input(n), in_shape, g * cin_g + ci, rows));
+        dst.par_chunks_mut(block * hw)
+            .enumerate()
+            .for_each(|(b, dst)| {
+                let rows = b * block..(b * block + dst.len() / hw.max(1));
+                gemm(g, &col, rows, dst)
+            });
+    }
 }
 
 impl Taps<'_> {
-    /// The samples of input channels `c0..c0 + cin` of one image `x`, as `col`
-    /// (`[cin * kh * kw, out_h * out_w]`).
-    fn columns(&self, x: &[f32], s: Shape, c0: usize, cin: usize, col: &mut Vec<f32>) {
+    /// The samples of input channel `ic` of one image `x` for every tap and output pixel, as
+    /// `rows` (`[kh * kw, out_h * out_w]`).
+    fn channel(&self, x: &[f32], s: Shape, ic: usize, rows: &mut [f32]) {
         let conv = &self.d.conv;
         let [kh, kw] = conv.kernel;
-        let (ho, wo) = (self.out.height, self.out.width);
-        let hw = ho * wo;
-        let per_og = conv.in_channels / self.d.offset_groups;
-        col.clear();
-        col.resize(cin * kh * kw * hw, 0.0);
-        for ci in 0..cin {
-            let ic = c0 + ci;
-            let og = ic / per_og;
-            let plane = &x[ic * s.height * s.width..(ic + 1) * s.height * s.width];
-            for t in 0..kh * kw {
-                let (ky, kx) = (t / kw, t % kw);
-                let tap = og * kh * kw + t;
-                let dy = &self.offset[2 * tap * hw..(2 * tap + 1) * hw];
-                let dx = &self.offset[(2 * tap + 1) * hw..(2 * tap + 2) * hw];
-                let row = &mut col[(ci * kh * kw + t) * hw..(ci * kh * kw + t + 1) * hw];
-                for (pix, v) in row.iter_mut().enumerate() {
-                    let (oy, ox) = (pix / wo, pix % wo);
-                    let y0 = (oy * conv.stride[0] + ky * conv.dilation[0]) as f32
-                        - conv.padding[0] as f32;
-                    let x0 = (ox * conv.stride[1] + kx * conv.dilation[1]) as f32
-                        - conv.padding[1] as f32;
-                    let mut sample = bilinear(plane, s, y0 + dy[pix], x0 + dx[pix]);
-                    if let Some(m) = self.mask {
-                        sample *= m[tap * hw + pix];
-                    }
-                    *v = sample;
+        let wo = self.out.width;
+        let hw = self.out.height * wo;
+        let og = ic / (conv.in_channels / self.d.offset_groups);
+        let plane = &x[ic * s.height * s.width..(ic + 1) * s.height * s.width];
+        for (t, row) in rows.chunks_mut(hw).enumerate().take(kh * kw) {
+            let (ky, kx) = (t / kw, t % kw);
+            let tap = og * kh * kw + t;
+            let dy = &self.offset[2 * tap * hw..(2 * tap + 1) * hw];
+            let dx = &self.offset[(2 * tap + 1) * hw..(2 * tap + 2) * hw];
+            for (pix, v) in row.iter_mut().enumerate() {
+                let (oy, ox) = (pix / wo, pix % wo);
+                let y0 =
+                    (oy * conv.stride[0] + ky * conv.dilation[0]) as f32 - conv.padding[0] as f32;
+                let x0 =
+                    (ox * conv.stride[1] + kx * conv.dilation[1]) as f32 - conv.padding[1] as f32;
+                let mut sample = bilinear(plane, s, y0 + dy[pix], x0 + dx[pix]);
+                if let Some(m) = self.mask {
+                    sample *= m[tap * hw + pix];
                 }
+                *v = sample;
             }
         }
     }

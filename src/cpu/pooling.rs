@@ -147,6 +147,21 @@ mod tests {
     }
 
     #[test]
+    fn a_max_window_wholly_in_the_padding_is_minus_infinity() {
+        // torch: F.max_pool2d(ones(1,1,1,1), (1,2), 1, (0,1), (1,2)) == -inf (taps at -1 and 1).
+        let pool = Pool2d {
+            mode: PoolMode::Max,
+            kernel: [1, 2],
+            stride: [1, 1],
+            padding: [0, 1],
+            dilation: [1, 2],
+            ceil_mode: false,
+        };
+        assert_eq!(pool.output_size(1, 1), (1, 1));
+        assert_eq!(pool2d(&[1.0], &pool, (1, 1), (1, 1)), [f32::NEG_INFINITY]);
+    }
+
+    #[test]
     fn adaptive_windows_overlap_when_sizes_do_not_divide() {
         let x = [1.0, 2.0, 3.0, 4.0, 5.0];
         // 5 -> 3: [0, 2), [1, 4), [3, 5).

@@ -274,7 +274,7 @@ pub struct Variant {
     /// Conv: horizontal dilation (`DIL`) and kernel columns per row span (`KC`); 0 otherwise.
     pub columns: [u32; 2],
     /// An invocation's register tile: output channels and pixels (conv: `OCN`, `PX`;
-    /// pointwise: `TM`, `TN`).
+    /// pointwise: `TM`, `TN`; deformable conv: vec4s of output channels `OCV`, 0).
     pub tile: [u32; 2],
     /// Pointwise: planes are a multiple of 4 pixels (`ALIGNED`).
     pub aligned: bool,
@@ -515,6 +515,7 @@ impl Kernels {
             Family::DeformConv => {
                 constants.push(("ACT", v.act as f64));
                 constants.push(("HAS_MASK", v.mode as f64));
+                constants.push(("OCV", v.tile[0] as f64));
                 constants.push(("WG", wg));
             }
             Family::Pool2d => {

@@ -805,6 +805,9 @@ pub fn lower_channel_copy(plan: &Graph, i: usize, o: &LowerOptions) -> Result<Ve
         .collect()
 }
 
+/// `deform_conv.wgsl`: vec4s of output channels per invocation at most (`MAX_OCV`).
+pub const DEFORM_MAX_OCV: u32 = 4;
+
 /// Lowers op `i` (deformable convolution, its weights in one part): one invocation per
 /// (image, group, block of 4 output channels, output pixel).
 pub fn lower_deform_conv(
@@ -824,7 +827,9 @@ pub fn lower_deform_conv(
     }
     let (inp, out) = (plan.values[op.input], plan.values[op.output]);
     let cout_g = (c.out_channels / c.groups) as u64;
-    let ocb = cout_g.div_ceil(4);
+    // Output channels per invocation: up to 16 (4 vec4s), fewer for narrow groups.
+    let ocv = cout_g.div_ceil(4).min(DEFORM_MAX_OCV as u64);
+    let ocb = cout_g.div_ceil(4 * ocv);
     let invocations = o.batch * c.groups as u64 * ocb * (out.height * out.width) as u64;
     let u = |param: &str, v: u64| to_u32(&op.name, param, v);
     let us = |param: &str, v: usize| u(param, v as u64);
@@ -847,7 +852,7 @@ pub fn lower_deform_conv(
         d_h: us("d_h", c.dilation[0])?,
         d_w: us("d_w", c.dilation[1])?,
         oc_blocks: u("oc_blocks", ocb)?,
-        oc_pad4: u("oc_pad4", ocb)?,
+        oc_pad4: u("oc_pad4", cout_g.div_ceil(4))?,
         invocations: u("invocations", invocations)?,
         ..Default::default()
     };
@@ -855,6 +860,7 @@ pub fn lower_deform_conv(
         op,
         Variant {
             mode: d.mask.is_some() as u32,
+            tile: [ocv as u32, 0],
             ..Variant::simple(Family::DeformConv, act_code(c.activation))
         },
         KernelParams::DeformConv(params),

@@ -36,6 +36,7 @@ pub const SHADER_CONSTANTS: &[(&str, &str, u32)] = &[
     ("conv_subgroup.wgsl", "MAX_WK", SUBGROUP_CONV_MAX_WK),
     ("conv_subgroup.wgsl", "MAX_K", SUBGROUP_CONV_MAX_K),
     ("subgroup.wgsl", "SG", super::kernels::SUBGROUP_SIZE),
+    ("deform_conv.wgsl", "MAX_OCV", super::lower::DEFORM_MAX_OCV),
 ];
 
 /// `conv.wgsl`: output channels per invocation at most (`OCN`).
