@@ -63,28 +63,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let per_og = p.in_c / p.offset_groups;
     let taps = p.k_h * p.k_w;
     var acc: array<vec4<f32>, MAX_OCV>;
-    for (var c = 0u; c < cin_g; c++) {
-        let ic = g * cin_g + c;
-        let og = ic / per_og;
-        let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
-        let tap0 = (n * p.offset_groups + og) * taps;
-        for (var ky = 0u; ky < p.k_h; ky++) {
-            for (var kx = 0u; kx < p.k_w; kx++) {
-                let t = ky * p.k_w + kx;
-                let at = (2u * (tap0 + t)) * hw + pix;
-                let py = f32(i32(oy * p.s_h + ky * p.d_h) - i32(p.p_h)) + f32(offset[at]);
-                let px = f32(i32(ox * p.s_w + kx * p.d_w) - i32(p.p_w)) + f32(offset[at + hw]);
-                var v = sample(plane, py, px);
+    // Tap by tap: where a tap samples depends on its offset group only, so its corners and
+    // blend weights are computed once per offset group, then read for each channel.
+    for (var t = 0u; t < taps; t++) {
+        let ky = t / p.k_w;
+        let kx = t % p.k_w;
+        var og = 0xffffffffu;
+        var at: Corners;
+        for (var c = 0u; c < cin_g; c++) {
+            let ic = g * cin_g + c;
+            if (ic / per_og != og) {
+                og = ic / per_og;
+                let tap = (n * p.offset_groups + og) * taps + t;
+                let py = f32(i32(oy * p.s_h + ky * p.d_h) - i32(p.p_h)) + f32(offset[2u * tap * hw + pix]);
+                let px = f32(i32(ox * p.s_w + kx * p.d_w) - i32(p.p_w)) + f32(offset[(2u * tap + 1u) * hw + pix]);
+                at = corners(py, px);
                 if (HAS_MASK) {
-                    v *= f32(mask[(tap0 + t) * hw + pix]);
+                    at.weight *= f32(mask[tap * hw + pix]);
                 }
-                let row = ((g * cin_g + c) * taps + t) * p.oc_pad4;
-                // unroll
-                for (var q = 0u; q < MAX_OCV; q++) {
-                    if (q < OCV) {
-                        let w4 = vec4<f32>(w[row + min(ocb * OCV + q, p.oc_pad4 - 1u)]);
-                        acc[q] = fma(w4, vec4<f32>(v), acc[q]);
-                    }
+            }
+            let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
+            let v = dot(at.weight, vec4<f32>(f32(x[plane + at.index.x]), f32(x[plane + at.index.y]),
+                                             f32(x[plane + at.index.z]), f32(x[plane + at.index.w])));
+            let row = ((g * cin_g + c) * taps + t) * p.oc_pad4;
+            // unroll
+            for (var q = 0u; q < MAX_OCV; q++) {
+                if (q < OCV) {
+                    let w4 = vec4<f32>(w[row + min(ocb * OCV + q, p.oc_pad4 - 1u)]);
+                    acc[q] = fma(w4, vec4<f32>(v), acc[q]);
                 }
             }
         }
@@ -105,31 +111,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// torchvision's bilinear_interpolate: the value of the plane at (py, px), zero outside.
-fn sample(plane: u32, py: f32, px: f32) -> f32 {
-    let h = i32(p.in_h);
-    let wd = i32(p.in_w);
-    if (py <= -1.0 || py >= f32(h) || px <= -1.0 || px >= f32(wd)) {
-        return 0.0;
-    }
-    let y0 = floor(py);
-    let x0 = floor(px);
-    let ly = py - y0;
-    let lx = px - x0;
-    let yl = i32(y0);
-    let xl = i32(x0);
-    let v00 = at(plane, yl, xl);
-    let v01 = at(plane, yl, xl + 1);
-    let v10 = at(plane, yl + 1, xl);
-    let v11 = at(plane, yl + 1, xl + 1);
-    return (1.0 - ly) * (1.0 - lx) * v00 + (1.0 - ly) * lx * v01
-         + ly * (1.0 - lx) * v10 + ly * lx * v11;
+// Where a sample at (py, px) reads: the offsets in a plane of its four neighbours (clamped into
+// the image) and their blend weights (zero for a neighbour outside the image, all zero for a
+// sample outside), as torchvision's bilinear_interpolate: zero when py <= -1, py >= H,
+// px <= -1 or px >= W.
+struct Corners {
+    index: vec4<u32>,   // (y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1)
+    weight: vec4<f32>,
 }
 
-// Value (iy, ix) of the plane, zero outside the image.
-fn at(plane: u32, iy: i32, ix: i32) -> f32 {
-    if (iy < 0 || ix < 0 || iy >= i32(p.in_h) || ix >= i32(p.in_w)) {
-        return 0.0;
+fn corners(py: f32, px: f32) -> Corners {
+    let h = i32(p.in_h);
+    let wd = i32(p.in_w);
+    var c: Corners;
+    if (py <= -1.0 || py >= f32(h) || px <= -1.0 || px >= f32(wd)) {
+        c.index = vec4<u32>(0u);
+        c.weight = vec4<f32>(0.0);
+        return c;
     }
-    return f32(x[plane + u32(iy) * p.in_w + u32(ix)]);
+    let fy = floor(py);
+    let fx = floor(px);
+    let ly = py - fy;
+    let lx = px - fx;
+    let ys = vec4<i32>(i32(fy)) + vec4<i32>(0, 0, 1, 1);
+    let xs = vec4<i32>(i32(fx)) + vec4<i32>(0, 1, 0, 1);
+    let inside = (ys >= vec4<i32>(0)) & (ys < vec4<i32>(h)) & (xs >= vec4<i32>(0)) & (xs < vec4<i32>(wd));
+    let blend = vec4<f32>((1.0 - ly) * (1.0 - lx), (1.0 - ly) * lx, ly * (1.0 - lx), ly * lx);
+    c.weight = select(vec4<f32>(0.0), blend, inside);
+    let cy = clamp(ys, vec4<i32>(0), vec4<i32>(h - 1));
+    let cx = clamp(xs, vec4<i32>(0), vec4<i32>(wd - 1));
+    c.index = vec4<u32>(cy * vec4<i32>(wd) + cx);
+    return c;
 }
