@@ -17,16 +17,15 @@ use std::sync::Arc;
 
 use super::kernels::Kernels;
 use super::lower::{lower_plan, squeeze_excite_scratch_len, Binding, Dispatch, LowerOptions};
-use super::model::{max_binding, to_store, GpuModel};
+use super::model::{max_binding, GpuModel};
 use super::runner::{
-    align16, bind_group, dispatch_grid, from_store, storage_buffer, uniform_buffer, uniform_stride,
+    align16, bind_group, dispatch_grid, storage_buffer, uniform_buffer, uniform_stride,
     RunnerOptions, StatusDecoder,
 };
 use super::{GpuContext, Precision, Tiling};
 use crate::error::{Error, Result};
 use crate::ops::OpGraph;
 use crate::plan::{OpKind, ValueId};
-use crate::tensor::Tensor;
 
 /// An [`OpGraph`] compiled for a device: see the [module docs](self).
 ///
@@ -279,7 +278,8 @@ impl GpuOp {
     /// Runs the op on tensors (by name; see [`OpGraph::check_inputs`]) and reads the result
     /// back, blocking: a convenience for tests and tools. Hosts record [`GpuOp::encode`].
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn run(&self, tensors: &HashMap<String, Tensor>) -> Result<Tensor> {
+    pub fn run(&self, tensors: &HashMap<String, crate::Tensor>) -> Result<crate::Tensor> {
+        use super::{model::to_store, runner::from_store};
         let ctx = self.model.context();
         let device = &ctx.device;
         let given = self.op.check_inputs(tensors)?;
@@ -325,7 +325,7 @@ impl GpuOp {
         let shape = self.op.output_shape();
         let n: usize = shape.iter().product();
         let bytes = super::readback::read_buffer_blocking(ctx, &out, 0, out.size())?;
-        Tensor::new(shape.to_vec(), from_store(&bytes, n, self.precision))
+        crate::Tensor::new(shape.to_vec(), from_store(&bytes, n, self.precision))
     }
 }
 
