@@ -1,9 +1,10 @@
 //! # regnet-wgpu
 //!
 //! RegNet image classifiers (RegNetX and RegNetY, torchvision's zoo) and their neighbours
-//! (torchvision's ResNet, ResNeXt and Wide ResNet, timm's ReXNet, any AnyNet) on any GPU through
-//! wgpu, with hand-written WGSL compute shaders, and a multithreaded CPU backend that runs the
-//! same plan as the correctness reference.
+//! (torchvision's ResNet, ResNeXt, Wide ResNet, MobileNetV2 and ShuffleNetV2, timm's ReXNet, any
+//! AnyNet) on any GPU through wgpu, with hand-written WGSL compute shaders, and a multithreaded
+//! CPU backend that runs the same plan as the correctness reference. The same kernels are a
+//! library of single operations with torch's semantics ([`ops`], [`gpu::GpuOp`]).
 //!
 //! Data flows one way: [`config`] (a family's parameters, [`config::Architecture`]) →
 //! [`plan`] (ops with shapes, one producer per family) → [`weights`] (torchvision or timm
