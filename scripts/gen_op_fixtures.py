@@ -6,7 +6,8 @@ For every op below it writes a few hand-picked edge cases followed by cases draw
 strides, paddings, dilations, groups, ...), one safetensors file per case,
 ``OUTDIR/{op}-{k:02}.safetensors`` (k = 0, 1, ...), and ``OUTDIR/manifest.json``.
 
-Ops: conv2d (plus the fused epilogue: optional ``residual``, then ``activation``),
+Ops: conv2d (plus the fused epilogue: optional ``residual``, then ``activation``; the last
+cases also a BatchNorm in eval mode, ``bn.*`` tensors and ``bn_eps``, before the residual),
 deform_conv2d (torchvision.ops, v1 without mask and v2 with), channel_shuffle, max_pool2d,
 avg_pool2d, adaptive_avg_pool2d, batch_norm (inference), squeeze_excitation
 (torchvision.ops.SqueezeExcitation), cbam (written out below), relu, relu6, silu, sigmoid.
@@ -202,9 +203,21 @@ def gen_conv2d(k, rng, v):
                   activation=activation)
     y = F.conv2d(d(t["input"]), d(t["weight"]), d(t["bias"]) if with_bias else None,
                  spec["s"], spec["p"], spec["dil"], spec["g"])
+    if k >= CONV_BN_FROM:  # the fused epilogue's BatchNorm (eval), folded by the library
+        o = spec["o"]
+        t["bn.weight"], t["bn.bias"] = v.uniform((o,), 0.5, 1.5), v.uniform((o,))
+        t["bn.running_mean"], t["bn.running_var"] = v.uniform((o,)), v.uniform((o,), 0.2, 2.0)
+        params["bn_eps"] = 1e-3
+        y = F.batch_norm(y, d(t["bn.running_mean"]), d(t["bn.running_var"]), d(t["bn.weight"]),
+                         d(t["bn.bias"]), training=False, eps=1e-3)
     if with_residual:
         y = y + d(t["residual"])
     return t, params, act(activation, y)
+
+
+# conv2d cases from this one on carry a BatchNorm (bn.weight, bn.bias, bn.running_mean,
+# bn.running_var; param bn_eps) after the conv and before the residual and activation.
+CONV_BN_FROM = 22
 
 
 # ---------------------------------------------------------------------------------------
@@ -513,7 +526,7 @@ def gen_activation(name):
 # ---------------------------------------------------------------------------------------
 
 OPS = [  # (op, generator, number of cases)
-    ("conv2d", gen_conv2d, 22),
+    ("conv2d", gen_conv2d, 26),
     ("deform_conv2d", gen_deform_conv2d, 20),
     ("channel_shuffle", gen_channel_shuffle, 10),
     ("max_pool2d", gen_max_pool2d, 18),

@@ -286,8 +286,44 @@ fn build_conv(b: &mut Builder, a: &ConvArgs) -> Result<ValueId> {
             conv.residual = Some(b.checked_input("residual", shape(cout, h, w))?);
         }
     }
-    let params = conv_params(b, cout)?;
+    let mut params = conv_params(b, cout)?;
+    if b.tensors.contains_key("bn.running_mean") {
+        params = fold_conv_bn(b, params, cout, a.bn_eps)?;
+    }
     b.conv("conv", 0, conv, params)
+}
+
+/// A conv's parameters with the BatchNorm of the `bn.*` tensors folded in.
+fn fold_conv_bn(b: &Builder, p: ConvParams, cout: usize, eps: f64) -> Result<ConvParams> {
+    let mean = &b.exact("bn.running_mean", &[cout])?.data;
+    let var = &b.exact("bn.running_var", &[cout])?.data;
+    check_variance(b.name, "bn.running_var", var, eps)?;
+    let (ones, zeros) = (vec![1.0; cout], vec![0.0; cout]);
+    let gamma = b.optional("bn.weight", &[cout])?.map_or(&ones, |t| &t.data);
+    let beta = b.optional("bn.bias", &[cout])?.map_or(&zeros, |t| &t.data);
+    Ok(fold_bn(
+        &p.weight,
+        Some(&p.bias),
+        gamma,
+        beta,
+        mean,
+        var,
+        eps,
+    ))
+}
+
+/// An error unless every `var[i] + eps` is positive.
+fn check_variance(op: &str, name: &str, var: &[f32], eps: f64) -> Result<()> {
+    let bad = var
+        .iter()
+        .position(|&v| (v as f64 + eps).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
+    match bad {
+        Some(i) => Err(Error::Input(format!(
+            "`{op}`: {name}[{i}] + eps = {} is not positive",
+            var[i] as f64 + eps
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn build_deform(b: &mut Builder, a: &ConvArgs) -> Result<ValueId> {
@@ -355,15 +391,7 @@ fn build_batch_norm(b: &mut Builder, eps: f64) -> Result<ValueId> {
     let c = b.values[0].channels;
     let mean = &b.exact("running_mean", &[c])?.data;
     let var = &b.exact("running_var", &[c])?.data;
-    if let Some(i) = var
-        .iter()
-        .position(|&v| (v as f64 + eps).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
-    {
-        return Err(Error::Input(format!(
-            "`batch_norm`: running_var[{i}] + eps = {} is not positive",
-            var[i] as f64 + eps
-        )));
-    }
+    check_variance(b.name, "running_var", var, eps)?;
     let ones = vec![1.0; c];
     let zeros = vec![0.0; c];
     let gamma = b.optional("weight", &[c])?.map_or(&ones, |t| &t.data);

@@ -69,6 +69,9 @@ pub struct ConvArgs {
     pub groups: usize,
     /// Applied after the bias and the residual (not a torch argument: the fused epilogue).
     pub activation: Activation,
+    /// `conv2d` with `bn.weight`, `bn.bias`, `bn.running_mean`, `bn.running_var` tensors:
+    /// the BatchNorm's epsilon (it is folded into the conv, as a model's are).
+    pub bn_eps: f64,
 }
 
 impl Default for ConvArgs {
@@ -79,6 +82,7 @@ impl Default for ConvArgs {
             dilation: [1, 1],
             groups: 1,
             activation: Activation::Identity,
+            bn_eps: 1e-5,
         }
     }
 }
@@ -117,8 +121,9 @@ impl PoolArgs {
 /// One operation with torch's semantics and keyword arguments.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Operation {
-    /// `F.conv2d(input, weight, bias, stride, padding, dilation, groups)`, plus an optional
-    /// `residual` input (the output's shape) added before `activation`.
+    /// `F.conv2d(input, weight, bias, stride, padding, dilation, groups)`, then optionally a
+    /// BatchNorm in eval mode (`bn.weight`, `bn.bias`, `bn.running_mean`, `bn.running_var`;
+    /// folded), a `residual` input (the output's shape) and `activation`: the fused epilogue.
     Conv2d(ConvArgs),
     /// `torchvision.ops.deform_conv2d(input, offset, weight, bias, stride, padding, dilation,
     /// mask)`; groups from the weight, offset groups from the offset's channels.

@@ -97,6 +97,7 @@ impl<'a> Params<'a> {
             dilation: self.pair("dilation", [1, 1])?,
             groups: self.int("groups", 1)?,
             activation: self.activation()?,
+            ..Default::default()
         })
     }
 
@@ -143,7 +144,10 @@ impl<'a> Params<'a> {
 pub(super) fn parse(name: &str, params: &[(String, String)]) -> Result<Operation> {
     let mut p = Params::new(name, params)?;
     let op = match name {
-        "conv2d" => Operation::Conv2d(p.conv()?),
+        "conv2d" => Operation::Conv2d(ConvArgs {
+            bn_eps: p.float("bn_eps", 1e-5)?,
+            ..p.conv()?
+        }),
         "deform_conv2d" => {
             let c = p.conv()?;
             if c.groups != 1 {
