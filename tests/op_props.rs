@@ -103,7 +103,7 @@ proptest! {
         (residual, bias, seed) in (any::<bool>(), any::<bool>(), any::<u64>()),
     ) {
         let (cin, cout) = (groups * cin_g, groups * cout_g);
-        let args = ConvArgs { stride, padding, dilation, groups, activation: act };
+        let args = ConvArgs { stride, padding, dilation, groups, activation: act, ..Default::default() };
         let mut t = HashMap::new();
         t.insert("input".into(), tensor(seed, &[batch, cin, h, w], 1.0));
         let scale = 1.0 / ((cin_g * kh * kw) as f32).sqrt();
