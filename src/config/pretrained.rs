@@ -239,9 +239,12 @@ mod tests {
             assert!(TABLE[..i].iter().all(|(n, _)| n != name), "{name} twice");
             assert!(p.url.starts_with("https://"), "{name}");
             if p.source.starts_with("torchvision") {
-                assert!(p.url.starts_with(TV) && p.url.contains(name), "{name}");
+                // torchvision spells ShuffleNetV2's files shufflenetv2_x1, shufflenetv2_x0.5, ...
+                let file = name.replace("shufflenet_v2_", "shufflenetv2_");
+                let stem = file.trim_end_matches("_0").replace("0_5", "0.5");
+                assert!(p.url.starts_with(TV) && p.url.contains(&stem), "{name}");
             }
         }
-        assert_eq!(TABLE.len(), 28);
+        assert_eq!(TABLE.len(), 33);
     }
 }

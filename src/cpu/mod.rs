@@ -83,14 +83,7 @@ impl CpuBackend {
                 OpKind::Linear(_) => {
                     weights.linear(&op.name)?;
                 }
-                OpKind::GlobalAvgPool
-                | OpKind::Pool2d(_)
-                | OpKind::AdaptiveAvgPool2d(_)
-                | OpKind::ChannelShuffle(_)
-                | OpKind::ChannelPool
-                | OpKind::SpatialGate(_)
-                | OpKind::ChannelSlice(_)
-                | OpKind::Concat(_) => {}
+                _ => {}
             }
         }
         Ok(CpuBackend {

@@ -237,14 +237,7 @@ impl Uploader<'_> {
                     .collect::<Result<Vec<_>>>()?;
                 (parts, ws, p.bias.clone())
             }
-            OpKind::GlobalAvgPool
-            | OpKind::Pool2d(_)
-            | OpKind::AdaptiveAvgPool2d(_)
-            | OpKind::ChannelShuffle(_)
-            | OpKind::ChannelPool
-            | OpKind::SpatialGate(_)
-            | OpKind::ChannelSlice(_)
-            | OpKind::Concat(_) => return Ok(None),
+            _ => return Ok(None),
         };
         Ok(Some(OpBuffers {
             parts,

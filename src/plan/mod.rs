@@ -528,18 +528,11 @@ impl Plan {
                 c.weight_shape().iter().map(|&d| w(d)).product::<u128>()
                     + c.bias.as_ref().map_or(0, |_| w(c.out_channels))
             }
-            OpKind::GlobalAvgPool
-            | OpKind::Pool2d(_)
-            | OpKind::AdaptiveAvgPool2d(_)
-            | OpKind::ChannelShuffle(_)
-            | OpKind::ChannelPool
-            | OpKind::SpatialGate(_)
-            | OpKind::ChannelSlice(_)
-            | OpKind::Concat(_) => 0,
             OpKind::Linear(l) => {
                 w(l.in_features) * w(l.out_features)
                     + l.bias.as_ref().map_or(0, |_| w(l.out_features))
             }
+            _ => 0, // pools, shuffles, copies, gates: no parameters
         }
     }
 
@@ -562,15 +555,8 @@ impl Plan {
                     * w(out.width)
             }
             OpKind::SqueezeExcite(se) => 2 * w(se.channels) * w(se.squeeze),
-            OpKind::GlobalAvgPool
-            | OpKind::Pool2d(_)
-            | OpKind::AdaptiveAvgPool2d(_)
-            | OpKind::ChannelShuffle(_)
-            | OpKind::ChannelPool
-            | OpKind::SpatialGate(_)
-            | OpKind::ChannelSlice(_)
-            | OpKind::Concat(_) => 0,
             OpKind::Linear(l) => w(l.in_features) * w(l.out_features),
+            _ => 0,
         }
     }
 
@@ -581,14 +567,7 @@ impl Plan {
                 out.channels as u128 * out.height as u128 * out.width as u128
             }
             OpKind::SqueezeExcite(se) => se.squeeze as u128 + se.channels as u128,
-            OpKind::GlobalAvgPool
-            | OpKind::Pool2d(_)
-            | OpKind::AdaptiveAvgPool2d(_)
-            | OpKind::ChannelShuffle(_)
-            | OpKind::ChannelPool
-            | OpKind::SpatialGate(_)
-            | OpKind::ChannelSlice(_)
-            | OpKind::Concat(_) => 0,
+            _ => 0,
         }
     }
 

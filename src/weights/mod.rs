@@ -258,14 +258,7 @@ impl Weights {
                         None => vec![0.0; l.out_features],
                     },
                 }),
-                OpKind::GlobalAvgPool
-                | OpKind::Pool2d(_)
-                | OpKind::AdaptiveAvgPool2d(_)
-                | OpKind::ChannelShuffle(_)
-                | OpKind::ChannelPool
-                | OpKind::SpatialGate(_)
-                | OpKind::ChannelSlice(_)
-                | OpKind::Concat(_) => continue,
+                _ => continue,
             };
             ops.insert(op.name.clone(), p);
         }
@@ -328,14 +321,7 @@ impl Weights {
                     ),
                     bias: uniform(l.out_features, 0.1),
                 }),
-                OpKind::GlobalAvgPool
-                | OpKind::Pool2d(_)
-                | OpKind::AdaptiveAvgPool2d(_)
-                | OpKind::ChannelShuffle(_)
-                | OpKind::ChannelPool
-                | OpKind::SpatialGate(_)
-                | OpKind::ChannelSlice(_)
-                | OpKind::Concat(_) => continue,
+                _ => continue,
             };
             ops.insert(op.name.clone(), p);
         }
