@@ -62,6 +62,45 @@ fn cases() -> Vec<Case> {
             vec![x(64, 112)],
         ),
         (
+            "avg_pool2d_3s2_ceil_64_112",
+            Operation::AvgPool2d(PoolArgs {
+                stride: [2, 2],
+                padding: [1, 1],
+                ceil_mode: true,
+                ..PoolArgs::new(3)
+            }),
+            vec![x(64, 112)],
+        ),
+        (
+            "adaptive_avg_pool2d_7_512_14",
+            Operation::AdaptiveAvgPool2d {
+                output_size: [7, 7],
+            },
+            vec![x(512, 14)],
+        ),
+        (
+            "batch_norm_256_28",
+            Operation::BatchNorm { eps: 1e-5 },
+            vec![
+                x(256, 28),
+                ("running_mean", vec![256]),
+                ("running_var", vec![256]),
+                ("weight", vec![256]),
+                ("bias", vec![256]),
+            ],
+        ),
+        (
+            "squeeze_excitation_256_28",
+            Operation::SqueezeExcitation,
+            vec![
+                x(256, 28),
+                ("fc1.weight", vec![64, 256, 1, 1]),
+                ("fc1.bias", vec![64]),
+                ("fc2.weight", vec![256, 64, 1, 1]),
+                ("fc2.bias", vec![256]),
+            ],
+        ),
+        (
             "channel_shuffle_g2_116_28",
             Operation::ChannelShuffle { groups: 2 },
             vec![x(116, 28)],
@@ -109,10 +148,15 @@ fn tensors(shapes: &[(&str, Vec<usize>)]) -> HashMap<String, Tensor> {
         .map(|(i, (name, shape))| {
             let scale = match *name {
                 "offset" => 2.0,
+                "running_var" => 0.5, // shifted to [0.5, 1.5) below
                 "weight" => 1.0 / (shape[1..].iter().product::<usize>() as f32).sqrt(),
                 _ => 1.0,
             };
-            (name.to_string(), tensor(shape, i as u32 + 1, scale))
+            let mut t = tensor(shape, i as u32 + 1, scale);
+            if *name == "running_var" {
+                t.data.iter_mut().for_each(|v| *v += 1.0);
+            }
+            (name.to_string(), t)
         })
         .collect()
 }

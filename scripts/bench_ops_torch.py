@@ -41,6 +41,10 @@ def cases():
         s = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
         return x * torch.sigmoid(F.conv2d(s, sw, sb, padding=3))
 
+    x512 = r(1, 512, 14, 14)
+    bn = [r(256), r(256, scale=0.5) + 1.0, r(256), r(256)]  # mean, var, weight, bias
+    se = torchvision.ops.SqueezeExcitation(256, 64).eval()
+
     macs = lambda w, h, wd: w.numel() * h * wd
     return [
         ("conv2d_3x3_64_56", lambda: F.conv2d(x64, w3, padding=1), macs(w3, 56, 56)),
@@ -49,6 +53,10 @@ def cases():
         ("deform_conv2d_3x3_64_56",
          lambda: torchvision.ops.deform_conv2d(x64, off, w3, padding=(1, 1)), macs(w3, 56, 56)),
         ("max_pool2d_3s2_64_112", lambda: F.max_pool2d(x112, 3, 2, 1), 0),
+        ("avg_pool2d_3s2_ceil_64_112", lambda: F.avg_pool2d(x112, 3, 2, 1, ceil_mode=True), 0),
+        ("adaptive_avg_pool2d_7_512_14", lambda: F.adaptive_avg_pool2d(x512, 7), 0),
+        ("batch_norm_256_28", lambda: F.batch_norm(x256, *bn, training=False), 0),
+        ("squeeze_excitation_256_28", lambda: se(x256), 0),
         ("channel_shuffle_g2_116_28", lambda: F.channel_shuffle(x116, 2), 0),
         ("cbam_256_28", lambda: cbam(x256), 0),
         ("relu6_256_28", lambda: F.relu6(x256), 0),
