@@ -3,7 +3,7 @@
 //! ```text
 //! bench (--model NAME | --regnet SPEC | --anynet SPEC) [--batch 1,8,...] [--size 224] [--backend gpu,cpu]
 //!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
-//!       [--shader-checks checked,unchecked,...] [--peak]
+//!       [--shader-checks checked,unchecked,...] [--peak] [--roofline]
 //! ```
 //!
 //! Weights are deterministic random ones (speed does not depend on their values). For each
@@ -17,9 +17,17 @@
 //! per-layer table (time, share, GFLOP/s) and `--svg FILE` draws it (one bar per dispatch,
 //! with the library's `plot` module).
 //!
+//! `--roofline` first measures the adapter's limits with two microkernels (`gpu::peak`: the
+//! FMA peak, and the storage bandwidth of a streaming copy) and prints them (`peak_gflops`,
+//! `peak_gb_s`; the GPU rows get them too, with `fraction_of_peak`); the profile then shows each
+//! dispatch's GB/s (the bytes its op reads and writes, its parameters included), its arithmetic
+//! intensity and its fraction of the roofline, min(FMA peak, bandwidth x intensity), and
+//! `--svg` draws the roofline chart instead of the bars.
+//!
 //! ```text
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 1,8 --backend gpu,cpu
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 1 --profile --svg profile.svg
+//! cargo run --release --example bench -- --model regnet_y_400mf --batch 8 --backend gpu --roofline --profile --svg roofline.svg
 //! ```
 
 use std::path::PathBuf;
@@ -30,7 +38,8 @@ use clap::{ArgGroup, Parser};
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
-use regnet_wgpu::plot::Bars;
+use regnet_wgpu::plan::OpKind;
+use regnet_wgpu::plot::{Axis, Bars, Chart, Series};
 use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 use serde_json::json;
 
@@ -83,6 +92,26 @@ struct Args {
     /// `shaders/fma_peak.wgsl`), to compare the kernels' GFLOP/s with.
     #[arg(long)]
     peak: bool,
+    /// Measure the adapter's roofline: its FMA peak and its storage bandwidth (a streaming
+    /// copy, `shaders/bandwidth_peak.wgsl`), printed with the JSON keys `peak_gflops` and
+    /// `peak_gb_s`; then `--profile` shows each dispatch's GB/s and its fraction of the roofline,
+    /// and `--svg` draws the roofline chart.
+    #[arg(long)]
+    roofline: bool,
+}
+
+/// The adapter's measured limits.
+#[derive(Clone, Copy)]
+struct Roofline {
+    gflops: f64,
+    gb_s: f64,
+}
+
+impl Roofline {
+    /// What a kernel of `intensity` FLOPs per byte can reach at most, in GFLOP/s.
+    fn bound(&self, intensity: f64) -> f64 {
+        self.gflops.min(self.gb_s * intensity)
+    }
 }
 
 /// The runtime checks a `--shader-checks` name stands for.
@@ -164,13 +193,10 @@ fn dispatch_macs(plan: &Plan, label: &str) -> u64 {
 }
 
 /// The per-dispatch times as bars, each labelled with its dispatch and its GFLOP/s.
-fn profile_svg(rows: &[(String, f64, f64)], title: &str) -> Result<String> {
+fn profile_svg(rows: &[Dispatch], title: &str) -> Result<String> {
     let bars = rows
         .iter()
-        .map(|(label, ms, gflops)| {
-            let label = label.replace("trunk_output.", "");
-            (format!("{label} ({gflops:.1} GFLOP/s)"), *ms)
-        })
+        .map(|d| (format!("{} ({:.1} GFLOP/s)", d.label, d.gflops), d.ms))
         .collect();
     Bars {
         title: title.to_string(),
@@ -198,6 +224,11 @@ fn run(args: &Args) -> Result<()> {
     if args.peak {
         print_peak(args)?;
     }
+    let roof = if args.roofline {
+        Some(measure_roofline(args)?)
+    } else {
+        None
+    };
     let mut rows = Vec::new();
     let mut profile = None;
     for backend in &args.backend {
@@ -212,14 +243,38 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     let prec_name = args.precision.to_string();
-    print_rows(args, &name, plan.macs() as f64, &prec_name, &rows);
+    print_rows(args, &name, plan.macs() as f64, &prec_name, &rows, roof);
     if args.profile || args.svg.is_some() {
         match profile {
-            Some((b, prof)) => print_profile(args, &name, &plan, b, &prof)?,
+            Some((b, prof)) => print_profile(args, &name, &plan, (b, &prof), roof)?,
             None => eprintln!("note: no per-layer profile: it needs the gpu backend on an adapter with timestamp queries"),
         }
     }
     Ok(())
+}
+
+/// `--roofline`: the adapter's FMA peak and storage bandwidth, printed.
+fn measure_roofline(args: &Args) -> Result<Roofline> {
+    let ctx = GpuContext::new(args.precision)?;
+    let roof = Roofline {
+        gflops: regnet_wgpu::gpu::peak::fma_peak(&ctx, 5)?,
+        gb_s: regnet_wgpu::gpu::peak::bandwidth_peak(&ctx, 5)?,
+    };
+    if args.json {
+        let j = json!({"backend": "gpu-roofline", "adapter": ctx.describe(),
+                       "peak_gflops": roof.gflops, "peak_gb_s": roof.gb_s});
+        println!("{j}");
+    } else {
+        println!(
+            "adapter roofline: FMA peak {:.1} GFLOP/s, storage bandwidth {:.1} GB/s (ridge at {:.2} \
+             FLOPs per byte; {}, shaders/fma_peak.wgsl, shaders/bandwidth_peak.wgsl)",
+            roof.gflops,
+            roof.gb_s,
+            roof.gflops / roof.gb_s,
+            ctx.describe()
+        );
+    }
+    Ok(roof)
 }
 
 /// `--peak`: the adapter's FMA peak (shaders/fma_peak.wgsl).
@@ -316,7 +371,14 @@ fn cpu_rows(args: &Args, plan: &Plan, weights: &Weights) -> Result<Vec<Row>> {
 }
 
 /// The rows as a table, or one JSON object per row.
-fn print_rows(args: &Args, name: &str, macs: f64, prec_name: &str, rows: &[Row]) {
+fn print_rows(
+    args: &Args,
+    name: &str,
+    macs: f64,
+    prec_name: &str,
+    rows: &[Row],
+    roof: Option<Roofline>,
+) {
     if !args.json {
         println!(
             "{name} at {0}x{0}, {1:.3} GMACs per image, {2} iterations after {3} warm-ups \
@@ -349,6 +411,11 @@ fn print_rows(args: &Args, name: &str, macs: f64, prec_name: &str, rows: &[Row])
             if let Some(w) = &r.wall {
                 j["wall_median_ms"] = json!(w.median);
             }
+            if let (Some(roof), true) = (roof, r.backend.starts_with("gpu")) {
+                j["peak_gflops"] = json!(roof.gflops);
+                j["peak_gb_s"] = json!(roof.gb_s);
+                j["fraction_of_peak"] = json!(gflops / roof.gflops);
+            }
             println!("{j}");
         } else {
             println!(
@@ -370,51 +437,142 @@ fn print_rows(args: &Args, name: &str, macs: f64, prec_name: &str, rows: &[Row])
     }
 }
 
-/// The per-dispatch profile of batch `b` as a table (`--profile`) and an SVG (`--svg`).
+/// Bytes one dispatch moves at least, by its label (an op's name): the values it reads and
+/// writes at `batch` images and its parameters, `elem` bytes each (0 for a split
+/// convolution's parts, as [`dispatch_macs`]).
+fn dispatch_bytes(plan: &Plan, label: &str, batch: usize, elem: usize) -> u64 {
+    plan.ops.iter().find(|o| o.name == label).map_or(0, |op| {
+        let read: usize = op.reads().into_iter().map(|v| plan.values[v].numel()).sum();
+        // Squeeze-and-excitation writes its gate only (the next conv applies it).
+        let written = match &op.kind {
+            OpKind::SqueezeExcite(se) => se.channels,
+            _ => plan.values[op.output].numel(),
+        };
+        ((read + written) as u64 * batch as u64 + plan.op_params(op)) * elem as u64
+    })
+}
+
+/// One dispatch of the profile: its label, time, GFLOP/s and GB/s.
+struct Dispatch {
+    label: String,
+    ms: f64,
+    gflops: f64,
+    gb_s: f64,
+}
+
+/// The per-dispatch profile of batch `b` as a table (`--profile`) and an SVG (`--svg`): the
+/// time bars, or with `--roofline` the roofline chart.
 fn print_profile(
     args: &Args,
     name: &str,
     plan: &Plan,
-    b: usize,
-    prof: &[(String, f64)],
+    (b, prof): (usize, &[(String, f64)]),
+    roof: Option<Roofline>,
 ) -> Result<()> {
     let total: f64 = prof.iter().map(|p| p.1).sum();
-    let rows: Vec<(String, f64, f64)> = prof
+    let elem = args.precision.bytes() as usize;
+    let rows: Vec<Dispatch> = prof
         .iter()
         .map(|(l, ms)| {
-            (
-                l.clone(),
-                *ms,
-                2.0 * dispatch_macs(plan, l) as f64 * b as f64 / (ms / 1e3).max(1e-12) / 1e9,
-            )
+            let secs = (ms / 1e3).max(1e-12);
+            Dispatch {
+                label: l.replace("trunk_output.", ""),
+                ms: *ms,
+                gflops: 2.0 * dispatch_macs(plan, l) as f64 * b as f64 / secs / 1e9,
+                gb_s: dispatch_bytes(plan, l, b, elem) as f64 / secs / 1e9,
+            }
         })
         .collect();
     if args.profile && !args.json {
         println!("\nper-layer GPU profile, batch {b} (each dispatch timed in its own pass; total {total:.2} ms)");
-        println!(
+        print!(
             "{:<48} {:>9} {:>7} {:>9}",
             "dispatch", "ms", "share", "GFLOP/s"
         );
-        for (l, ms, g) in &rows {
-            println!(
+        println!(
+            "{}",
+            if roof.is_some() {
+                format!(" {:>8} {:>8} {:>8}", "GB/s", "FLOP/B", "of roof")
+            } else {
+                String::new()
+            }
+        );
+        for d in &rows {
+            print!(
                 "{:<48} {:>9.3} {:>6.1}% {:>9.1}",
-                l.replace("trunk_output.", ""),
-                ms,
-                ms / total * 100.0,
-                g
+                d.label,
+                d.ms,
+                d.ms / total * 100.0,
+                d.gflops
             );
+            match roof {
+                Some(roof) if d.gb_s > 0.0 => {
+                    let intensity = d.gflops / d.gb_s;
+                    let of_roof = d.gflops / roof.bound(intensity) * 100.0;
+                    println!(" {:>8.1} {intensity:>8.2} {of_roof:>7.1}%", d.gb_s);
+                }
+                _ => println!(),
+            }
         }
     }
     if let Some(path) = &args.svg {
+        let what = if roof.is_some() {
+            "roofline"
+        } else {
+            "per-dispatch GPU time"
+        };
         let title = format!(
-            "{name} {0}x{0} batch {b}: per-dispatch GPU time (total {total:.2} ms)",
+            "{name} {0}x{0} batch {b}: {what} (total {total:.2} ms)",
             args.size
         );
-        std::fs::write(path, profile_svg(&rows, &title)?)
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        let svg = match roof {
+            Some(roof) => roofline_svg(&rows, roof, &title)?,
+            None => profile_svg(&rows, &title)?,
+        };
+        std::fs::write(path, svg).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The roofline: GFLOP/s against arithmetic intensity (log-log), the adapter's two roofs, each
+/// dispatch with multiply-adds a point.
+fn roofline_svg(rows: &[Dispatch], roof: Roofline, title: &str) -> Result<String> {
+    let points: Vec<(f64, f64)> = rows
+        .iter()
+        .filter(|d| d.gflops > 0.0 && d.gb_s > 0.0)
+        .map(|d| (d.gflops / d.gb_s, d.gflops))
+        .collect();
+    let lo = points
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::INFINITY, f64::min)
+        .min(0.1);
+    let hi = points
+        .iter()
+        .map(|p| p.0)
+        .fold(0.0, f64::max)
+        .max(4.0 * roof.gflops / roof.gb_s);
+    let ridge = roof.gflops / roof.gb_s;
+    let mut chart = Chart::new(
+        title,
+        Axis::log("arithmetic intensity (FLOPs per byte moved)"),
+        Axis::log("GFLOP/s"),
+    );
+    chart.subtitle = Some(format!(
+        "roof: {:.1} GFLOP/s FMA peak, {:.1} GB/s storage bandwidth (ridge {ridge:.2} FLOP/B)",
+        roof.gflops, roof.gb_s
+    ));
+    chart.series.push(Series::line(
+        "roofline",
+        [
+            (lo, roof.gb_s * lo),
+            (ridge, roof.gflops),
+            (hi, roof.gflops),
+        ],
+    ));
+    chart.series.push(Series::points("dispatches", points));
+    chart.to_svg()
 }
 
 fn cpu_name() -> String {

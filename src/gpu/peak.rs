@@ -1,5 +1,8 @@
-//! The adapter's measured arithmetic peak (`shaders/fma_peak.wgsl`): what benchmarks compare
-//! the kernels' GFLOP/s with ("half of the adapter's FMA peak").
+//! The adapter's measured limits, what benchmarks compare the kernels with: its arithmetic peak
+//! (`shaders/fma_peak.wgsl`: "half of the adapter's FMA peak") and its storage bandwidth
+//! (`shaders/bandwidth_peak.wgsl`, a streaming copy): together the roofline, where a kernel of
+//! arithmetic intensity I (FLOPs per byte moved) can reach at most min(peak FLOP/s, I x
+//! bandwidth).
 
 use std::time::Instant;
 
@@ -23,36 +26,95 @@ const FLOPS: f64 = (WORKGROUPS * WG) as f64 * ITERS as f64 * 64.0;
 /// # Ok::<(), regnet_wgpu::Error>(())
 /// ```
 pub fn fma_peak(ctx: &GpuContext, runs: usize) -> Result<f64> {
+    let out = buffer(ctx, "fma_peak out", (WORKGROUPS * WG * 4) as u64);
+    let constants = [("WG", WG as f64), ("ITERS", ITERS as f64)];
+    let secs = best_time(
+        ctx,
+        ("fma_peak", SOURCE, &constants),
+        &[&out],
+        WORKGROUPS,
+        runs,
+    )?;
+    Ok(FLOPS / secs / 1e9)
+}
+
+/// Bytes of each of the streaming copy's two buffers: 64 MiB, far past any cache, inside
+/// WebGPU's default 128 MiB storage binding.
+const STREAM_BYTES: u64 = 64 << 20;
+
+/// The best of `runs` timed dispatches of a streaming copy (`shaders/bandwidth_peak.wgsl`, the
+/// faster of its two access patterns), in GB/s of storage traffic (bytes read plus bytes written over the wall time of a
+/// submission and its completion; one warm-up run first): the bandwidth roof of the roofline.
+///
+/// ```no_run
+/// let ctx = regnet_wgpu::gpu::GpuContext::new(regnet_wgpu::gpu::Precision::F32)?;
+/// println!("{:.1} GB/s", regnet_wgpu::gpu::peak::bandwidth_peak(&ctx, 5)?);
+/// # Ok::<(), regnet_wgpu::Error>(())
+/// ```
+pub fn bandwidth_peak(ctx: &GpuContext, runs: usize) -> Result<f64> {
+    let bytes = STREAM_BYTES.min(ctx.device.limits().max_storage_buffer_binding_size / 16 * 16);
+    let src = buffer(ctx, "bandwidth_peak src", bytes);
+    let dst = buffer(ctx, "bandwidth_peak dst", bytes);
+    let mut best = f64::INFINITY;
+    for interleaved in [true, false] {
+        let constants = [
+            ("WG", WG as f64),
+            ("INTERLEAVED", interleaved as u32 as f64),
+        ];
+        let source = ("bandwidth_peak", STREAM_SOURCE, &constants[..]);
+        best = best.min(best_time(ctx, source, &[&src, &dst], 1024, runs)?);
+    }
+    Ok(2.0 * bytes as f64 / best / 1e9)
+}
+
+const STREAM_SOURCE: &str = include_str!("../../shaders/bandwidth_peak.wgsl");
+
+fn buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
+}
+
+/// The best wall time in seconds of `runs` submissions (after one warm-up) of a microkernel
+/// `(label, source, constants)` dispatched on `workgroups` x 1 x 1 with `buffers` bound in order.
+fn best_time(
+    ctx: &GpuContext,
+    (label, source, constants): (&str, &str, &[(&str, f64)]),
+    buffers: &[&wgpu::Buffer],
+    workgroups: u32,
+    runs: usize,
+) -> Result<f64> {
     let device = &ctx.device;
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("fma_peak.wgsl"),
-        source: wgpu::ShaderSource::Wgsl(SOURCE.into()),
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
     });
-    let constants = [("WG", WG as f64), ("ITERS", ITERS as f64)];
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("fma_peak"),
+        label: Some(label),
         layout: None,
         module: &module,
         entry_point: Some("main"),
         compilation_options: wgpu::PipelineCompilationOptions {
-            constants: &constants,
+            constants,
             zero_initialize_workgroup_memory: false,
         },
         cache: None,
     });
-    let out = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("fma_peak out"),
-        size: (WORKGROUPS * WG * 4) as u64,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
+    let entries: Vec<wgpu::BindGroupEntry> = buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
+        .collect();
     let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("fma_peak"),
+        label: Some(label),
         layout: &pipeline.get_bind_group_layout(0),
-        entries: &[wgpu::BindGroupEntry {
-            binding: 0,
-            resource: out.as_entire_binding(),
-        }],
+        entries: &entries,
     });
     let mut best = f64::INFINITY;
     for run in 0..=runs.max(1) {
@@ -61,16 +123,16 @@ pub fn fma_peak(ctx: &GpuContext, runs: usize) -> Result<f64> {
             let mut pass = enc.begin_compute_pass(&Default::default());
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(WORKGROUPS, 1, 1);
+            pass.dispatch_workgroups(workgroups, 1, 1);
         }
         let t0 = Instant::now();
         ctx.queue.submit([enc.finish()]);
         device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the FMA microkernel: {e}")))?;
+            .map_err(|e| Error::Gpu(format!("waiting for the {label} microkernel: {e}")))?;
         if run > 0 {
             best = best.min(t0.elapsed().as_secs_f64());
         }
     }
-    Ok(FLOPS / best / 1e9)
+    Ok(best)
 }
