@@ -355,23 +355,25 @@ fn im2col_gemm(
     let hw = out_shape.height * out_shape.width;
     let batch = out.len() / out_shape.numel();
     let in_len = in_shape.numel();
-    let group = |idx: usize, col: &mut Vec<f32>| {
+    let group = |idx: usize, col: &mut Vec<f32>, parallel: bool| {
         let (n, gi) = (idx / g, idx % g);
+        let image = &x[n * in_len..(n + 1) * in_len];
         im2col(
             conv,
-            &x[n * in_len..(n + 1) * in_len],
+            image,
             in_shape,
             gi * cin_g,
             cin_g,
             out_shape,
             col,
+            parallel,
         );
     };
     if batch * g >= 2 * rayon::current_num_threads() {
         out.par_chunks_mut(cout_g * hw)
             .enumerate()
             .for_each_init(Vec::new, |col, (idx, dst)| {
-                group(idx, col);
+                group(idx, col, false);
                 let gi = idx % g;
                 let w = &p.weight[gi * cout_g * k..(gi + 1) * cout_g * k];
                 sgemm(cout_g, hw, k, w, k, col, hw, dst, hw, accumulate);
@@ -382,7 +384,7 @@ fn im2col_gemm(
     let rows = block_rows(cout_g, 1, (BLOCK_FLOATS / hw.max(1)).max(8));
     let mut col = Vec::new();
     for (idx, dst) in out.chunks_mut(cout_g * hw).enumerate() {
-        group(idx, &mut col);
+        group(idx, &mut col, true);
         let gi = idx % g;
         dst.par_chunks_mut(rows * hw)
             .enumerate()
@@ -396,33 +398,59 @@ fn im2col_gemm(
 }
 
 /// Unfolds the channels `c0..c0 + cin` of one image `x` (`[C, H, W]`) into `col`
-/// (`[cin·kh·kw, Ho·Wo]`, row-major), zero where the kernel falls into the padding.
-fn im2col(conv: &Conv2d, x: &[f32], s: Shape, c0: usize, cin: usize, o: Shape, col: &mut Vec<f32>) {
+/// (`[cin·kh·kw, Ho·Wo]`, row-major), zero where the kernel falls into the padding; one
+/// parallel task per channel when `parallel` (a lone (image, group) whose GEMM is split over
+/// the threads anyway).
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    conv: &Conv2d,
+    x: &[f32],
+    s: Shape,
+    c0: usize,
+    cin: usize,
+    o: Shape,
+    col: &mut Vec<f32>,
+    parallel: bool,
+) {
+    let [kh, kw] = conv.kernel;
+    let per_channel = kh * kw * o.height * o.width;
+    col.clear();
+    col.resize(cin * per_channel, 0.0);
+    let plane = |c: usize| &x[(c0 + c) * s.height * s.width..(c0 + c + 1) * s.height * s.width];
+    if parallel {
+        col.par_chunks_mut(per_channel.max(1))
+            .enumerate()
+            .for_each(|(c, rows)| unfold_channel(conv, plane(c), s, o, rows));
+    } else {
+        for (c, rows) in col.chunks_mut(per_channel.max(1)).enumerate() {
+            unfold_channel(conv, plane(c), s, o, rows);
+        }
+    }
+}
+
+/// One input channel's rows of the im2col matrix: `rows` (`[kh·kw, Ho·Wo]`, zeroed) gets the
+/// plane's value under each kernel tap at each output pixel.
+fn unfold_channel(conv: &Conv2d, plane: &[f32], s: Shape, o: Shape, rows: &mut [f32]) {
     let [kh, kw] = conv.kernel;
     let (ho, wo) = (o.height, o.width);
     let [sy, sx] = conv.stride.map(|v| v as isize);
     let [py, px] = conv.padding.map(|v| v as isize);
     let [dy, dx] = conv.dilation.map(|v| v as isize);
-    col.clear();
-    col.resize(cin * kh * kw * ho * wo, 0.0);
-    for c in 0..cin {
-        let plane = &x[(c0 + c) * s.height * s.width..(c0 + c + 1) * s.height * s.width];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = ((c * kh + ky) * kw + kx) * ho * wo;
-                let dst = &mut col[row..row + ho * wo];
-                for oy in 0..ho {
-                    let iy = oy as isize * sy - py + ky as isize * dy;
-                    if iy < 0 || iy >= s.height as isize {
-                        continue;
-                    }
-                    let src = &plane[iy as usize * s.width..(iy as usize + 1) * s.width];
-                    let d = &mut dst[oy * wo..(oy + 1) * wo];
-                    for (ox, v) in d.iter_mut().enumerate() {
-                        let ix = ox as isize * sx - px + kx as isize * dx;
-                        if ix >= 0 && ix < s.width as isize {
-                            *v = src[ix as usize];
-                        }
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let row = (ky * kw + kx) * ho * wo;
+            let dst = &mut rows[row..row + ho * wo];
+            for oy in 0..ho {
+                let iy = oy as isize * sy - py + ky as isize * dy;
+                if iy < 0 || iy >= s.height as isize {
+                    continue;
+                }
+                let src = &plane[iy as usize * s.width..(iy as usize + 1) * s.width];
+                let d = &mut dst[oy * wo..(oy + 1) * wo];
+                for (ox, v) in d.iter_mut().enumerate() {
+                    let ix = ox as isize * sx - px + kx as isize * dx;
+                    if ix >= 0 && ix < s.width as isize {
+                        *v = src[ix as usize];
                     }
                 }
             }
