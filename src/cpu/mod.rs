@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::plan::{DeformConv2d, Graph, OpKind, Plan, ValueId};
+use crate::plan::{Conv2d, DeformConv2d, Graph, OpKind, Plan, ValueId};
 use crate::tensor::{check_image_batch, Tensor};
 use crate::weights::Weights;
 use conv::ConvLayer;
@@ -361,39 +361,70 @@ impl Run<'_> {
         buf
     }
 
+    /// Convolution op `i`: into a buffer holding its residual (then accumulated), or a fresh one.
+    fn conv(&mut self, i: usize, c: &Conv2d) -> Result<Vec<f32>> {
+        let (plan, n) = (self.graph, self.batch);
+        let op = &plan.ops[i];
+        let (in_shape, out_shape) = (plan.values[op.input], plan.values[op.output]);
+        let (mut out, accumulate) = match c.residual {
+            // A residual of fewer channels goes into the first channels of each image.
+            Some(r) if plan.values[r].channels < out_shape.channels => {
+                let out = self.partial_residual(r, out_shape.numel());
+                if self.is_dead(r, i) {
+                    if let Some(v) = self.values[r].take() {
+                        self.buffers.give(v);
+                    }
+                }
+                (out, true)
+            }
+            // The input must stay readable while the residual is overwritten.
+            Some(r) if r == op.input => (self.copy(r), true),
+            Some(r) => (self.take_or_copy(r, i), true),
+            None => (self.buffers.take(n * out_shape.numel()), false),
+        };
+        let layer = ConvLayer {
+            conv: c,
+            params: self.weights.conv(&op.name)?,
+            packed: self.packed.get(&op.name).map(Vec::as_slice),
+            in_shape,
+            out_shape,
+        };
+        conv::conv2d(&layer, self.value(op.input), &mut out, accumulate);
+        Ok(out)
+    }
+
+    /// A channel slice or a concatenation (op `i`): the channel ranges copied.
+    fn copy_channels(&mut self, i: usize) -> Vec<f32> {
+        let plan = self.graph;
+        let op = &plan.ops[i];
+        let out_shape = plan.values[op.output];
+        let hw = out_shape.height * out_shape.width;
+        let mut out = self.buffers.take(self.batch * out_shape.numel());
+        // (source, its first channel, channels copied)
+        let parts: Vec<(usize, usize, usize)> = match &op.kind {
+            OpKind::ChannelSlice(begin) => vec![(op.input, *begin, out_shape.channels)],
+            OpKind::Concat(others) => std::iter::once(op.input)
+                .chain(others.iter().copied())
+                .map(|v| (v, 0, plan.values[v].channels))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut at = 0;
+        for (v, begin, count) in parts {
+            let src = (self.value(v), plan.values[v].channels, begin);
+            ops::copy_channels(src, (&mut out, out_shape.channels, at), count, hw);
+            at += count;
+        }
+        out
+    }
+
     /// Computes op `i`'s output.
     fn op(&mut self, i: usize) -> Result<Vec<f32>> {
         let (plan, n) = (self.graph, self.batch);
         let op = &plan.ops[i];
         let (in_shape, out_shape) = (plan.values[op.input], plan.values[op.output]);
         Ok(match &op.kind {
-            OpKind::Conv2d(c) => {
-                let (mut out, accumulate) = match c.residual {
-                    // A residual of fewer channels goes into the first channels of each image.
-                    Some(r) if plan.values[r].channels < out_shape.channels => {
-                        let out = self.partial_residual(r, out_shape.numel());
-                        if self.is_dead(r, i) {
-                            if let Some(v) = self.values[r].take() {
-                                self.buffers.give(v);
-                            }
-                        }
-                        (out, true)
-                    }
-                    // The input must stay readable while the residual is overwritten.
-                    Some(r) if r == op.input => (self.copy(r), true),
-                    Some(r) => (self.take_or_copy(r, i), true),
-                    None => (self.buffers.take(n * out_shape.numel()), false),
-                };
-                let layer = ConvLayer {
-                    conv: c,
-                    params: self.weights.conv(&op.name)?,
-                    packed: self.packed.get(&op.name).map(Vec::as_slice),
-                    in_shape,
-                    out_shape,
-                };
-                conv::conv2d(&layer, self.value(op.input), &mut out, accumulate);
-                out
-            }
+            OpKind::Conv2d(c) => self.conv(i, c)?,
             OpKind::SqueezeExcite(se) => {
                 let mut x = self.take_or_copy(op.input, i);
                 let hw = in_shape.height * in_shape.width;
@@ -429,30 +460,7 @@ impl Run<'_> {
                 in_shape.channels,
                 in_shape.height * in_shape.width,
             ),
-            OpKind::ChannelSlice(begin) => {
-                let mut out = self.buffers.take(n * out_shape.numel());
-                let hw = in_shape.height * in_shape.width;
-                let src = (self.value(op.input), in_shape.channels, *begin);
-                ops::copy_channels(
-                    src,
-                    (&mut out, out_shape.channels, 0),
-                    out_shape.channels,
-                    hw,
-                );
-                out
-            }
-            OpKind::Concat(others) => {
-                let mut out = self.buffers.take(n * out_shape.numel());
-                let hw = in_shape.height * in_shape.width;
-                let mut at = 0;
-                for v in std::iter::once(op.input).chain(others.iter().copied()) {
-                    let c = plan.values[v].channels;
-                    let dst = (&mut out[..], out_shape.channels, at);
-                    ops::copy_channels((self.value(v), c, 0), dst, c, hw);
-                    at += c;
-                }
-                out
-            }
+            OpKind::ChannelSlice(_) | OpKind::Concat(_) => self.copy_channels(i),
             OpKind::DeformConv2d(d) => {
                 let mut out = self.buffers.take(n * out_shape.numel());
                 deform::deform_conv2d(
