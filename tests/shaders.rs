@@ -43,11 +43,16 @@ fn subgroup_probe_parses_and_validates() {
 }
 
 #[test]
-fn fma_peak_parses_and_validates() {
+fn the_roofline_microkernels_parse_and_validate() {
     validate(
         "fma_peak.wgsl",
         Precision::F32,
         include_str!("../shaders/fma_peak.wgsl"),
+    );
+    validate(
+        "bandwidth_peak.wgsl",
+        Precision::F32,
+        include_str!("../shaders/bandwidth_peak.wgsl"),
     );
 }
 
@@ -88,7 +93,8 @@ fn every_wgsl_file_is_used() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         // The prelude opens every module; the subgroup entry points are appended to the conv
-        // families' modules (Family::source_with_subgroups).
+        // families' modules (Family::source_with_subgroups); the roofline's microkernels
+        // (gpu::peak) and the probes stand alone.
         if name == "prelude.wgsl"
             || name == preprocess::SHADER_FILE
             || name == "conv_pointwise_subgroup.wgsl"
@@ -96,6 +102,7 @@ fn every_wgsl_file_is_used() {
             || name == "subgroup.wgsl"
             || name == "subgroup_probe.wgsl"
             || name == "fma_peak.wgsl"
+            || name == "bandwidth_peak.wgsl"
         {
             continue;
         }
