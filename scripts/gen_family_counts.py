@@ -13,7 +13,6 @@ Needs: torch, torchvision, timm.
 import json
 import sys
 
-import timm
 import torch
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
@@ -34,11 +33,13 @@ def taps(name, net):
     return [("stem", net.maxpool)] + [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, 5)]
 
 
-def measure(name, net, h, w):
+def measure(net, tap_modules, h, w):
+    """MACs of one zeros image of h x w (FlopCounterMode // 2) and the [C, H, W] output of each
+    (tap name, module) in tap_modules. scripts/gen_mobile_counts.py uses it too."""
     shapes = {}
     hooks = [
         m.register_forward_hook(lambda _m, _i, out, t=t: shapes.__setitem__(t, list(out.shape[1:])))
-        for t, m in taps(name, net)
+        for t, m in tap_modules
     ]
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(torch.zeros(1, 3, h, w))
@@ -48,6 +49,8 @@ def measure(name, net, h, w):
 
 
 def main(out_path):
+    import timm  # here, so that gen_mobile_counts.py can import measure without timm
+
     torch.set_num_threads(2)
     models = {}
     for name in TORCHVISION + TIMM:
@@ -57,7 +60,7 @@ def main(out_path):
             net = torchvision.models.get_model(name, weights=None)
         net.eval()
         params = sum(p.numel() for p in net.parameters())
-        sizes = {f"{h}x{w}": measure(name, net, h, w) for h, w in SIZES}
+        sizes = {f"{h}x{w}": measure(net, taps(name, net), h, w) for h, w in SIZES}
         models[name] = {"params": params, "sizes": sizes}
         print(name, params, sizes["224x224"]["macs"], file=sys.stderr)
     versions = {"torch": torch.__version__, "torchvision": torchvision.__version__,

@@ -25,7 +25,8 @@ import sys
 
 import torch
 import torchvision
-from torch.utils.flop_counter import FlopCounterMode
+
+from gen_family_counts import measure  # the same count and hooks as the ResNets' and ReXNets'
 
 MODELS = ["mobilenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5",
           "shufflenet_v2_x2_0"]
@@ -42,19 +43,6 @@ def taps(name, net):
     return [("stem", net.maxpool)] + [(n, getattr(net, n)) for n in ("stage2", "stage3", "stage4", "conv5")]
 
 
-def measure(name, net, h, w):
-    shapes = {}
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out, t=t: shapes.__setitem__(t, list(out.shape[1:])))
-        for t, m in taps(name, net)
-    ]
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(torch.zeros(1, 3, h, w))
-    for hook in hooks:
-        hook.remove()
-    return {"macs": counter.get_total_flops() // 2, "taps": shapes}
-
-
 def main(out_path):
     torch.set_num_threads(2)
     models = {}
@@ -62,7 +50,7 @@ def main(out_path):
         net = torchvision.models.get_model(name, weights=None)
         net.eval()
         params = sum(p.numel() for p in net.parameters())
-        sizes = {f"{h}x{w}": measure(name, net, h, w) for h, w in SIZES}
+        sizes = {f"{h}x{w}": measure(net, taps(name, net), h, w) for h, w in SIZES}
         models[name] = {"params": params, "sizes": sizes}
         print(name, params, sizes["224x224"]["macs"], file=sys.stderr)
     versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
