@@ -4,6 +4,7 @@
 //! bench (--model NAME | --regnet SPEC | --anynet SPEC) [--batch 1,8,...] [--size 224] [--backend gpu,cpu]
 //!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
 //!       [--shader-checks checked,unchecked,...] [--peak] [--roofline]
+//!       [--tuning rules,cached,tune] [--tune-budget SECS] [--tuning-cache DIR]
 //! ```
 //!
 //! Weights are deterministic random ones (speed does not depend on their values). For each
@@ -24,6 +25,12 @@
 //! intensity and its fraction of the roofline, min(FMA peak, bandwidth x intensity), and
 //! `--svg` draws the roofline chart instead of the bars.
 //!
+//! `--tuning` picks the kernels' tiles and workgroup sizes (`gpu::autotune`): the documented
+//! rules, the autotuner's table kept on disk for this adapter (the default; the rules where it
+//! has nothing), or a tuning first (each shape class's candidates timed, the winners saved, a
+//! line per class on stderr). Several, comma separated, are timed in turns in one run, each row
+//! labelled with its `tuning`.
+//!
 //! ```text
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 1,8 --backend gpu,cpu
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 1 --profile --svg profile.svg
@@ -37,6 +44,8 @@ use std::time::Instant;
 use clap::{ArgGroup, Parser};
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
+use regnet_wgpu::gpu::autotune::{table_for, TuneBudget, TuneReport, TuningMode};
+use regnet_wgpu::gpu::pipeline_cache::default_cache_dir;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
 use regnet_wgpu::plan::OpKind;
 use regnet_wgpu::plot::{Axis, Bars, Chart, Series};
@@ -98,6 +107,19 @@ struct Args {
     /// and `--svg` draws the roofline chart.
     #[arg(long)]
     roofline: bool,
+    /// Tiles and workgroup sizes, comma separated to compare them in one run (interleaved):
+    /// `rules` (the documented tile rules), `cached` (the autotuner's table for this adapter
+    /// where one is on disk, the rules elsewhere) or `tune` (first time the shape classes the
+    /// table lacks, within --tune-budget, and save them).
+    #[arg(long, value_delimiter = ',', default_value = "cached")]
+    tuning: Vec<TuningMode>,
+    /// Seconds `--tuning tune` may spend per batch size (compiling included).
+    #[arg(long, default_value_t = 120.0)]
+    tune_budget: f64,
+    /// Where the autotuner's tables are kept [default: $XDG_CACHE_HOME/regnet-wgpu or
+    /// ~/.cache/regnet-wgpu].
+    #[arg(long)]
+    tuning_cache: Option<PathBuf>,
 }
 
 /// The adapter's measured limits.
@@ -181,6 +203,8 @@ struct Row {
     timing: &'static str,
     st: Stats,
     wall: Option<Stats>,
+    /// GPU rows: the tuning mode and the tuned classes the runner had.
+    tuning: Option<(TuningMode, usize)>,
 }
 
 /// Multiply-adds of one dispatch, by its label (an op's name; a split convolution's parts carry
@@ -295,8 +319,8 @@ fn print_peak(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The GPU's rows: one per (batch, shader checks); the first batch's per-layer profile into
-/// `profile` when it is asked for.
+/// The GPU's rows: one per (batch, shader checks, tuning), the configurations of a batch timed
+/// in turns; the first batch's per-layer profile into `profile` when it is asked for.
 fn gpu_rows(
     args: &Args,
     plan: &Plan,
@@ -305,44 +329,124 @@ fn gpu_rows(
 ) -> Result<Vec<Row>> {
     let ctx = GpuContext::new(args.precision)?;
     let mut rows = Vec::new();
-    for (&b, checks) in args
-        .batch
-        .iter()
-        .flat_map(|b| args.shader_checks.iter().map(move |c| (b, c)))
-    {
-        let opts = RunnerOptions {
-            batch: b,
-            precision: args.precision,
-            shader_checks: shader_checks(checks)?,
-            ..Default::default()
-        };
-        let runner = GpuRunner::new(&ctx, plan, weights, opts)?;
+    for &b in &args.batch {
+        let mut configs = Vec::new();
+        for checks in &args.shader_checks {
+            for &mode in &args.tuning {
+                configs.push(gpu_config(args, &ctx, plan, weights, b, checks, mode)?);
+            }
+        }
         let x = input(b, args.size);
-        for _ in 0..args.warmup {
-            runner.run(&x)?;
+        for c in &configs {
+            for _ in 0..args.warmup {
+                c.runner.run(&x)?;
+            }
         }
-        let wall = wall_times(args.iters, || runner.run(&x).map(|_| ()))?;
-        let (timing, times) = match runner.time_gpu(&x, args.iters)? {
-            Some(t) => ("gpu-timestamps", t),
-            None => ("wall", wall.clone()),
-        };
+        let mut wall = vec![Vec::new(); configs.len()];
+        let mut device = vec![Vec::new(); configs.len()];
+        for _ in 0..args.iters {
+            for (k, c) in configs.iter().enumerate() {
+                wall[k].extend(wall_times(1, || c.runner.run(&x).map(|_| ()))?);
+                device[k].extend(c.runner.time_gpu(&x, 1)?.unwrap_or_default());
+            }
+        }
         if (args.profile || args.svg.is_some()) && profile.is_none() {
-            *profile = runner.profile(&x)?.map(|p| (b, p));
+            *profile = configs[0].runner.profile(&x)?.map(|p| (b, p));
         }
-        rows.push(Row {
-            backend: if checks == "checked" {
-                "gpu".into()
+        for ((c, wall), device) in configs.into_iter().zip(wall).zip(device) {
+            let (timing, times) = if device.is_empty() {
+                ("wall", wall.clone())
             } else {
-                format!("gpu/{checks}")
-            },
-            adapter: ctx.describe(),
-            batch: b,
-            timing,
-            st: stats(times),
-            wall: Some(stats(wall)),
-        });
+                ("gpu-timestamps", device)
+            };
+            rows.push(Row {
+                backend: c.label,
+                adapter: ctx.describe(),
+                batch: b,
+                timing,
+                st: stats(times),
+                wall: Some(stats(wall)),
+                tuning: Some((c.mode, c.classes)),
+            });
+        }
     }
     Ok(rows)
+}
+
+/// One GPU configuration of a batch: its runner, row label, tuning and tuned classes in use.
+struct GpuConfig {
+    runner: GpuRunner,
+    label: String,
+    mode: TuningMode,
+    classes: usize,
+}
+
+fn gpu_config(
+    args: &Args,
+    ctx: &GpuContext,
+    plan: &Plan,
+    weights: &Weights,
+    batch: usize,
+    checks: &str,
+    mode: TuningMode,
+) -> Result<GpuConfig> {
+    let mut opts = RunnerOptions {
+        batch,
+        precision: args.precision,
+        shader_checks: shader_checks(checks)?,
+        ..Default::default()
+    };
+    let dir = args.tuning_cache.clone().or_else(default_cache_dir);
+    let budget = TuneBudget {
+        time: std::time::Duration::from_secs_f64(args.tune_budget.max(0.0)),
+        ..Default::default()
+    };
+    let (table, report) = table_for(ctx, &plan.graph(), &opts, mode, dir.as_deref(), &budget)?;
+    if let Some(r) = report {
+        print_tuning(&r, batch);
+    }
+    let classes = table.as_ref().map_or(0, |t| t.len());
+    opts.tuned = table;
+    let mut label = "gpu".to_string();
+    if checks != "checked" {
+        label += &format!("/{checks}");
+    }
+    if mode != TuningMode::Cached {
+        label += &format!("/{mode}");
+    }
+    Ok(GpuConfig {
+        runner: GpuRunner::new(ctx, plan, weights, opts)?,
+        label,
+        mode,
+        classes,
+    })
+}
+
+/// What the autotuner did, on stderr: each class tuned now, its winner against the rules.
+fn print_tuning(r: &TuneReport, batch: usize) {
+    eprintln!(
+        "autotune (batch {batch}): {} classes tuned in {:.1} s, {} from the cache, {} left for \
+         a later run (budget)",
+        r.tuned.len(),
+        r.seconds,
+        r.cached,
+        r.left
+    );
+    for t in &r.tuned {
+        let c = t.entry.choice;
+        eprintln!(
+            "  {:<44} {:<24} tile {}x{} subgroup {:<5} wg {:>2}: {:.3} ms, rules {:.3} ms ({} candidates)",
+            t.class.to_string(),
+            t.layer,
+            c.tile[0],
+            c.tile[1],
+            c.subgroup,
+            c.wg,
+            t.entry.ms,
+            t.entry.rules_ms,
+            t.candidates
+        );
+    }
 }
 
 /// The CPU backend's rows: one per batch (f32 whatever `--precision` says).
@@ -365,6 +469,7 @@ fn cpu_rows(args: &Args, plan: &Plan, weights: &Weights) -> Result<Vec<Row>> {
             timing: "wall",
             st: stats(wall),
             wall: None,
+            tuning: None,
         });
     }
     Ok(rows)
@@ -410,6 +515,10 @@ fn print_rows(
             });
             if let Some(w) = &r.wall {
                 j["wall_median_ms"] = json!(w.median);
+            }
+            if let Some((mode, classes)) = r.tuning {
+                j["tuning"] = json!(mode.to_string());
+                j["tuned_classes"] = json!(classes);
             }
             if let (Some(roof), true) = (roof, r.backend.starts_with("gpu")) {
                 j["peak_gflops"] = json!(roof.gflops);

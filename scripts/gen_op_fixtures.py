@@ -55,6 +55,7 @@ The committed files were made with torch 2.15.0+cu132 and torchvision 0.29.2+cu1
 Usage (from the repository root):
     python3 scripts/gen_op_fixtures.py            # writes tests/fixtures/ops/
     python3 scripts/gen_op_fixtures.py --out DIR [--seed 0]
+    python3 scripts/gen_op_fixtures.py --tiles    # the autotuner's cases: tests/fixtures/tiles/
 Needs: torch, torchvision (any recent; the files above came from the versions named).
 """
 import argparse
@@ -211,6 +212,42 @@ def gen_conv2d(k, rng, v):
         y = F.batch_norm(y, d(t["bn.running_mean"]), d(t["bn.running_var"]), d(t["bn.weight"]),
                          d(t["bn.bias"]), training=False, eps=1e-3)
     if with_residual:
+        y = y + d(t["residual"])
+    return t, params, act(activation, y)
+
+
+# The autotuner's cases (--tiles, tests/fixtures/tiles/): convolutions large enough for every
+# candidate tile to matter, and for the subgroup entry points to run (a 1x1 GEMM needs 7
+# blocks of output channels: 112 channels at 16 a block; a direct conv 7 pixel tiles a block).
+TILE_CASES = [
+    dict(n=1, c=64, h=12, w=12, o=112, k=(1, 1), s=(1, 1), p=(0, 0), dil=(1, 1), g=1),
+    dict(n=2, c=40, h=9, w=7, o=64, k=(1, 1), s=(1, 1), p=(0, 0), dil=(1, 1), g=1),
+    dict(n=1, c=24, h=15, w=15, o=120, k=(1, 1), s=(2, 2), p=(0, 0), dil=(1, 1), g=1),
+    dict(n=1, c=64, h=14, w=14, o=64, k=(3, 3), s=(1, 1), p=(1, 1), dil=(1, 1), g=8),
+    dict(n=2, c=48, h=20, w=20, o=48, k=(3, 3), s=(2, 2), p=(1, 1), dil=(1, 1), g=6),
+    dict(n=1, c=32, h=17, w=13, o=32, k=(3, 3), s=(1, 1), p=(1, 1), dil=(1, 1), g=32),
+    dict(n=1, c=3, h=32, w=32, o=32, k=(3, 3), s=(2, 2), p=(1, 1), dil=(1, 1), g=1),
+    dict(n=1, c=3, h=30, w=30, o=16, k=(7, 7), s=(2, 2), p=(3, 3), dil=(1, 1), g=1),
+]
+
+
+def gen_tile_conv(k, rng, v):
+    """A TILE_CASES conv with bias; every third with a residual; activations in turn."""
+    spec = TILE_CASES[k]
+    ho = out_len(spec["h"], spec["k"][0], spec["s"][0], spec["p"][0], spec["dil"][0])
+    wo = out_len(spec["w"], spec["k"][1], spec["s"][1], spec["p"][1], spec["dil"][1])
+    activation = ACTIVATIONS[k % len(ACTIVATIONS)]
+    xs = (spec["n"], spec["c"], spec["h"], spec["w"])
+    ws = (spec["o"], spec["c"] // spec["g"]) + spec["k"]
+    ys = (spec["n"], spec["o"], ho, wo)
+    t = {"input": v.uniform(xs), "weight": v.conv_weight(ws), "bias": v.uniform((spec["o"],))}
+    if k % 3 == 1:
+        t["residual"] = v.uniform(ys)
+    params = dict(stride=spec["s"], padding=spec["p"], dilation=spec["dil"], groups=spec["g"],
+                  activation=activation)
+    y = F.conv2d(d(t["input"]), d(t["weight"]), d(t["bias"]), spec["s"], spec["p"],
+                 spec["dil"], spec["g"])
+    if "residual" in t:
         y = y + d(t["residual"])
     return t, params, act(activation, y)
 
@@ -541,6 +578,8 @@ OPS = [  # (op, generator, number of cases)
     ("sigmoid", gen_activation("sigmoid"), 3),
 ]
 
+TILE_OPS = [("conv2d", gen_tile_conv, len(TILE_CASES))]
+
 DTYPES = {torch.float32: ("F32", "<f4"), torch.float64: ("F64", "<f8")}
 
 
@@ -586,16 +625,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=DEFAULT_OUT, help="output folder (tests/fixtures/ops)")
     ap.add_argument("--seed", type=int, default=0, help="mixed into every case's seed")
+    ap.add_argument("--tiles", action="store_true",
+                    help="the autotuner's cases instead (default --out tests/fixtures/tiles)")
     args = ap.parse_args()
+    ops, limit = OPS, 150_000
+    if args.tiles:
+        ops, limit = TILE_OPS, 400_000
+        if args.out == DEFAULT_OUT:
+            args.out = os.path.join(os.path.dirname(DEFAULT_OUT), "tiles")
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
-    names = {op for op, _, _ in OPS}
+    names = {op for op, _, _ in ops}
     for f in os.listdir(args.out):  # stale cases of ours, e.g. after a count went down
         stem, _, rest = f.rpartition("-")
         if stem in names and rest.endswith(".safetensors"):
             os.remove(os.path.join(args.out, f))
     cases, total = [], 0
-    for op, gen, count in OPS:
+    for op, gen, count in ops:
         for k in range(count):
             t, params, y = make_case(op, gen, k, args.seed)
             params = {name: fmt(value) for name, value in params.items()}
@@ -605,7 +651,7 @@ def main():
             path = os.path.join(args.out, fname)
             write_safetensors(path, tensors, {"op": op, **params})
             size = os.path.getsize(path)
-            assert size < 150_000, (fname, size)
+            assert size < limit, (fname, size)
             total += size
             cases.append({"file": fname, "op": op, "params": params,
                           "shapes": {name: list(x.shape) for name, x in sorted(tensors.items())}})

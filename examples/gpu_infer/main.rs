@@ -18,6 +18,7 @@
 //!     --image photos/ --batch 8 --json > results.jsonl
 //! cargo run --release --example gpu_infer -- --model regnet_x_400mf --backend cpu \
 //!     --input-tensor in.safetensors --save-logits out.safetensors
+//! cargo run --release --example gpu_infer -- --tuning tune   # time tiles once, keep them
 //! ```
 
 mod inputs;
@@ -31,6 +32,7 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use inputs::{Batch, Item, Source};
 use regnet_wgpu::config::{pretrained, Architecture};
+use regnet_wgpu::gpu::autotune::{table_for, TuneBudget, TuneTable, TuningMode};
 use regnet_wgpu::gpu::pipeline_cache::default_cache_dir;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions, ShaderChecks};
 use regnet_wgpu::preprocess::EvalTransform;
@@ -107,6 +109,15 @@ struct Args {
     /// Neither read nor write the pipeline cache.
     #[arg(long, conflicts_with = "pipeline_cache")]
     no_pipeline_cache: bool,
+    /// The GPU kernels' tiles and workgroup sizes: `rules` (the documented tile rules),
+    /// `cached` (the autotuner's table for this adapter where one is on disk, beside the
+    /// pipeline cache; the rules elsewhere) or `tune` (first time the shape classes the table
+    /// lacks, within --tune-budget, and save them). Changes speed, never results.
+    #[arg(long, value_name = "MODE", default_value = "cached")]
+    tuning: TuningMode,
+    /// Seconds `--tuning tune` may spend (compiling included).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    tune_budget: f64,
     /// How many classes to print per image (at most the model's classes).
     #[arg(long, value_name = "K", default_value_t = 5, value_parser = parse_count)]
     top: usize,
@@ -169,6 +180,39 @@ impl Inputs {
     }
 }
 
+/// The autotuner's table for `--tuning` (kept beside the pipeline cache); what a tuning did
+/// goes to stderr.
+fn tuning_table(
+    args: &Args,
+    ctx: &GpuContext,
+    plan: &Plan,
+    opts: &RunnerOptions,
+) -> Result<Option<std::sync::Arc<TuneTable>>> {
+    let dir = args.pipeline_cache.clone().or_else(default_cache_dir);
+    let budget = TuneBudget {
+        time: std::time::Duration::from_secs_f64(args.tune_budget.max(0.0)),
+        ..Default::default()
+    };
+    let (table, report) = table_for(
+        ctx,
+        &plan.graph(),
+        opts,
+        args.tuning,
+        dir.as_deref(),
+        &budget,
+    )?;
+    if let Some(r) = report {
+        eprintln!(
+            "autotune: {} shape classes tuned in {:.1} s, {} from the cache, {} left for a later run",
+            r.tuned.len(),
+            r.seconds,
+            r.cached,
+            r.left
+        );
+    }
+    Ok(table)
+}
+
 /// A backend ready to run batches.
 enum Engine {
     Gpu(GpuContext, Box<GpuRunner>),
@@ -193,12 +237,13 @@ impl Engine {
                     } else {
                         ShaderChecks::checked()
                     };
-                    let opts = RunnerOptions {
+                    let mut opts = RunnerOptions {
                         batch,
                         precision,
                         shader_checks,
                         ..Default::default()
                     };
+                    opts.tuned = tuning_table(args, &ctx, &plan, &opts)?;
                     let runner = GpuRunner::new(&ctx, &plan, &weights, opts)?;
                     return Ok(Engine::Gpu(ctx, Box::new(runner)));
                 }

@@ -311,7 +311,7 @@ pub fn quiet_headless_wayland() {
 }
 
 /// Workgroup sizes the runner dispatches (see [`super::tiling::Tiling::workgroup`]).
-const PROBED_WORKGROUPS: [u32; 4] = [8, 16, 32, 64];
+pub(crate) const PROBED_WORKGROUPS: [u32; 4] = [8, 16, 32, 64];
 
 /// Runs `shaders/subgroup_probe.wgsl` for every workgroup size the runner uses; true when every
 /// invocation found its subgroup laid out as the subgroup kernels assume. False on any error.

@@ -22,7 +22,10 @@ use super::params::{
     DeformConvParams, KernelParams, LinearParams, PointwiseParams, Pool2dParams, PoolParams,
     SpatialGateParams, SqueezeExciteParams,
 };
-use super::tiling::Tiling;
+use std::sync::Arc;
+
+use super::autotune::{ShapeClass, TileChoice, TuneTable};
+use super::tiling::{conv_subgroup_fits, Tiling, SUBGROUP_GEMM_MIN_BLOCKS};
 use crate::error::{Error, Result};
 use crate::plan::{
     Activation, Conv2d, DeformConv2d, Graph, Linear, Op, OpKind, PoolMode, SqueezeExcite, ValueId,
@@ -287,6 +290,16 @@ pub struct LowerOptions {
     pub tiling: Tiling,
     /// The device runs the subgroup entry points ([`super::GpuContext::has_subgroups`]).
     pub subgroups: bool,
+    /// The autotuner's choices: a convolution of a class the table holds takes its choice
+    /// where the choice fits the layer, the rules otherwise.
+    pub tuned: Option<Arc<TuneTable>>,
+}
+
+impl LowerOptions {
+    /// The table's choice for `class`, if any.
+    fn tuned(&self, class: &ShapeClass) -> Option<TileChoice> {
+        self.tuned.as_ref().and_then(|t| t.get(class))
+    }
 }
 
 /// The spatial shape of a convolution for a batch.
@@ -425,15 +438,21 @@ fn pointwise_dispatch(
     // One invocation per (image, block of TM output channels, tile of TN pixels); the
     // subgroup entry point has the blocks innermost and rounds up to whole subgroups.
     let hw = s.out_h * s.out_w;
-    let [tm, tn] = o.tiling.pointwise();
+    let class = ShapeClass::of(c, true, part.rows, s.batch, [s.out_h, s.out_w]);
+    let tuned = o.tuned(&class).filter(TileChoice::fits_pointwise);
+    let [tm, tn] = tuned.map_or(o.tiling.pointwise(), |t| t.tile);
     let ocb = (part.rows as u64).div_ceil(tm as u64);
     let tiles = hw.div_ceil(tn as u64);
-    let subgroup = o.subgroups && o.tiling.pointwise_subgroup(ocb);
+    let subgroup = o.subgroups
+        && match tuned {
+            Some(t) => t.subgroup && ocb >= SUBGROUP_GEMM_MIN_BLOCKS,
+            None => o.tiling.pointwise_subgroup(ocb),
+        };
     let mut invocations = s.batch * ocb * tiles;
     if subgroup {
         invocations = invocations.next_multiple_of(SUBGROUP_SIZE as u64);
     }
-    let wg = o.tiling.workgroup(invocations);
+    let wg = tuned.map_or_else(|| o.tiling.workgroup(invocations), |t| t.wg);
     let u = |param: &str, v: u64| to_u32(name, param, v);
     u("invocations", invocations.next_multiple_of(wg as u64))?;
     let [batch, in_c, in_h, in_w, out_c, out_h, out_w, x_vec4s] = conv_dims(c, s, name)?;
@@ -480,9 +499,14 @@ fn direct_dispatch(
 ) -> Result<(Variant, KernelParams, u64)> {
     // One invocation per (image, group, block of OCN channels, row tile of PX pixels).
     let cout_g = c.out_channels / c.groups;
-    let [ocn, px, kc] = o
-        .tiling
-        .conv(cout_g, c.kernel[1], c.stride[1], c.dilation[1], s.out_w)
+    let class = ShapeClass::of(c, false, part.rows, s.batch, [s.out_h, s.out_w]);
+    let (kw, sx, dx) = (c.kernel[1], c.stride[1], c.dilation[1]);
+    let tuned = o
+        .tuned(&class)
+        .and_then(|t| Some((t, t.conv_tile(kw, sx, dx)?)));
+    let [ocn, px, kc] = tuned
+        .map(|(_, tile)| tile)
+        .or_else(|| o.tiling.conv(cout_g, kw, sx, dx, s.out_w))
         .ok_or_else(|| {
             Error::InvalidPlan(format!(
                 "conv `{name}`: a horizontal stride of {} is more than the GPU's conv kernel \
@@ -500,12 +524,16 @@ fn direct_dispatch(
     let tiles_x = s.out_w.div_ceil(px as u64);
     let tiles = s.out_h * tiles_x;
     // The subgroup entry point pads each (image, group, block)'s tiles to whole subgroups.
-    let subgroup =
-        o.subgroups && kc as usize == c.kernel[1] && o.tiling.conv_subgroup(c.kernel, ocn, tiles);
+    let subgroup = o.subgroups
+        && kc as usize == kw
+        && match tuned {
+            Some((t, _)) => t.subgroup && conv_subgroup_fits(c.kernel, ocn, tiles),
+            None => o.tiling.conv_subgroup(c.kernel, ocn, tiles),
+        };
     let tiles_pad = tiles.next_multiple_of(SUBGROUP_SIZE as u64);
     let per_combo = if subgroup { tiles_pad } else { tiles };
     let invocations = s.batch * part_groups as u64 * ocb * per_combo;
-    let wg = o.tiling.workgroup(invocations);
+    let wg = tuned.map_or_else(|| o.tiling.workgroup(invocations), |(t, _)| t.wg);
     let u = |param: &str, v: u64| to_u32(name, param, v);
     u("invocations", invocations.next_multiple_of(wg as u64))?;
     let [batch, in_c, in_h, in_w, out_c, out_h, out_w, x_vec4s] = conv_dims(c, s, name)?;
@@ -1215,6 +1243,7 @@ mod tests {
             batch: 2,
             tiling: Tiling::Cpu,
             subgroups: false,
+            tuned: None,
         };
         let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
         let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
@@ -1235,5 +1264,87 @@ mod tests {
             assert!(!d.variant.subgroup);
         }
         assert_eq!(status_dispatch(status_tag(0, ds.len()), ds.len()), Some(0));
+    }
+    #[test]
+    fn a_tuned_choice_replaces_the_rules_where_it_fits() {
+        use crate::gpu::autotune::TunedChoice;
+        let plan = Plan::new(zoo::get("regnet_y_400mf").unwrap(), 224, 224).unwrap();
+        let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
+        let lower = |tuned: Option<Arc<TuneTable>>| {
+            let o = LowerOptions {
+                batch: 1,
+                tiling: Tiling::Cpu,
+                subgroups: true,
+                tuned,
+            };
+            lower_plan(&plan.graph(), &parts, &o).unwrap()
+        };
+        let rules = lower(None);
+        let graph = plan.graph();
+        // The first 1x1 GEMM and the first direct conv after the stem.
+        let class_of = |label: &str| {
+            let op = graph.ops.iter().find(|o| o.name == label).unwrap();
+            let OpKind::Conv2d(c) = &op.kind else {
+                panic!()
+            };
+            let out = graph.values[op.output];
+            let size = [out.height as u64, out.width as u64];
+            ShapeClass::of(c, is_pointwise(c), c.out_channels, 1, size)
+        };
+        let (pw, dc) = (
+            "trunk_output.block1.block1-0.f.a",
+            "trunk_output.block1.block1-0.f.b",
+        );
+        let entry = |tile, subgroup, wg| TunedChoice {
+            choice: TileChoice { tile, subgroup, wg },
+            ms: 0.0,
+            rules_ms: 0.0,
+        };
+        let variant =
+            |ds: &[Dispatch], label: &str| ds.iter().find(|d| d.label == label).unwrap().variant;
+        let mut table = TuneTable::new();
+        table.insert(class_of(pw), entry([8, 4], false, 16));
+        table.insert(class_of(dc), entry([8, 16], false, 8));
+        let tuned = lower(Some(Arc::new(table)));
+        let (v, r) = (variant(&tuned, pw), variant(&rules, pw));
+        assert_eq!((v.tile, v.subgroup, v.wg), ([8, 4], false, 16));
+        assert_ne!((r.tile, r.wg), (v.tile, v.wg));
+        let v = variant(&tuned, dc);
+        assert_eq!(
+            (v.tile, v.subgroup, v.wg, v.columns),
+            ([8, 16], false, 8, [1, 3])
+        );
+        // Every other layer of another class keeps the rules.
+        let others = tuned
+            .iter()
+            .zip(&rules)
+            .filter(|(t, _)| t.label != pw && t.label != dc);
+        for (t, r) in others {
+            if class_of_label_differs(&graph, &t.label, pw, dc) {
+                assert_eq!(t.variant, r.variant, "{}", t.label);
+            }
+        }
+        // Choices the kernels cannot run fall back to the rules.
+        let mut bad = TuneTable::new();
+        bad.insert(class_of(pw), entry([20, 16], true, 64));
+        bad.insert(class_of(dc), entry([8, 40], false, 64));
+        let fallback = lower(Some(Arc::new(bad)));
+        assert_eq!(variant(&fallback, pw), variant(&rules, pw));
+        assert_eq!(variant(&fallback, dc), variant(&rules, dc));
+    }
+
+    /// Whether op `label` is of another shape class than both `a` and `b`.
+    fn class_of_label_differs(graph: &Graph, label: &str, a: &str, b: &str) -> bool {
+        let class = |name: &str| {
+            let op = graph.ops.iter().find(|o| o.name == name)?;
+            let OpKind::Conv2d(c) = &op.kind else {
+                return None;
+            };
+            let out = graph.values[op.output];
+            let size = [out.height as u64, out.width as u64];
+            Some(ShapeClass::of(c, is_pointwise(c), c.out_channels, 1, size))
+        };
+        let this = class(label);
+        this.is_none() || (this != class(a) && this != class(b))
     }
 }

@@ -14,6 +14,7 @@
 //!   `wgpu::Texture` to a runner's input.
 //! - [`readback`]: logits off the GPU through futures, without blocking.
 //! - [`tiling`]: the register tiles the kernels use, per adapter type.
+//! - [`autotune`]: tiles and workgroup sizes timed on the device per shape class, kept on disk.
 //! - [`unroll`]: the `// unroll` loops of the kernels written out before compilation.
 //! - [`peak`]: the adapter's measured FMA peak, for benchmarks.
 //!
@@ -21,6 +22,7 @@
 //! [`GpuPreprocess`] and [`GpuRunner::encode`] into the host's encoder, [`LogitsReadback`]
 //! (see the [`preprocess`] module for the whole frame).
 
+pub mod autotune;
 pub mod context;
 pub mod kernels;
 pub mod lower;

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::kernels::Kernels;
+use super::kernels::{Kernels, Variant};
 use super::lower::{lower_plan, squeeze_excite_scratch_len, Binding, Dispatch, LowerOptions};
 use super::model::{max_binding, GpuModel};
 use super::runner::{
@@ -72,13 +72,24 @@ impl GpuOp {
             precision,
             ..Default::default()
         };
-        let model = GpuModel::for_ops(ctx, &op.ops, &op.weights, &opts)?;
-        let device = &ctx.device;
-        let limits = device.limits();
+        Self::with_options(ctx, op, &opts)
+    }
+
+    /// The op's parameters on the device and its lowering under `opts` (precision, shader
+    /// checks, subgroups, tiles and the autotuner's table), nothing compiled yet.
+    pub(crate) fn lower(
+        ctx: &GpuContext,
+        op: &OpGraph,
+        opts: &RunnerOptions,
+    ) -> Result<(GpuModel, Vec<Dispatch>)> {
+        let model = GpuModel::for_ops(ctx, &op.ops, &op.weights, opts)?;
         let lower = LowerOptions {
             batch: op.batch as u64,
-            tiling: Tiling::for_adapter(&ctx.info),
+            tiling: opts
+                .tiling
+                .unwrap_or_else(|| Tiling::for_adapter(&ctx.info)),
             subgroups: model.subgroups(),
+            tuned: opts.tuned.clone(),
         };
         let parts = |i: usize| {
             model
@@ -87,6 +98,17 @@ impl GpuOp {
                 .unwrap_or_default()
         };
         let dispatches = lower_plan(&op.graph(), &parts, &lower)?;
+        Ok((model, dispatches))
+    }
+
+    /// [`GpuOp::new`] under a runner's options: precision, shader checks, subgroups, the tile
+    /// rules and the autotuner's table ([`RunnerOptions::tuned`]); batch and taps are the op's
+    /// own and ignored here.
+    pub fn with_options(ctx: &GpuContext, op: &OpGraph, opts: &RunnerOptions) -> Result<Self> {
+        let precision = opts.precision;
+        let (model, dispatches) = Self::lower(ctx, op, opts)?;
+        let device = &ctx.device;
+        let limits = device.limits();
         let kernels: &Kernels = model.kernels();
         let variants: Vec<_> = dispatches.iter().map(|d| d.variant).collect();
         kernels.prepare(&variants, 1);
@@ -139,6 +161,11 @@ impl GpuOp {
             scratch,
             gates,
         })
+    }
+
+    /// The pipeline variants of its dispatches.
+    pub(crate) fn variants(&self) -> Vec<Variant> {
+        self.dispatches.iter().map(|d| d.variant).collect()
     }
 
     /// The op this was made from.

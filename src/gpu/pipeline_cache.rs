@@ -97,7 +97,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 }
 
 /// 64-bit FNV-1a: enough to tell a damaged file from an intact one.
-fn checksum(bytes: &[u8]) -> u64 {
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     })

@@ -8,6 +8,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use super::autotune::TuneTable;
 use super::kernels::ShaderChecks;
 use super::lower::{
     grid, lower_plan, squeeze_excite_scratch_len, status_dispatch, Binding, Dispatch, LowerOptions,
@@ -45,6 +46,10 @@ pub struct RunnerOptions {
     pub subgroups: bool,
     /// wgpu's runtime checks in the kernels (default: checked). A model-level option.
     pub shader_checks: ShaderChecks,
+    /// The autotuner's choices of tiles and workgroup sizes by shape class
+    /// ([`super::autotune`]); `None` (the default): the tile rules for every layer. Changes
+    /// speed, never results.
+    pub tuned: Option<Arc<TuneTable>>,
 }
 
 impl Default for RunnerOptions {
@@ -57,6 +62,7 @@ impl Default for RunnerOptions {
             tiling: None,
             subgroups: true,
             shader_checks: ShaderChecks::checked(),
+            tuned: None,
         }
     }
 }
@@ -406,6 +412,7 @@ impl GpuRunner {
                 .tiling
                 .unwrap_or_else(|| Tiling::for_adapter(&ctx.info)),
             subgroups: model.subgroups(),
+            tuned: opts.tuned.clone(),
         };
         let parts = |i: usize| {
             model

@@ -111,13 +111,7 @@ impl Tiling {
     /// kernel's 24 vec4s, when a channel block has at least 7 tiles of pixels (each block's
     /// tiles are padded to a multiple of 8). Never on GPUs (untested there).
     pub fn conv_subgroup(self, kernel: [usize; 2], ocn: u32, tiles: u64) -> bool {
-        let weights = kernel[0] * kernel[1] * (ocn as usize).div_ceil(4);
-        let k = SUBGROUP_CONV_MAX_K as usize;
-        self == Tiling::Cpu
-            && kernel[0] <= k
-            && kernel[1] <= k
-            && weights <= SUBGROUP_CONV_MAX_WK as usize
-            && tiles >= 7
+        self == Tiling::Cpu && conv_subgroup_fits(kernel, ocn, tiles)
     }
 
     /// Invocations per workgroup for a dispatch of `invocations` (the conv kernels): on GPUs
@@ -153,8 +147,10 @@ impl Tiling {
         out_w: u64,
     ) -> Option<[u32; 3]> {
         let ocn = if cout_g <= 4 { 4 } else { 8 };
-        let span = |px: usize, kc: usize| (px - 1) * stride + (kc - 1) * dilation + 1;
-        let fits = |px: usize| span(px, kw.min(CONV_MAX_KW as usize)) <= MAX_SPAN;
+        let fits = |px: usize| {
+            conv_columns(px as u32, kw, stride, dilation)
+                == Some(kw.min(CONV_MAX_KW as usize) as u32)
+        };
         let px = match self {
             Tiling::Cpu => [8usize, 4].into_iter().find(|&px| {
                 fits(px) && (px == 4 || out_w.div_ceil(px as u64) * px as u64 * 7 <= out_w * 8)
@@ -162,11 +158,33 @@ impl Tiling {
             Tiling::Gpu => Some(4).filter(|&px| fits(px)),
         }
         .unwrap_or(4);
-        let kc = (1..=kw.min(CONV_MAX_KW as usize))
-            .rev()
-            .find(|&kc| span(px, kc) <= MAX_SPAN)?;
-        Some([ocn, px as u32, kc as u32])
+        Some([
+            ocn,
+            px as u32,
+            conv_columns(px as u32, kw, stride, dilation)?,
+        ])
     }
+}
+
+/// The direct conv's kernel columns per row span (`KC`) for `px` pixels of a row, a kernel `kw`
+/// wide with horizontal `stride` and `dilation`: the whole width when its input span
+/// `(px - 1) * stride + (KC - 1) * dilation + 1` fits the kernel's span array, else the most
+/// columns (at most `MAX_KW`) that do; `None` when not even one does.
+pub fn conv_columns(px: u32, kw: usize, stride: usize, dilation: usize) -> Option<u32> {
+    let span = |kc: usize| (px as usize).saturating_sub(1) * stride + (kc - 1) * dilation + 1;
+    (1..=kw.min(CONV_MAX_KW as usize))
+        .rev()
+        .find(|&kc| span(kc) <= MAX_SPAN)
+        .map(|kc| kc as u32)
+}
+
+/// Whether a direct convolution's shape allows the subgroup entry point (`conv_subgroup.wgsl`):
+/// kernels of at most 3x3 whose weights per input channel fit its 24 vec4s, and at least 7
+/// tiles of pixels per channel block.
+pub fn conv_subgroup_fits(kernel: [usize; 2], ocn: u32, tiles: u64) -> bool {
+    let weights = kernel[0] * kernel[1] * (ocn as usize).div_ceil(4);
+    let k = SUBGROUP_CONV_MAX_K as usize;
+    kernel[0] <= k && kernel[1] <= k && weights <= SUBGROUP_CONV_MAX_WK as usize && tiles >= 7
 }
 
 #[cfg(test)]
