@@ -1,6 +1,7 @@
 //! The `bench` example's roofline (issue #13): the adapter's FMA peak and storage bandwidth
 //! under the JSON keys `peak_gflops` and `peak_gb_s`, each GPU row's fraction of the peak, and
-//! the roofline chart.
+//! the roofline chart; `--zoo` (every named model, a table, time against MACs and activations);
+//! `--tuning` (the autotuner's rows).
 
 mod common;
 
@@ -63,4 +64,98 @@ fn the_roofline_is_measured_printed_and_drawn() {
         &text[..200]
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `bench --zoo`: every named model under the MACs bound, a row each per backend and batch, the
+/// table and the two log-log charts; and `--tuning` rows labelled with their tuning.
+#[test]
+fn the_zoo_is_measured_tabled_and_drawn() {
+    let dir = std::env::temp_dir().join(format!("regnet-bench-zoo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (md, svg) = (dir.join("zoo.md"), dir.join("zoo.svg"));
+    let o = std::process::Command::new(common::example_exe("bench"))
+        .args(["--zoo", "--zoo-max-gmacs", "0.15", "--size", "64"])
+        .args([
+            "--batch",
+            "1",
+            "--backend",
+            "cpu",
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+        ])
+        .args(["--json", "--markdown"])
+        .arg(&md)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The bound counts multiply-adds at --size: at 64x64 the small models pass (ShuffleNetV2
+    // x0.5 at 0.003 GMACs), ResNet-50 (0.33 GMACs there) does not.
+    let models: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert!(models.contains(&"shufflenet_v2_x0_5"), "{models:?}");
+    assert!(!models.contains(&"resnet50"), "{models:?}");
+    let table = std::fs::read_to_string(&md).unwrap();
+    assert!(table.contains("| shufflenet_v2_x0_5 |") && table.contains("cpu batch 1 (ms)"));
+    assert!(table.contains("r(log time, log activations)"), "{table}");
+    for f in [svg.clone(), dir.join("zoo-activations.svg")] {
+        let text = std::fs::read_to_string(&f).unwrap();
+        roxmltree::Document::parse(&text).unwrap();
+        assert!(text.contains("cpu batch 1"), "{}", f.display());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tuning_modes_are_rows_of_their_own() {
+    let dir = std::env::temp_dir().join(format!("regnet-bench-tune-{}", std::process::id()));
+    let o = std::process::Command::new(common::example_exe("bench"))
+        .args([
+            "--model",
+            "regnet_x_200mf",
+            "--size",
+            "32",
+            "--backend",
+            "gpu",
+        ])
+        .args([
+            "--iters",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+            "--tuning",
+            "rules,tune",
+        ])
+        .arg("--tuning-cache")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tunings: Vec<&str> = rows.iter().map(|r| r["tuning"].as_str().unwrap()).collect();
+    assert_eq!(tunings, ["rules", "tune"]);
+    assert_eq!(rows[0]["backend"], "gpu/rules");
+    assert!(
+        rows[1]["tuned_classes"].as_u64().unwrap() > 0,
+        "{}",
+        rows[1]
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("classes tuned"), "{stderr}");
+    // The table was saved: one file in the folder.
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,6 +5,7 @@
 //!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
 //!       [--shader-checks checked,unchecked,...] [--peak] [--roofline]
 //!       [--tuning rules,cached,tune] [--tune-budget SECS] [--tuning-cache DIR]
+//! bench --zoo [--zoo-max-gmacs G] [--peers [--python PY]] [--markdown FILE] [--svg FILE] [...]
 //! ```
 //!
 //! Weights are deterministic random ones (speed does not depend on their values). For each
@@ -25,6 +26,14 @@
 //! intensity and its fraction of the roofline, min(FMA peak, bandwidth x intensity), and
 //! `--svg` draws the roofline chart instead of the bars.
 //!
+//! `--zoo` runs every zoo model in turn (those over `--zoo-max-gmacs` left out), each row
+//! printed as usual; `--peers` puts ONNX Runtime CPU beside each model
+//! (`scripts/bench_peers.py`, same threads, batches, iterations); then it prints, per backend
+//! and batch, how well the logarithm of the time correlates with that of the multiply-adds
+//! and with that of the activations (Pearson's r over the models), writes the table with
+//! `--markdown FILE`, and draws both as log-log charts with `--svg FILE` (time against MACs
+//! there, against activations in `FILE-activations.svg`).
+//!
 //! `--tuning` picks the kernels' tiles and workgroup sizes (`gpu::autotune`): the documented
 //! rules, the autotuner's table kept on disk for this adapter (the default; the rules where it
 //! has nothing), or a tuning first (each shape class's candidates timed, the winners saved, a
@@ -35,7 +44,10 @@
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 1,8 --backend gpu,cpu
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 1 --profile --svg profile.svg
 //! cargo run --release --example bench -- --model regnet_y_400mf --batch 8 --backend gpu --roofline --profile --svg roofline.svg
+//! cargo run --release --example bench -- --zoo --batch 1,8 --iters 3 --peers --markdown zoo.md --svg zoo.svg
 //! ```
+
+mod zoo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,7 +66,7 @@ use serde_json::json;
 
 /// Times inference on the GPU (wgpu) and the CPU.
 #[derive(Parser, Debug)]
-#[command(name = "bench", group(ArgGroup::new("network").required(true).args(["model", "regnet", "anynet"])))]
+#[command(name = "bench", group(ArgGroup::new("network").required(true).args(["model", "regnet", "anynet", "zoo"])))]
 struct Args {
     /// A named model (regnet_y_400mf, resnet50, resnext50_32x4d, rexnet_100, ...).
     #[arg(long)]
@@ -120,6 +132,25 @@ struct Args {
     /// ~/.cache/regnet-wgpu].
     #[arg(long)]
     tuning_cache: Option<PathBuf>,
+    /// Every zoo model in turn (see the module docs); `--svg` then draws latency against MACs
+    /// and against activations.
+    #[arg(long)]
+    zoo: bool,
+    /// With --zoo: leave out models of more multiply-adds per image than this (GMACs, at
+    /// --size).
+    #[arg(long, requires = "zoo")]
+    zoo_max_gmacs: Option<f64>,
+    /// With --zoo: ONNX Runtime CPU beside each model (scripts/bench_peers.py, run by
+    /// --python; it needs torch, torchvision, timm and onnxruntime).
+    #[arg(long, requires = "zoo")]
+    peers: bool,
+    /// The Python that runs scripts/bench_peers.py for --peers.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// With --zoo: write the table (a row per model, a column per backend and batch) here, as
+    /// Markdown.
+    #[arg(long, requires = "zoo")]
+    markdown: Option<PathBuf>,
 }
 
 /// The adapter's measured limits.
@@ -231,6 +262,20 @@ fn profile_svg(rows: &[Dispatch], title: &str) -> Result<String> {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if args.iters == 0 || args.batch.contains(&0) || args.size == 0 {
+        return Err(Error::Input(
+            "--iters, --batch and --size must be at least 1".into(),
+        ));
+    }
+    if args.zoo {
+        if args.peak {
+            print_peak(args)?;
+        }
+        if args.roofline {
+            measure_roofline(args)?;
+        }
+        return zoo::run_zoo(args);
+    }
     let arch = Architecture::from_args(
         args.model.as_deref(),
         args.regnet.as_deref(),
@@ -238,11 +283,6 @@ fn run(args: &Args) -> Result<()> {
     )?
     .ok_or_else(|| Error::Input("give --model, --regnet or --anynet".into()))?;
     let name = arch.to_string();
-    if args.iters == 0 || args.batch.contains(&0) || args.size == 0 {
-        return Err(Error::Input(
-            "--iters, --batch and --size must be at least 1".into(),
-        ));
-    }
     let plan = Plan::new(&arch, args.size, args.size)?;
     let weights = Weights::random(&plan, 0);
     if args.peak {
@@ -253,19 +293,8 @@ fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
-    let mut rows = Vec::new();
     let mut profile = None;
-    for backend in &args.backend {
-        match backend.as_str() {
-            "gpu" => rows.extend(gpu_rows(args, &plan, &weights, &mut profile)?),
-            "cpu" => rows.extend(cpu_rows(args, &plan, &weights)?),
-            other => {
-                return Err(Error::Input(format!(
-                    "unknown backend `{other}` (gpu, cpu)"
-                )))
-            }
-        }
-    }
+    let rows = measure_rows(args, &plan, &weights, &mut profile)?;
     let prec_name = args.precision.to_string();
     print_rows(args, &name, plan.macs() as f64, &prec_name, &rows, roof);
     if args.profile || args.svg.is_some() {
@@ -275,6 +304,29 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The rows of every `--backend` on one model, the GPU's per-layer profile into `profile`
+/// when it is asked for.
+fn measure_rows(
+    args: &Args,
+    plan: &Plan,
+    weights: &Weights,
+    profile: &mut Option<(usize, Vec<(String, f64)>)>,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for backend in &args.backend {
+        match backend.as_str() {
+            "gpu" => rows.extend(gpu_rows(args, plan, weights, profile)?),
+            "cpu" => rows.extend(cpu_rows(args, plan, weights)?),
+            other => {
+                return Err(Error::Input(format!(
+                    "unknown backend `{other}` (gpu, cpu)"
+                )))
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// `--roofline`: the adapter's FMA peak and storage bandwidth, printed.
@@ -350,7 +402,7 @@ fn gpu_rows(
                 device[k].extend(c.runner.time_gpu(&x, 1)?.unwrap_or_default());
             }
         }
-        if (args.profile || args.svg.is_some()) && profile.is_none() {
+        if (args.profile || args.svg.is_some()) && !args.zoo && profile.is_none() {
             *profile = configs[0].runner.profile(&x)?.map(|p| (b, p));
         }
         for ((c, wall), device) in configs.into_iter().zip(wall).zip(device) {
