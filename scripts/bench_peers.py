@@ -38,6 +38,41 @@ import torch
 import torchvision
 
 
+# pycls' RegNets that torchvision has no builder for (its zoo stops at the ones it trained):
+# depth, w_0, w_a, w_m, group width, SE ratio, as src/config/zoo.rs has them. They are built
+# with torchvision's own RegNet class, as its named builders are.
+PYCLS_ONLY = {
+    "regnet_x_200mf": (13, 24, 36.44, 2.49, 8, None),
+    "regnet_x_600mf": (16, 48, 36.97, 2.24, 24, None),
+    "regnet_x_4_0gf": (23, 96, 38.65, 2.43, 40, None),
+    "regnet_x_6_4gf": (17, 184, 60.83, 2.07, 56, None),
+    "regnet_x_12gf": (19, 168, 73.36, 2.37, 112, None),
+    "regnet_y_200mf": (13, 24, 36.44, 2.49, 8, 0.25),
+    "regnet_y_600mf": (15, 48, 32.54, 2.32, 16, 0.25),
+    "regnet_y_4_0gf": (22, 96, 31.41, 2.24, 64, 0.25),
+    "regnet_y_6_4gf": (25, 112, 33.22, 2.27, 72, 0.25),
+    "regnet_y_12gf": (19, 168, 73.36, 2.37, 112, 0.25),
+}
+
+
+def build_model(name):
+    """torchvision's model, timm's ReXNet, or a pycls RegNet through torchvision's class."""
+    if name.startswith("rexnet"):
+        import timm  # timm's ReXNet, as the library builds it
+
+        return timm.create_model(name, pretrained=False).eval()
+    if name in PYCLS_ONLY:
+        from functools import partial
+
+        from torchvision.models.regnet import BlockParams, RegNet
+
+        d, w0, wa, wm, g, se = PYCLS_ONLY[name]
+        params = BlockParams.from_init_params(d, w0, wa, wm, g, se_ratio=se)
+        norm = partial(torch.nn.BatchNorm2d, eps=1e-05, momentum=0.1)
+        return RegNet(params, norm_layer=norm).eval()
+    return getattr(torchvision.models, name)().eval()
+
+
 def cpu_name():
     """The CPU's model name, as /proc/cpuinfo spells it (platform's name elsewhere)."""
     try:
@@ -134,7 +169,8 @@ def bench_ort(model, x, args, tmpdir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="regnet_y_400mf", help="a torchvision model name, or a timm rexnet_*")
+    ap.add_argument("--model", default="regnet_y_400mf",
+                    help="a torchvision model name, a timm rexnet_*, or any of pycls' RegNets")
     ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes")
     ap.add_argument("--size", type=int, default=224, help="input height and width")
     ap.add_argument("--iters", type=int, default=20, help="timed runs per measurement")
@@ -155,12 +191,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    if args.model.startswith("rexnet"):
-        import timm  # timm's ReXNet, as the library builds it
-
-        model = timm.create_model(args.model, pretrained=False).eval()
-    else:
-        model = getattr(torchvision.models, args.model)().eval()
+    model = build_model(args.model)
     macs = count_macs(model, args.size)
     adapter = cpu_name()
     with tempfile.TemporaryDirectory() as tmpdir:
