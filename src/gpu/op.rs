@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::kernels::{Kernels, Variant};
+use super::kernels::Kernels;
 use super::lower::{lower_plan, squeeze_excite_scratch_len, Binding, Dispatch, LowerOptions};
 use super::model::{max_binding, GpuModel};
 use super::runner::{
@@ -163,8 +163,9 @@ impl GpuOp {
         })
     }
 
-    /// The pipeline variants of its dispatches.
-    pub(crate) fn variants(&self) -> Vec<Variant> {
+    /// The pipeline variants of its dispatches (the autotuner reads its choice from them).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn variants(&self) -> Vec<super::kernels::Variant> {
         self.dispatches.iter().map(|d| d.variant).collect()
     }
 
