@@ -20,15 +20,7 @@ use regnet_wgpu::ops::{OpFile, Operation};
 use regnet_wgpu::plan::OpKind;
 
 fn tile_cases() -> Vec<PathBuf> {
-    let dir = fixtures_dir().join("tiles");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 8, "{} tile cases", files.len());
-    files
+    common::fixture_files("tiles", 8)
 }
 
 /// The largest elementwise error over the largest reference magnitude, and the error of the

@@ -7,38 +7,44 @@ mod common;
 
 use serde_json::Value;
 
+/// `bench` with `args`: its JSON lines (it must succeed) and its stderr.
+fn bench_json(args: &[&std::ffi::OsStr]) -> (Vec<Value>, String) {
+    let o = std::process::Command::new(common::example_exe("bench"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    let rows = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (rows, stderr)
+}
+
 #[test]
 fn the_roofline_is_measured_printed_and_drawn() {
     let dir = std::env::temp_dir().join(format!("regnet-bench-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let svg = dir.join("roofline.svg");
-    let o = std::process::Command::new(common::example_exe("bench"))
-        .args([
-            "--model",
-            "regnet_x_200mf",
-            "--size",
-            "32",
-            "--backend",
-            "gpu",
-        ])
-        .args([
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-            "--roofline",
-            "--json",
-            "--svg",
-        ])
-        .arg(&svg)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let args = [
+        "--model",
+        "regnet_x_200mf",
+        "--size",
+        "32",
+        "--backend",
+        "gpu",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--roofline",
+        "--json",
+        "--svg",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(svg.as_os_str());
+    let (lines, _) = bench_json(&args);
     let roof = lines
         .iter()
         .find(|l| l["backend"] == "gpu-roofline")
@@ -67,36 +73,32 @@ fn the_roofline_is_measured_printed_and_drawn() {
 }
 
 /// `bench --zoo`: every named model under the MACs bound, a row each per backend and batch, the
-/// table and the two log-log charts; and `--tuning` rows labelled with their tuning.
+/// table and the two log-log charts.
 #[test]
 fn the_zoo_is_measured_tabled_and_drawn() {
     let dir = std::env::temp_dir().join(format!("regnet-bench-zoo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (md, svg) = (dir.join("zoo.md"), dir.join("zoo.svg"));
-    let o = std::process::Command::new(common::example_exe("bench"))
-        .args(["--zoo", "--zoo-max-gmacs", "0.15", "--size", "64"])
-        .args([
-            "--batch",
-            "1",
-            "--backend",
-            "cpu",
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-        ])
-        .args(["--json", "--markdown"])
-        .arg(&md)
-        .arg("--svg")
-        .arg(&svg)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let rows: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let args = [
+        "--zoo",
+        "--zoo-max-gmacs",
+        "0.15",
+        "--size",
+        "64",
+        "--batch",
+        "1",
+        "--backend",
+        "cpu",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--markdown",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.extend([md.as_os_str(), "--svg".as_ref(), svg.as_os_str()]);
+    let (rows, _) = bench_json(&args);
     // The bound counts multiply-adds at --size: at 64x64 the small models pass (ShuffleNetV2
     // x0.5 at 0.003 GMACs), ResNet-50 (0.33 GMACs there) does not.
     let models: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
@@ -113,37 +115,30 @@ fn the_zoo_is_measured_tabled_and_drawn() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--tuning rules,tune`: a row per tuning, labelled, the tuned one with its classes, the table
+/// saved.
 #[test]
 fn tuning_modes_are_rows_of_their_own() {
     let dir = std::env::temp_dir().join(format!("regnet-bench-tune-{}", std::process::id()));
-    let o = std::process::Command::new(common::example_exe("bench"))
-        .args([
-            "--model",
-            "regnet_x_200mf",
-            "--size",
-            "32",
-            "--backend",
-            "gpu",
-        ])
-        .args([
-            "--iters",
-            "1",
-            "--warmup",
-            "0",
-            "--json",
-            "--tuning",
-            "rules,tune",
-        ])
-        .arg("--tuning-cache")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let rows: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let args = [
+        "--model",
+        "regnet_x_200mf",
+        "--size",
+        "32",
+        "--backend",
+        "gpu",
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        "--tuning",
+        "rules,tune",
+        "--tuning-cache",
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    args.push(dir.as_os_str());
+    let (rows, stderr) = bench_json(&args);
     let tunings: Vec<&str> = rows.iter().map(|r| r["tuning"].as_str().unwrap()).collect();
     assert_eq!(tunings, ["rules", "tune"]);
     assert_eq!(rows[0]["backend"], "gpu/rules");
@@ -152,7 +147,6 @@ fn tuning_modes_are_rows_of_their_own() {
         "{}",
         rows[1]
     );
-    let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("classes tuned"), "{stderr}");
     // The table was saved: one file in the folder.
     let files = std::fs::read_dir(&dir).unwrap().count();

@@ -15,15 +15,7 @@ use regnet_wgpu::Tensor;
 const F16_TOL: f64 = 5e-3;
 
 fn cases() -> Vec<PathBuf> {
-    let dir = common::fixtures_dir().join("ops");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 100, "{} op cases", files.len());
-    files
+    common::fixture_files("ops", 100)
 }
 
 /// A case: its file, op and reference.

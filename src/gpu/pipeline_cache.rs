@@ -66,20 +66,24 @@ impl DiskPipelineCache {
         let Some(payload) = self.cache.get_data() else {
             return Ok(false);
         };
-        let io = |source| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, wrap_payload(&payload)).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        write_atomically(&self.path, &wrap_payload(&payload))?;
         Ok(true)
     }
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it (its folder made first),
+/// so that a reader never sees half a file.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Where the programs keep pipeline caches: `$XDG_CACHE_HOME/regnet-wgpu`, else

@@ -398,3 +398,21 @@ pub fn assert_gpu_equals_cpu(what: &str, plan: &Plan, weights: &Weights, x: &Ten
         .unwrap();
     assert_close(what, &gpu, &cpu, F32_REL_TOL);
 }
+
+/// The `.safetensors` files of `tests/fixtures/<folder>`, sorted; at least `min` of them.
+pub fn fixture_files(folder: &str, min: usize) -> Vec<PathBuf> {
+    let dir = fixtures_dir().join(folder);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= min,
+        "{}: {} files",
+        dir.display(),
+        files.len()
+    );
+    files
+}

@@ -11,6 +11,7 @@ use super::{candidates, workgroup_candidates, ShapeClass, TileChoice, TuneTable,
 use crate::error::{Error, Result};
 use crate::gpu::kernels::Family;
 use crate::gpu::lower::is_pointwise;
+use crate::gpu::pipeline_cache::write_atomically;
 use crate::gpu::runner::storage_buffer;
 use crate::gpu::{GpuContext, GpuOp, RunnerOptions};
 use crate::ops::{ConvArgs, OpGraph, Operation};
@@ -439,19 +440,8 @@ impl TuneCache {
                 })
                 .collect(),
         };
-        let io = |source| Error::Io {
-            path: self.path.clone(),
-            source,
-        };
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
         let json = serde_json::to_vec_pretty(&file).map_err(|e| Error::Gpu(e.to_string()))?;
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        write_atomically(&self.path, &json)
     }
 }
 
