@@ -199,8 +199,9 @@ fn tune_class(
         .into_iter()
         .filter(|c| *c != rules)
         .collect();
-    second.extend(build_trials(ctx, layer, class, opts, &others)?);
-    timed += second.len() - 1 - usize::from(winner != 0);
+    let extra = build_trials(ctx, layer, class, opts, &others)?;
+    timed += extra.len();
+    second.extend(extra);
     let times = bench.race(&second)?;
     let (choice, ms) = fastest(&times);
     Ok((
