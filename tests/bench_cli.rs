@@ -112,6 +112,26 @@ fn the_zoo_is_measured_tabled_and_drawn() {
         roxmltree::Document::parse(&text).unwrap();
         assert!(text.contains("cpu batch 1"), "{}", f.display());
     }
+    // The same table from the run's rows, read back in two parts, measuring nothing.
+    let (a, b) = rows.split_at(rows.len() / 2);
+    let part = |name: &str, rows: &[Value]| {
+        let path = dir.join(name);
+        let lines: Vec<String> = rows.iter().map(|r| r.to_string()).collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path
+    };
+    let (pa, pb, md2) = (part("a.jsonl", a), part("b.jsonl", b), dir.join("again.md"));
+    let args = [
+        "--zoo".as_ref(),
+        "--zoo-from".as_ref(),
+        pa.as_os_str(),
+        pb.as_os_str(),
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = args.to_vec();
+    args.extend(["--markdown".as_ref(), md2.as_os_str()]);
+    let (again, _) = bench_json(&args);
+    assert!(again.is_empty(), "nothing measured");
+    assert_eq!(std::fs::read_to_string(&md2).unwrap(), table);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -5,7 +5,8 @@
 //!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
 //!       [--shader-checks checked,unchecked,...] [--peak] [--roofline]
 //!       [--tuning rules,cached,tune] [--tune-budget SECS] [--tuning-cache DIR]
-//! bench --zoo [--zoo-max-gmacs G] [--peers [--python PY]] [--markdown FILE] [--svg FILE] [...]
+//! bench --zoo [--zoo-max-gmacs G] [--zoo-min-gmacs G] [--peers [--python PY]] [--markdown FILE] [--svg FILE] [...]
+//! bench --zoo --zoo-from RUN.jsonl ... [--markdown FILE] [--svg FILE]
 //! ```
 //!
 //! Weights are deterministic random ones (speed does not depend on their values). For each
@@ -32,7 +33,9 @@
 //! and batch, how well the logarithm of the time correlates with that of the multiply-adds
 //! and with that of the activations (Pearson's r over the models), writes the table with
 //! `--markdown FILE`, and draws both as log-log charts with `--svg FILE` (time against MACs
-//! there, against activations in `FILE-activations.svg`).
+//! there, against activations in `FILE-activations.svg`). `--zoo-from` makes the same from the
+//! JSON lines of earlier runs (a zoo measured in parts with `--zoo-min-gmacs` and
+//! `--zoo-max-gmacs`, say) without measuring.
 //!
 //! `--tuning` picks the kernels' tiles and workgroup sizes (`gpu::autotune`): the documented
 //! rules, the autotuner's table kept on disk for this adapter (the default; the rules where it
@@ -140,6 +143,15 @@ struct Args {
     /// --size).
     #[arg(long, requires = "zoo")]
     zoo_max_gmacs: Option<f64>,
+    /// With --zoo: leave out models of fewer multiply-adds per image than this (GMACs, at
+    /// --size), to measure a zoo in parts.
+    #[arg(long, requires = "zoo")]
+    zoo_min_gmacs: Option<f64>,
+    /// With --zoo: measure nothing; read the rows of earlier runs from these files (the JSON
+    /// lines `bench --zoo --json` printed, concatenated in any order) and make the table, charts
+    /// and correlations from them.
+    #[arg(long, requires = "zoo", num_args = 1..)]
+    zoo_from: Vec<PathBuf>,
     /// With --zoo: ONNX Runtime CPU beside each model (scripts/bench_peers.py, run by
     /// --python; it needs torch, torchvision, timm and onnxruntime).
     #[arg(long, requires = "zoo")]

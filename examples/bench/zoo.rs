@@ -27,54 +27,109 @@ struct Point {
     median_ms: f64,
 }
 
-/// Runs the zoo: one model at a time, each row printed as it comes; then the table
-/// (`--markdown`), the charts (`--svg`) and the correlations.
+/// Runs the zoo (one model at a time, each row printed as it comes), or reads the rows of
+/// earlier runs (`--zoo-from`); then the correlations, the table (`--markdown`) and the charts
+/// (`--svg`).
 pub fn run_zoo(args: &Args) -> Result<()> {
+    let points = if args.zoo_from.is_empty() {
+        measure_zoo(args)?
+    } else {
+        read_points(&args.zoo_from)?
+    };
+    report(args, &points)
+}
+
+/// The point of one measured row of `model`.
+fn point(model: &str, plan: &Plan, backend: String, batch: usize, median_ms: f64) -> Point {
+    Point {
+        model: model.to_string(),
+        gmacs: plan.macs() as f64 / 1e9,
+        mact: plan.activations() as f64 / 1e6,
+        mparams: plan.num_params() as f64 / 1e6,
+        backend,
+        batch,
+        median_ms,
+    }
+}
+
+/// Every named model within the MACs bounds, measured; each row printed as it comes.
+fn measure_zoo(args: &Args) -> Result<Vec<Point>> {
     let mut points = Vec::new();
     for name in Architecture::names() {
         let arch = Architecture::named(name)?;
         let plan = Plan::new(&arch, args.size, args.size)?;
         let gmacs = plan.macs() as f64 / 1e9;
-        if args.zoo_max_gmacs.is_some_and(|m| gmacs > m) {
-            eprintln!("zoo: {name} ({gmacs:.2} GMACs) left out by --zoo-max-gmacs");
+        let below = args.zoo_min_gmacs.is_some_and(|m| gmacs < m);
+        if below || args.zoo_max_gmacs.is_some_and(|m| gmacs > m) {
+            eprintln!("zoo: {name} ({gmacs:.2} GMACs) left out by --zoo-min/max-gmacs");
             continue;
         }
         let weights = Weights::random(&plan, 0);
         let rows = measure_rows(args, &plan, &weights, &mut None)?;
-        print_rows(
-            args,
-            name,
-            plan.macs() as f64,
-            &args.precision.to_string(),
-            &rows,
-            None,
-        );
-        let point = |backend: String, batch, median_ms| Point {
-            model: name.to_string(),
-            gmacs,
-            mact: plan.activations() as f64 / 1e6,
-            mparams: plan.num_params() as f64 / 1e6,
-            backend,
-            batch,
-            median_ms,
-        };
+        let precision = args.precision.to_string();
+        print_rows(args, name, plan.macs() as f64, &precision, &rows, None);
         for r in &rows {
-            points.push(point(r.backend.clone(), r.batch, r.st.median));
+            points.push(point(name, &plan, r.backend.clone(), r.batch, r.st.median));
         }
         if args.peers {
-            // A model the peer's libraries do not have (torchvision has no RegNet 200MF) gets
-            // no peer row, said on stderr; the zoo goes on.
+            // A model the peer's libraries do not have gets no peer row, said on stderr; the
+            // zoo goes on.
             match peer_rows(args, name) {
                 Ok(rows) => {
                     for (backend, batch, ms) in rows {
-                        points.push(point(backend, batch, ms));
+                        points.push(point(name, &plan, backend, batch, ms));
                     }
                 }
                 Err(e) => eprintln!("zoo: no peer row for {name}: {e}"),
             }
         }
     }
-    let series = by_series(&points);
+    Ok(points)
+}
+
+/// The points of earlier runs' JSON lines (rows with `model`, `backend`, `batch`, `size` and
+/// `median_ms`; other lines are skipped), the models' counts from their plans at `size`.
+fn read_points(files: &[PathBuf]) -> Result<Vec<Point>> {
+    let mut points = Vec::new();
+    let mut plans: BTreeMap<(String, usize), Plan> = BTreeMap::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).map_err(|source| Error::Io {
+            path: f.clone(),
+            source,
+        })?;
+        for line in text.lines() {
+            let Ok(j) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let (Some(model), Some(backend), Some(batch), Some(size), Some(ms)) = (
+                j["model"].as_str(),
+                j["backend"].as_str(),
+                j["batch"].as_u64(),
+                j["size"].as_u64(),
+                j["median_ms"].as_f64(),
+            ) else {
+                continue;
+            };
+            let key = (model.to_string(), size as usize);
+            if !plans.contains_key(&key) {
+                let plan = Plan::new(&Architecture::named(model)?, key.1, key.1)?;
+                plans.insert(key.clone(), plan);
+            }
+            points.push(point(
+                model,
+                &plans[&key],
+                backend.into(),
+                batch as usize,
+                ms,
+            ));
+        }
+    }
+    Ok(points)
+}
+
+/// The correlations (stderr), the table (`--markdown`) and the charts (`--svg`).
+fn report(args: &Args, points: &[Point]) -> Result<()> {
+    let series = by_series(points);
     let fits: Vec<String> = series
         .iter()
         .map(|(key, pts)| {
@@ -91,7 +146,7 @@ pub fn run_zoo(args: &Args) -> Result<()> {
         eprintln!("zoo: {f}");
     }
     if let Some(path) = &args.markdown {
-        let table = markdown(&points, &series, &fits);
+        let table = markdown(points, &series, &fits);
         std::fs::write(path, table).map_err(|source| Error::Io {
             path: path.clone(),
             source,
