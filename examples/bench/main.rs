@@ -68,7 +68,7 @@ use regnet_wgpu::{Error, Plan, Result, Tensor, Weights};
 use serde_json::json;
 
 /// Times inference on the GPU (wgpu) and the CPU.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "bench", group(ArgGroup::new("network").required(true).args(["model", "regnet", "anynet", "zoo"])))]
 struct Args {
     /// A named model (regnet_y_400mf, resnet50, resnext50_32x4d, rexnet_100, ...).
@@ -152,6 +152,10 @@ struct Args {
     /// and correlations from them.
     #[arg(long, requires = "zoo", num_args = 1..)]
     zoo_from: Vec<PathBuf>,
+    /// With --zoo: these models only, in this order (comma separated; default: every named
+    /// model).
+    #[arg(long, requires = "zoo", value_delimiter = ',')]
+    zoo_models: Vec<String>,
     /// With --zoo: ONNX Runtime CPU beside each model (scripts/bench_peers.py, run by
     /// --python; it needs torch, torchvision, timm and onnxruntime).
     #[arg(long, requires = "zoo")]

@@ -55,7 +55,12 @@ fn point(model: &str, plan: &Plan, backend: String, batch: usize, median_ms: f64
 /// Every named model within the MACs bounds, measured; each row printed as it comes.
 fn measure_zoo(args: &Args) -> Result<Vec<Point>> {
     let mut points = Vec::new();
-    for name in Architecture::names() {
+    let names: Vec<&str> = if args.zoo_models.is_empty() {
+        Architecture::names().collect()
+    } else {
+        args.zoo_models.iter().map(String::as_str).collect()
+    };
+    for name in names {
         let arch = Architecture::named(name)?;
         let plan = Plan::new(&arch, args.size, args.size)?;
         let gmacs = plan.macs() as f64 / 1e9;
@@ -65,7 +70,7 @@ fn measure_zoo(args: &Args) -> Result<Vec<Point>> {
             continue;
         }
         let weights = Weights::random(&plan, 0);
-        let rows = measure_rows(args, &plan, &weights, &mut None)?;
+        let rows = zoo_rows(args, name, &plan, &weights);
         let precision = args.precision.to_string();
         print_rows(args, name, plan.macs() as f64, &precision, &rows, None);
         for r in &rows {
@@ -85,6 +90,26 @@ fn measure_zoo(args: &Args) -> Result<Vec<Point>> {
         }
     }
     Ok(points)
+}
+
+/// A model's rows, one (backend, batch) at a time: one that cannot run (a batch whose values
+/// pass the adapter's binding limit, say) is said on stderr and left out; the zoo goes on.
+fn zoo_rows(args: &Args, name: &str, plan: &Plan, weights: &Weights) -> Vec<super::Row> {
+    let mut rows = Vec::new();
+    for backend in &args.backend {
+        for &batch in &args.batch {
+            let one = Args {
+                backend: vec![backend.clone()],
+                batch: vec![batch],
+                ..args.clone()
+            };
+            match measure_rows(&one, plan, weights, &mut None) {
+                Ok(r) => rows.extend(r),
+                Err(e) => eprintln!("zoo: {name} on {backend} at batch {batch}: {e}"),
+            }
+        }
+    }
+    rows
 }
 
 /// The points of earlier runs' JSON lines (rows with `model`, `backend`, `batch`, `size` and
