@@ -8,7 +8,7 @@ mod common;
 use serde_json::Value;
 
 /// `bench` with `args`: its JSON lines (it must succeed) and its stderr.
-fn bench_json(args: &[&std::ffi::OsStr]) -> (Vec<Value>, String) {
+fn bench_json(args: &[&str]) -> (Vec<Value>, String) {
     let o = std::process::Command::new(common::example_exe("bench"))
         .args(args)
         .output()
@@ -22,28 +22,32 @@ fn bench_json(args: &[&std::ffi::OsStr]) -> (Vec<Value>, String) {
     (rows, stderr)
 }
 
+/// One timed run of the smallest RegNet at 32x32 on the GPU, as JSON: the other tests' start.
+const SMALL_GPU_RUN: [&str; 11] = [
+    "--model",
+    "regnet_x_200mf",
+    "--size",
+    "32",
+    "--backend",
+    "gpu",
+    "--iters",
+    "1",
+    "--warmup",
+    "0",
+    "--json",
+];
+
+/// A temporary path as an argument.
+fn arg(p: &std::path::Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
 #[test]
 fn the_roofline_is_measured_printed_and_drawn() {
     let dir = std::env::temp_dir().join(format!("regnet-bench-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let svg = dir.join("roofline.svg");
-    let args = [
-        "--model",
-        "regnet_x_200mf",
-        "--size",
-        "32",
-        "--backend",
-        "gpu",
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--roofline",
-        "--json",
-        "--svg",
-    ];
-    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    args.push(svg.as_os_str());
+    let args = [&SMALL_GPU_RUN[..], &["--roofline", "--svg", arg(&svg)]].concat();
     let (lines, _) = bench_json(&args);
     let roof = lines
         .iter()
@@ -95,9 +99,10 @@ fn the_zoo_is_measured_tabled_and_drawn() {
         "0",
         "--json",
         "--markdown",
+        arg(&md),
+        "--svg",
+        arg(&svg),
     ];
-    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    args.extend([md.as_os_str(), "--svg".as_ref(), svg.as_os_str()]);
     let (rows, _) = bench_json(&args);
     // The bound counts multiply-adds at --size: at 64x64 the small models pass (ShuffleNetV2
     // x0.5 at 0.003 GMACs), ResNet-50 (0.33 GMACs there) does not.
@@ -122,13 +127,13 @@ fn the_zoo_is_measured_tabled_and_drawn() {
     };
     let (pa, pb, md2) = (part("a.jsonl", a), part("b.jsonl", b), dir.join("again.md"));
     let args = [
-        "--zoo".as_ref(),
-        "--zoo-from".as_ref(),
-        pa.as_os_str(),
-        pb.as_os_str(),
+        "--zoo",
+        "--zoo-from",
+        arg(&pa),
+        arg(&pb),
+        "--markdown",
+        arg(&md2),
     ];
-    let mut args: Vec<&std::ffi::OsStr> = args.to_vec();
-    args.extend(["--markdown".as_ref(), md2.as_os_str()]);
     let (again, _) = bench_json(&args);
     assert!(again.is_empty(), "nothing measured");
     assert_eq!(std::fs::read_to_string(&md2).unwrap(), table);
@@ -140,24 +145,8 @@ fn the_zoo_is_measured_tabled_and_drawn() {
 #[test]
 fn tuning_modes_are_rows_of_their_own() {
     let dir = std::env::temp_dir().join(format!("regnet-bench-tune-{}", std::process::id()));
-    let args = [
-        "--model",
-        "regnet_x_200mf",
-        "--size",
-        "32",
-        "--backend",
-        "gpu",
-        "--iters",
-        "1",
-        "--warmup",
-        "0",
-        "--json",
-        "--tuning",
-        "rules,tune",
-        "--tuning-cache",
-    ];
-    let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
-    args.push(dir.as_os_str());
+    let tuning = ["--tuning", "rules,tune", "--tuning-cache", arg(&dir)];
+    let args = [&SMALL_GPU_RUN[..], &tuning].concat();
     let (rows, stderr) = bench_json(&args);
     let tunings: Vec<&str> = rows.iter().map(|r| r["tuning"].as_str().unwrap()).collect();
     assert_eq!(tunings, ["rules", "tune"]);

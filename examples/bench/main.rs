@@ -242,6 +242,9 @@ fn input(batch: usize, size: usize) -> Tensor {
     }
 }
 
+/// The GPU's per-layer profile of one batch: (batch, [(dispatch, ms)]).
+type Profile = (usize, Vec<(String, f64)>);
+
 /// One measured (backend, batch).
 struct Row {
     backend: String,
@@ -328,7 +331,7 @@ fn measure_rows(
     args: &Args,
     plan: &Plan,
     weights: &Weights,
-    profile: &mut Option<(usize, Vec<(String, f64)>)>,
+    profile: &mut Option<Profile>,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for backend in &args.backend {
@@ -393,7 +396,7 @@ fn gpu_rows(
     args: &Args,
     plan: &Plan,
     weights: &Weights,
-    profile: &mut Option<(usize, Vec<(String, f64)>)>,
+    profile: &mut Option<Profile>,
 ) -> Result<Vec<Row>> {
     let ctx = GpuContext::new(args.precision)?;
     let mut rows = Vec::new();
