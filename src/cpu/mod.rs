@@ -432,17 +432,25 @@ impl Run<'_> {
                 ops::squeeze_excite(p, &mut x, se.channels, hw, se.activation, se.pool_max);
                 x
             }
-            OpKind::Pool2d(p) => pooling::pool2d(
-                self.value(op.input),
-                p,
-                (in_shape.height, in_shape.width),
-                (out_shape.height, out_shape.width),
-            ),
-            OpKind::AdaptiveAvgPool2d(_) => pooling::adaptive_avg_pool(
-                self.value(op.input),
-                (in_shape.height, in_shape.width),
-                (out_shape.height, out_shape.width),
-            ),
+            OpKind::Pool2d(p) => {
+                let out = self.buffers.take(self.batch * out_shape.numel());
+                pooling::pool2d(
+                    self.value(op.input),
+                    p,
+                    (in_shape.height, in_shape.width),
+                    (out_shape.height, out_shape.width),
+                    out,
+                )
+            }
+            OpKind::AdaptiveAvgPool2d(_) => {
+                let out = self.buffers.take(self.batch * out_shape.numel());
+                pooling::adaptive_avg_pool(
+                    self.value(op.input),
+                    (in_shape.height, in_shape.width),
+                    (out_shape.height, out_shape.width),
+                    out,
+                )
+            }
             OpKind::ChannelShuffle(groups) => ops::channel_shuffle(
                 self.value(op.input),
                 in_shape.channels,

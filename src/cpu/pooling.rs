@@ -16,15 +16,17 @@ struct Span {
     taps: usize,
 }
 
-/// Pools every `[in_h, in_w]` plane of `x` to `[out_h, out_w]` with `f(plane, oy, ox)`.
+/// Pools every `[in_h, in_w]` plane of `x` to `[out_h, out_w]` with `f(plane, oy, ox)`, into
+/// `out` (a buffer of the output's length, whatever it holds).
 fn per_output(
     x: &[f32],
     (in_h, in_w): (usize, usize),
     (out_h, out_w): (usize, usize),
+    mut out: Vec<f32>,
     f: impl Fn(&[f32], usize, usize) -> f32 + Sync,
 ) -> Vec<f32> {
     let planes = x.len() / (in_h * in_w).max(1);
-    let mut out = vec![0.0; planes * out_h * out_w];
+    assert_eq!(out.len(), planes * out_h * out_w);
     out.par_chunks_mut((out_h * out_w).max(1))
         .zip(x.par_chunks((in_h * in_w).max(1)))
         .with_min_len(min_planes(in_h * in_w))
@@ -39,36 +41,26 @@ fn per_output(
 }
 
 /// `max_pool2d` or `avg_pool2d` of `x` (`[N, C, in_h, in_w]`) to `out_h` x `out_w` (the sizes
-/// [`Pool2d::output_size`] gives).
+/// [`Pool2d::output_size`] gives), written into `out` (of the output's length; what it holds
+/// is overwritten) and returned.
 pub(crate) fn pool2d(
     x: &[f32],
     pool: &Pool2d,
     (in_h, in_w): (usize, usize),
     (out_h, out_w): (usize, usize),
+    out: Vec<f32>,
 ) -> Vec<f32> {
+    if pool.mode == PoolMode::Max {
+        return max_pool2d(x, pool, (in_h, in_w), (out_h, out_w), out);
+    }
     let axis = |o: usize, a: usize| Span {
         start: (o * pool.stride[a]) as isize - pool.padding[a] as isize,
         taps: pool.kernel[a],
     };
-    per_output(x, (in_h, in_w), (out_h, out_w), |plane, oy, ox| {
+    per_output(x, (in_h, in_w), (out_h, out_w), out, |plane, oy, ox| {
         let (ys, xs) = (axis(oy, 0), axis(ox, 1));
         match pool.mode {
-            PoolMode::Max => {
-                let mut m = f32::NEG_INFINITY;
-                for ky in 0..ys.taps {
-                    let iy = ys.start + (ky * pool.dilation[0]) as isize;
-                    if iy < 0 || iy >= in_h as isize {
-                        continue;
-                    }
-                    for kx in 0..xs.taps {
-                        let ix = xs.start + (kx * pool.dilation[1]) as isize;
-                        if ix >= 0 && ix < in_w as isize {
-                            m = m.max(plane[iy as usize * in_w + ix as usize]);
-                        }
-                    }
-                }
-                m
-            }
+            PoolMode::Max => unreachable!("max pooling is max_pool2d's"),
             PoolMode::Avg { count_include_pad } => {
                 // The window within the padded input (a ceil_mode window may hang past it),
                 // then within the input.
@@ -90,19 +82,63 @@ pub(crate) fn pool2d(
     })
 }
 
-/// `adaptive_avg_pool2d` of `x` (`[N, C, in_h, in_w]`) to `out_h` x `out_w`: output `i` averages
-/// inputs `floor(i * H / O) .. ceil((i + 1) * H / O)` on each axis.
+/// `max_pool2d` of `x` (`[N, C, in_h, in_w]`), separably: for each output row, the largest
+/// value of each input column over the window's rows (whole rows at a time, which vectorises),
+/// then the largest of those over each window's columns. Taps in the padding are left out; a
+/// window wholly in it gives -inf, as torch's does.
+fn max_pool2d(
+    x: &[f32],
+    pool: &Pool2d,
+    (in_h, in_w): (usize, usize),
+    (out_h, out_w): (usize, usize),
+    mut out: Vec<f32>,
+) -> Vec<f32> {
+    let planes = x.len() / (in_h * in_w).max(1);
+    assert_eq!(out.len(), planes * out_h * out_w);
+    // Input coordinate of tap `k` of window `o` on axis `a`, if inside the input.
+    let tap = |o: usize, k: usize, a: usize, len: usize| {
+        (o * pool.stride[a] + k * pool.dilation[a])
+            .checked_sub(pool.padding[a])
+            .filter(|&i| i < len)
+    };
+    out.par_chunks_mut((out_h * out_w).max(1))
+        .zip(x.par_chunks((in_h * in_w).max(1)))
+        .with_min_len(min_planes(in_h * in_w))
+        .for_each_init(Vec::new, |column_max, (o, plane)| {
+            for (oy, o_row) in o.chunks_exact_mut(out_w.max(1)).enumerate() {
+                column_max.clear();
+                column_max.resize(in_w, f32::NEG_INFINITY);
+                for iy in (0..pool.kernel[0]).filter_map(|ky| tap(oy, ky, 0, in_h)) {
+                    let row = &plane[iy * in_w..(iy + 1) * in_w];
+                    for (m, &v) in column_max.iter_mut().zip(row) {
+                        *m = m.max(v);
+                    }
+                }
+                for (ox, dst) in o_row.iter_mut().enumerate() {
+                    *dst = (0..pool.kernel[1])
+                        .filter_map(|kx| tap(ox, kx, 1, in_w))
+                        .fold(f32::NEG_INFINITY, |m, ix| m.max(column_max[ix]));
+                }
+            }
+        });
+    out
+}
+
+/// `adaptive_avg_pool2d` of `x` (`[N, C, in_h, in_w]`) to `out_h` x `out_w`, into `out` (as
+/// [`pool2d`]): output `i` averages inputs `floor(i * H / O) .. ceil((i + 1) * H / O)` on each
+/// axis.
 pub(crate) fn adaptive_avg_pool(
     x: &[f32],
     (in_h, in_w): (usize, usize),
     (out_h, out_w): (usize, usize),
+    out: Vec<f32>,
 ) -> Vec<f32> {
     let window = |o: usize, len: usize, out: usize| {
         let start = o * len / out;
         let end = ((o + 1) * len).div_ceil(out);
         (start as isize, end as isize)
     };
-    per_output(x, (in_h, in_w), (out_h, out_w), |plane, oy, ox| {
+    per_output(x, (in_h, in_w), (out_h, out_w), out, |plane, oy, ox| {
         let (y0, y1) = window(oy, in_h, out_h);
         let (x0, x1) = window(ox, in_w, out_w);
         sum_rect(plane, in_w, (y0, y1), (x0, x1)) / ((y1 - y0) * (x1 - x0)) as f32
@@ -142,7 +178,10 @@ mod tests {
                 ceil_mode: true,
             };
             assert_eq!(pool.output_size(1, 5), (1, 3));
-            assert_eq!(pool2d(&x, &pool, (1, 5), (1, 3)), [1.5, 3.5, 5.0]);
+            assert_eq!(
+                pool2d(&x, &pool, (1, 5), (1, 3), vec![0.0; 3]),
+                [1.5, 3.5, 5.0]
+            );
         }
     }
 
@@ -158,13 +197,15 @@ mod tests {
             ceil_mode: false,
         };
         assert_eq!(pool.output_size(1, 1), (1, 1));
-        assert_eq!(pool2d(&[1.0], &pool, (1, 1), (1, 1)), [f32::NEG_INFINITY]);
+        let out = pool2d(&[1.0], &pool, (1, 1), (1, 1), vec![0.0]);
+        assert_eq!(out, [f32::NEG_INFINITY]);
     }
 
     #[test]
     fn adaptive_windows_overlap_when_sizes_do_not_divide() {
         let x = [1.0, 2.0, 3.0, 4.0, 5.0];
         // 5 -> 3: [0, 2), [1, 4), [3, 5).
-        assert_eq!(adaptive_avg_pool(&x, (1, 5), (1, 3)), [1.5, 3.0, 4.5]);
+        let out = adaptive_avg_pool(&x, (1, 5), (1, 3), vec![0.0; 3]);
+        assert_eq!(out, [1.5, 3.0, 4.5]);
     }
 }
