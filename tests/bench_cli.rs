@@ -162,3 +162,45 @@ fn tuning_modes_are_rows_of_their_own() {
     assert_eq!(files, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench --profile --backend cpu`: the CPU's per-op table (`CpuBackend::profile`), an op a
+/// row, and its bars with `--svg`.
+#[test]
+fn the_cpu_profile_is_printed_and_drawn() {
+    let dir = std::env::temp_dir().join(format!("regnet-bench-cpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("cpu.svg");
+    let o = std::process::Command::new(common::example_exe("bench"))
+        .args([
+            "--model",
+            "regnet_x_200mf",
+            "--size",
+            "32",
+            "--backend",
+            "cpu",
+        ])
+        .args(["--batch", "2", "--iters", "1", "--warmup", "0", "--profile"])
+        .args(["--svg", arg(&svg)])
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    let table = out
+        .split("per-layer CPU profile, batch 2")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no CPU profile in:\n{out}"));
+    // The stem, a block's convolutions and the classifier each have a row.
+    for op in ["stem", "block1", "fc"] {
+        assert!(
+            table.lines().any(|l| l.contains(op)),
+            "{op} missing:\n{table}"
+        );
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    roxmltree::Document::parse(&text).unwrap();
+    assert!(text.contains("per-op CPU time"), "{}", &text[..200]);
+    std::fs::remove_dir_all(&dir).ok();
+}

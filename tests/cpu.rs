@@ -66,6 +66,35 @@ fn batch_items_are_independent() {
     }
 }
 
+/// `CpuBackend::profile`: a time for every op, in the plan's order, at the plan's size and
+/// another, for one image and a batch split into parts; the run still gives torchvision's
+/// logits afterwards (profiling leaves the backend as it was).
+#[test]
+fn every_op_is_timed() {
+    let fx = Fixture::load(&fixtures_dir(), "tiny_y");
+    let plan = fx.plan();
+    let cpu = CpuBackend::new(plan.clone(), fx.load_weights(&plan)).unwrap();
+    let s = &fx.input().shape;
+    for shape in [s.clone(), vec![1, 3, 24, 40], vec![5, 3, 17, 17]] {
+        let times = cpu.profile(&Tensor::zeros(shape.clone())).unwrap();
+        let names: Vec<&str> = times.iter().map(|t| t.0.as_str()).collect();
+        let ops: Vec<&str> = plan.ops.iter().map(|op| op.name.as_str()).collect();
+        assert_eq!(names, ops, "{shape:?}");
+        assert!(
+            times.iter().all(|t| t.1.is_finite() && t.1 >= 0.0),
+            "{times:?}"
+        );
+        assert!(times.iter().map(|t| t.1).sum::<f64>() > 0.0);
+    }
+    let logits = cpu.run(fx.input()).unwrap();
+    assert_close(
+        "tiny_y after profiling",
+        &logits,
+        &fx.io["logits"],
+        F32_REL_TOL,
+    );
+}
+
 /// Any H, W >= 1 runs, down to 1x1 (every stage then is 1x1), with finite logits.
 #[test]
 fn tiny_and_odd_sizes_run() {

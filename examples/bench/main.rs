@@ -16,9 +16,11 @@
 //! wall time otherwise (`"timing": "wall"`); the GPU's wall time of a whole `run` (upload,
 //! dispatches, readback) is reported beside it as `wall_median_ms`.
 //!
-//! `--json` prints one JSON object per line per (backend, batch). `--profile` prints the GPU's
-//! per-layer table (time, share, GFLOP/s) and `--svg FILE` draws it (one bar per dispatch,
-//! with the library's `plot` module).
+//! `--json` prints one JSON object per line per (backend, batch). `--profile` prints each
+//! backend's per-layer table (time, share, GFLOP/s) for the first batch: the GPU's dispatches
+//! (timestamp queries) and the CPU's ops (`CpuBackend::profile`, wall time, median of 5 runs);
+//! `--svg FILE` draws the first of them (one bar per dispatch or op, with the library's `plot`
+//! module).
 //!
 //! `--roofline` first measures the adapter's limits with two microkernels (`gpu::peak`: the
 //! FMA peak, and the storage bandwidth of a streaming copy) and prints them (`peak_gflops`,
@@ -52,7 +54,7 @@
 
 mod zoo;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -242,8 +244,11 @@ fn input(batch: usize, size: usize) -> Tensor {
     }
 }
 
-/// The GPU's per-layer profile of one batch: (batch, [(dispatch, ms)]).
+/// A backend's per-layer profile of one batch: (batch, [(dispatch or op, ms)]).
 type Profile = (usize, Vec<(String, f64)>);
+
+/// Profiled CPU runs; each op's median is shown.
+const CPU_PROFILE_RUNS: usize = 5;
 
 /// One measured (backend, batch).
 struct Row {
@@ -312,32 +317,43 @@ fn run(args: &Args) -> Result<()> {
     } else {
         None
     };
-    let mut profile = None;
-    let rows = measure_rows(args, &plan, &weights, &mut profile)?;
+    let mut profiles = Vec::new();
+    let rows = measure_rows(args, &plan, &weights, &mut profiles)?;
     let prec_name = args.precision.to_string();
     print_rows(args, &name, plan.macs() as f64, &prec_name, &rows, roof);
-    if args.profile || args.svg.is_some() {
-        match profile {
-            Some((b, prof)) => print_profile(args, &name, &plan, (b, &prof), roof)?,
-            None => eprintln!("note: no per-layer profile: it needs the gpu backend on an adapter with timestamp queries"),
-        }
+    if (args.profile || args.svg.is_some()) && profiles.is_empty() {
+        eprintln!("note: no per-layer profile: it needs the cpu backend, or the gpu backend on an adapter with timestamp queries");
+    }
+    // The SVG draws the first profile (the GPU's when both backends ran).
+    for (k, (backend, (b, prof))) in profiles.iter().enumerate() {
+        let roof = roof.filter(|_| *backend == "GPU");
+        let svg = args.svg.as_deref().filter(|_| k == 0);
+        print_profile(args, &name, &plan, (backend, *b, prof), roof, svg)?;
     }
     Ok(())
 }
 
-/// The rows of every `--backend` on one model, the GPU's per-layer profile into `profile`
-/// when it is asked for.
+/// The rows of every `--backend` on one model, each backend's per-layer profile into
+/// `profiles` (labelled "GPU" or "CPU") when it is asked for.
 fn measure_rows(
     args: &Args,
     plan: &Plan,
     weights: &Weights,
-    profile: &mut Option<Profile>,
+    profiles: &mut Vec<(&'static str, Profile)>,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for backend in &args.backend {
         match backend.as_str() {
-            "gpu" => rows.extend(gpu_rows(args, plan, weights, profile)?),
-            "cpu" => rows.extend(cpu_rows(args, plan, weights)?),
+            "gpu" => {
+                let mut profile = None;
+                rows.extend(gpu_rows(args, plan, weights, &mut profile)?);
+                profiles.extend(profile.map(|p| ("GPU", p)));
+            }
+            "cpu" => {
+                let mut profile = None;
+                rows.extend(cpu_rows(args, plan, weights, &mut profile)?);
+                profiles.extend(profile.map(|p| ("CPU", p)));
+            }
             other => {
                 return Err(Error::Input(format!(
                     "unknown backend `{other}` (gpu, cpu)"
@@ -521,7 +537,12 @@ fn print_tuning(r: &TuneReport, batch: usize) {
 }
 
 /// The CPU backend's rows: one per batch (f32 whatever `--precision` says).
-fn cpu_rows(args: &Args, plan: &Plan, weights: &Weights) -> Result<Vec<Row>> {
+fn cpu_rows(
+    args: &Args,
+    plan: &Plan,
+    weights: &Weights,
+    profile: &mut Option<Profile>,
+) -> Result<Vec<Row>> {
     if args.precision != Precision::F32 {
         eprintln!("note: the CPU backend runs f32");
     }
@@ -542,8 +563,26 @@ fn cpu_rows(args: &Args, plan: &Plan, weights: &Weights) -> Result<Vec<Row>> {
             wall: None,
             tuning: None,
         });
+        if (args.profile || args.svg.is_some()) && !args.zoo && profile.is_none() {
+            *profile = Some((b, cpu_profile(&cpu, &x)?));
+        }
     }
     Ok(rows)
+}
+
+/// Each op's median wall time over [`CPU_PROFILE_RUNS`] profiled runs of `x`.
+fn cpu_profile(cpu: &CpuBackend, x: &Tensor) -> Result<Vec<(String, f64)>> {
+    let runs: Vec<Vec<(String, f64)>> = (0..CPU_PROFILE_RUNS)
+        .map(|_| cpu.profile(x))
+        .collect::<Result<_>>()?;
+    Ok(runs[0]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let times = runs.iter().map(|r| r[i].1).collect();
+            (name.clone(), stats(times).median)
+        })
+        .collect())
 }
 
 /// The rows as a table, or one JSON object per row.
@@ -646,8 +685,9 @@ fn print_profile(
     args: &Args,
     name: &str,
     plan: &Plan,
-    (b, prof): (usize, &[(String, f64)]),
+    (backend, b, prof): (&str, usize, &[(String, f64)]),
     roof: Option<Roofline>,
+    svg: Option<&Path>,
 ) -> Result<()> {
     let total: f64 = prof.iter().map(|p| p.1).sum();
     let elem = args.precision.bytes() as usize;
@@ -664,10 +704,18 @@ fn print_profile(
         })
         .collect();
     if args.profile && !args.json {
-        println!("\nper-layer GPU profile, batch {b} (each dispatch timed in its own pass; total {total:.2} ms)");
+        let how = if backend == "GPU" {
+            "each dispatch timed in its own pass"
+        } else {
+            "each op's wall time, median of 5 runs; the parts of a batch run side by side, the longest counts"
+        };
+        println!("\nper-layer {backend} profile, batch {b} ({how}; total {total:.2} ms)");
         print!(
             "{:<48} {:>9} {:>7} {:>9}",
-            "dispatch", "ms", "share", "GFLOP/s"
+            if backend == "GPU" { "dispatch" } else { "op" },
+            "ms",
+            "share",
+            "GFLOP/s"
         );
         println!(
             "{}",
@@ -695,11 +743,11 @@ fn print_profile(
             }
         }
     }
-    if let Some(path) = &args.svg {
-        let what = if roof.is_some() {
-            "roofline"
-        } else {
-            "per-dispatch GPU time"
+    if let Some(path) = svg {
+        let what = match (roof.is_some(), backend) {
+            (true, _) => "roofline".to_string(),
+            (false, "GPU") => "per-dispatch GPU time".to_string(),
+            (false, _) => format!("per-op {backend} time"),
         };
         let title = format!(
             "{name} {0}x{0} batch {b}: {what} (total {total:.2} ms)",

@@ -103,7 +103,7 @@ fn zoo_rows(args: &Args, name: &str, plan: &Plan, weights: &Weights) -> Vec<supe
                 batch: vec![batch],
                 ..args.clone()
             };
-            match measure_rows(&one, plan, weights, &mut None) {
+            match measure_rows(&one, plan, weights, &mut Vec::new()) {
                 Ok(r) => rows.extend(r),
                 Err(e) => eprintln!("zoo: {name} on {backend} at batch {batch}: {e}"),
             }

@@ -25,6 +25,7 @@ mod simd;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use rayon::prelude::*;
 
@@ -110,6 +111,38 @@ impl CpuBackend {
         input: &Tensor,
         taps: &[&str],
     ) -> Result<(Tensor, Vec<(String, Tensor)>)> {
+        let (logits, taps, _) = self.run_timed(input, taps, false)?;
+        Ok((logits, taps))
+    }
+
+    /// Wall time of every op of one run of `input`, in milliseconds, labelled with its op's
+    /// name, in the plan's order. A batch of several images runs as usual, split into parts
+    /// that the threads run side by side; an op's time is then its longest across the parts.
+    ///
+    /// ```
+    /// use regnet_wgpu::{cpu::CpuBackend, zoo, Plan, Tensor, Weights};
+    /// let plan = Plan::new(&zoo::get("regnet_x_200mf")?, 64, 64)?;
+    /// let weights = Weights::random(&plan, 0);
+    /// let cpu = CpuBackend::new(plan, weights)?;
+    /// let times = cpu.profile(&Tensor::zeros(vec![2, 3, 64, 64]))?;
+    /// assert_eq!(times.len(), cpu.plan().ops.len());
+    /// assert_eq!(times[0].0, cpu.plan().ops[0].name);
+    /// # Ok::<(), regnet_wgpu::Error>(())
+    /// ```
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<(String, f64)>> {
+        let (_, _, times) = self.run_timed(input, &[], true)?;
+        let names = self.plan.ops.iter().map(|op| op.name.clone());
+        Ok(names.zip(times).collect())
+    }
+
+    /// [`Self::run_with_taps`], and with `timed` each op's longest wall time across the
+    /// batch's parts (ms; empty otherwise).
+    fn run_timed(
+        &self,
+        input: &Tensor,
+        taps: &[&str],
+        timed: bool,
+    ) -> Result<TimedRun> {
         check_image_batch(input)?;
         let (h, w) = (input.shape[2], input.shape[3]);
         let resized;
@@ -131,11 +164,11 @@ impl CpuBackend {
         let per_image = input.data.len() / n;
         // One hand-off to the thread pool for the whole run: the many parallel loops inside
         // then start from a worker thread, which is much cheaper than from outside the pool.
-        let (logits, tap_data) = rayon::scope(|_| {
+        let (logits, tap_data, times) = rayon::scope(|_| {
             let parts = split_batch(n, rayon::current_num_threads());
             let run = |&(i0, i1): &(usize, usize)| {
                 let x = &input.data[i0 * per_image..i1 * per_image];
-                self.run_part(plan, &tap_ids, x, i1 - i0)
+                self.run_part(plan, &tap_ids, x, i1 - i0, timed)
             };
             with_spinners(|| {
                 if parts.len() == 1 {
@@ -159,7 +192,7 @@ impl CpuBackend {
                 ))
             })
             .collect::<Result<_>>()?;
-        Ok((Tensor::new(vec![n, classes], logits)?, taps))
+        Ok((Tensor::new(vec![n, classes], logits)?, taps, times))
     }
 
     /// Runs a batch of `batch` images `x` (`[batch, 3, H, W]`) through `plan`: the logits and
@@ -170,6 +203,7 @@ impl CpuBackend {
         tap_ids: &[(String, usize)],
         x: &[f32],
         batch: usize,
+        timed: bool,
     ) -> Result<PartOutput> {
         let mut run = Run {
             weights: &self.weights,
@@ -180,6 +214,7 @@ impl CpuBackend {
             last_use: plan.last_use(),
             values: vec![None; plan.values.len()],
             buffers: self.buffers.begin(),
+            times: timed.then(Vec::new),
         };
         run.execute(&[(0, x)], plan.output)
     }
@@ -207,6 +242,7 @@ pub(crate) fn run_graph(
             last_use: graph.last_use(),
             values: vec![None; graph.values.len()],
             buffers: pool.begin(),
+            times: None,
         };
         Ok(run.execute(inputs, output)?.0)
     })
@@ -248,8 +284,11 @@ fn with_spinners<R: Send>(body: impl FnOnce() -> R + Send) -> R {
     })
 }
 
-/// The logits and the taps' values of a batch.
-type PartOutput = (Vec<f32>, Vec<Vec<f32>>);
+/// A run's logits, named taps and (when timed) each op's wall time in ms.
+type TimedRun = (Tensor, Vec<(String, Tensor)>, Vec<f64>);
+
+/// The logits and the taps' values of a batch, and each op's wall time in ms when timed.
+type PartOutput = (Vec<f32>, Vec<Vec<f32>>, Vec<f64>);
 
 /// Splits `n` images into contiguous parts, one per thread when there are enough images
 /// (`[(first, end)]`).
@@ -260,17 +299,21 @@ fn split_batch(n: usize, threads: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// The outputs of consecutive parts of a batch, as one batch's.
+/// The outputs of consecutive parts of a batch, as one batch's; an op's time is its longest
+/// across the parts (which ran side by side).
 fn concat_parts(parts: Vec<PartOutput>) -> PartOutput {
     let mut iter = parts.into_iter();
-    let (mut logits, mut taps) = iter.next().unwrap_or_default();
-    for (l, t) in iter {
+    let (mut logits, mut taps, mut times) = iter.next().unwrap_or_default();
+    for (l, t, ms) in iter {
         logits.extend(l);
         for (all, part) in taps.iter_mut().zip(t) {
             all.extend(part);
         }
+        for (all, part) in times.iter_mut().zip(ms) {
+            *all = all.max(part);
+        }
     }
-    (logits, taps)
+    (logits, taps, times)
 }
 
 /// The state of one run: the live values and the buffers to reuse.
@@ -286,6 +329,8 @@ struct Run<'a> {
     /// The values computed and still needed (`[N, C, H, W]` each).
     values: Vec<Option<Vec<f32>>>,
     buffers: Buffers<'a>,
+    /// Each op's wall time so far, in ms, when the run is timed.
+    times: Option<Vec<f64>>,
 }
 
 impl Run<'_> {
@@ -299,7 +344,11 @@ impl Run<'_> {
         }
         let mut taps = vec![Vec::new(); self.tap_ids.len()];
         for (i, op) in self.graph.ops.iter().enumerate() {
+            let start = Instant::now();
             let y = self.op(i)?;
+            if let Some(times) = &mut self.times {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
             self.values[op.output] = Some(y);
             if self.is_dead(op.input, i) {
                 if let Some(v) = self.values[op.input].take() {
@@ -316,7 +365,7 @@ impl Run<'_> {
         for v in self.values.drain(..).flatten() {
             self.buffers.give(v);
         }
-        Ok((logits, taps))
+        Ok((logits, taps, self.times.take().unwrap_or_default()))
     }
 
     /// Whether value `v` is read by no op after op `i` (and is no tap).
@@ -526,12 +575,16 @@ mod tests {
         assert_eq!(split_batch(2, 4), [(0, 1), (1, 2)]);
         assert_eq!(split_batch(3, 1), [(0, 3)]);
         let parts = vec![
-            (vec![1.0, 2.0], vec![vec![10.0], vec![]]),
-            (vec![3.0], vec![vec![20.0, 21.0], vec![5.0]]),
+            (vec![1.0, 2.0], vec![vec![10.0], vec![]], vec![1.0, 4.0]),
+            (vec![3.0], vec![vec![20.0, 21.0], vec![5.0]], vec![2.0, 3.0]),
         ];
         assert_eq!(
             concat_parts(parts),
-            (vec![1.0, 2.0, 3.0], vec![vec![10.0, 20.0, 21.0], vec![5.0]])
+            (
+                vec![1.0, 2.0, 3.0],
+                vec![vec![10.0, 20.0, 21.0], vec![5.0]],
+                vec![2.0, 4.0]
+            )
         );
     }
 }
