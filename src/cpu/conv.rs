@@ -1,5 +1,7 @@
-//! Convolution on the CPU. Three paths, chosen by shape ([`path`]):
+//! Convolution on the CPU. Four paths, chosen by shape ([`path`]):
 //!
+//! - dense 3x3 stride-1 convolutions of 32 channels or more (ResNet's): Winograd F(2x2, 3x3),
+//!   [`super::winograd`];
 //! - kernels larger than 1x1 with narrow groups or short reductions (grouped 3x3 convs up to
 //!   64 channels per group, depthwise convs, the 3-channel stem): the direct kernel of
 //!   [`super::direct`];
@@ -15,10 +17,10 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::direct;
 use super::ops::{activate, finish_row, Epilogue};
 use super::shared::SharedOut;
 use super::simd::Isa;
+use super::{direct, winograd};
 use crate::plan::{Conv2d, Shape};
 use crate::weights::ConvParams;
 
@@ -130,18 +132,35 @@ pub(crate) struct ConvLayer<'a> {
     /// Its weights and bias.
     pub params: &'a ConvParams,
     /// Its weights as [`direct::pack_weights`] orders them, when prepared beforehand (only
-    /// read when the direct kernel runs; packed on the fly when absent).
-    pub packed: Option<&'a [f32]>,
+    /// read by the kernel they were prepared for; prepared on the fly when absent).
+    pub packed: Option<&'a Prepared>,
     /// One image's input shape.
     pub in_shape: Shape,
     /// One image's output shape.
     pub out_shape: Shape,
 }
 
-/// The weights `conv` should have prepared beforehand: the direct kernel's packing, when it
-/// is the kernel that runs `conv`.
-pub(crate) fn prepare(conv: &Conv2d, p: &ConvParams) -> Option<Vec<f32>> {
-    (path(conv) == Path::Direct).then(|| direct::pack_weights(conv, &p.weight))
+/// A convolution's weights reordered beforehand for the kernel that runs it.
+pub(crate) enum Prepared {
+    /// For the direct kernel ([`direct::pack_weights`]).
+    Direct(Vec<f32>),
+    /// For Winograd F(2x2, 3x3) ([`winograd::transform_weights`]), used at the sizes where
+    /// that path runs.
+    Winograd(Vec<f32>),
+}
+
+/// The weights `conv` should have prepared beforehand, when its kernel reorders them: the
+/// direct kernel's packing, or Winograd's transformed weights.
+pub(crate) fn prepare(conv: &Conv2d, p: &ConvParams) -> Option<Prepared> {
+    if direct::prefers_direct(conv) {
+        Some(Prepared::Direct(direct::pack_weights(conv, &p.weight)))
+    } else if winograd::suits(conv) {
+        Some(Prepared::Winograd(winograd::transform_weights(
+            conv, &p.weight,
+        )))
+    } else {
+        None
+    }
 }
 
 /// Runs one convolution over a batch: `x` is `[N, Cin, H, W]`, `out` is `[N, Cout, Ho, Wo]`.
@@ -150,12 +169,23 @@ pub(crate) fn prepare(conv: &Conv2d, p: &ConvParams) -> Option<Vec<f32>> {
 pub(crate) fn conv2d(layer: &ConvLayer, x: &[f32], out: &mut [f32], accumulate: bool) {
     let (conv, p) = (layer.conv, layer.params);
     let (in_shape, out_shape) = (layer.in_shape, layer.out_shape);
-    match path(conv) {
+    match path(conv, out_shape) {
+        Path::Winograd => {
+            let transformed_now;
+            let u = match layer.packed {
+                Some(Prepared::Winograd(u)) => u,
+                _ => {
+                    transformed_now = winograd::transform_weights(conv, &p.weight);
+                    &transformed_now
+                }
+            };
+            winograd::conv2d_winograd(conv, u, &p.bias, x, in_shape, out_shape, out, accumulate);
+        }
         Path::Direct => {
             let packed_now;
             let w = match layer.packed {
-                Some(w) => w,
-                None => {
+                Some(Prepared::Direct(w)) => w,
+                _ => {
                     packed_now = direct::pack_weights(conv, &p.weight);
                     &packed_now
                 }
@@ -173,6 +203,8 @@ pub(crate) fn conv2d(layer: &ConvLayer, x: &[f32], out: &mut [f32], accumulate: 
 /// The kernels a convolution can run with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
+    /// [`winograd::conv2d_winograd`].
+    Winograd,
     /// [`direct::conv2d_direct`].
     Direct,
     /// [`pointwise`]: a GEMM on the input itself.
@@ -181,9 +213,11 @@ enum Path {
     Im2col,
 }
 
-/// The kernel that runs `conv`.
-fn path(conv: &Conv2d) -> Path {
-    if direct::prefers_direct(conv) {
+/// The kernel that runs `conv` with `out`-shaped outputs.
+fn path(conv: &Conv2d, out: Shape) -> Path {
+    if winograd::applies(conv, out) {
+        Path::Winograd
+    } else if direct::prefers_direct(conv) {
         Path::Direct
     } else if conv.kernel == [1, 1] && conv.stride == [1, 1] && conv.padding == [0, 0] {
         Path::Pointwise
@@ -481,7 +515,15 @@ mod tests {
             (Pointwise, 16, 48, 1, [1, 1], 1, 0, 41, 39),
             (Pointwise, 12, 72, 2, [1, 1], 1, 0, 40, 50),
             (Im2col, 40, 48, 1, [1, 1], 2, 0, 9, 11),
-            (Im2col, 32, 80, 1, [3, 3], 1, 1, 13, 7),
+            (Im2col, 16, 80, 1, [3, 3], 1, 1, 13, 7),
+            // Winograd: odd and even sizes, no padding and wide padding, several tile blocks,
+            // output channels split over the threads
+            (Winograd, 96, 112, 1, [3, 3], 1, 1, 15, 14),
+            (Winograd, 128, 96, 1, [3, 3], 1, 0, 16, 19),
+            (Winograd, 96, 128, 1, [3, 3], 1, 2, 13, 12),
+            (Winograd, 96, 96, 1, [3, 3], 1, 1, 29, 22),
+            // too small a plane for it
+            (Im2col, 128, 256, 1, [3, 3], 1, 1, 7, 7),
             (Im2col, 64, 144, 2, [3, 3], 2, 1, 8, 9),
             (Im2col, 40, 72, 1, [5, 3], 2, 2, 6, 10),
             (Direct, 48, 48, 6, [3, 3], 2, 1, 15, 15),
@@ -514,10 +556,10 @@ mod tests {
                         act,
                         residual,
                     );
-                    assert_eq!(path(&case.conv), want_path, "case {i}");
+                    assert_eq!(path(&case.conv, case.out_shape), want_path, "case {i}");
                     let out = case.initial_output(batch);
                     let packed = prepare(&case.conv, &case.params);
-                    for packed in [None, packed.as_deref()] {
+                    for packed in [None, packed.as_ref()] {
                         let layer = ConvLayer {
                             conv: &case.conv,
                             params: &case.params,

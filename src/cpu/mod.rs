@@ -22,6 +22,7 @@ mod pooling;
 mod reference;
 mod shared;
 mod simd;
+mod winograd;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,8 +52,8 @@ use pool::{BufferPool, Buffers};
 pub struct CpuBackend {
     plan: Plan,
     weights: Weights,
-    /// Convolution weights reordered for the direct kernel, by op name.
-    packed: HashMap<String, Vec<f32>>,
+    /// Convolution weights reordered for their kernels, by op name.
+    packed: HashMap<String, conv::Prepared>,
     /// Activation buffers kept between runs.
     buffers: BufferPool,
 }
@@ -137,12 +138,7 @@ impl CpuBackend {
 
     /// [`Self::run_with_taps`], and with `timed` each op's longest wall time across the
     /// batch's parts (ms; empty otherwise).
-    fn run_timed(
-        &self,
-        input: &Tensor,
-        taps: &[&str],
-        timed: bool,
-    ) -> Result<TimedRun> {
+    fn run_timed(&self, input: &Tensor, taps: &[&str], timed: bool) -> Result<TimedRun> {
         check_image_batch(input)?;
         let (h, w) = (input.shape[2], input.shape[3]);
         let resized;
@@ -320,7 +316,7 @@ fn concat_parts(parts: Vec<PartOutput>) -> PartOutput {
 struct Run<'a> {
     weights: &'a Weights,
     /// Convolution weights reordered for the direct kernel, by op name.
-    packed: &'a HashMap<String, Vec<f32>>,
+    packed: &'a HashMap<String, conv::Prepared>,
     graph: Graph<'a>,
     batch: usize,
     tap_ids: &'a [(String, usize)],
@@ -434,7 +430,7 @@ impl Run<'_> {
         let layer = ConvLayer {
             conv: c,
             params: self.weights.conv(&op.name)?,
-            packed: self.packed.get(&op.name).map(Vec::as_slice),
+            packed: self.packed.get(&op.name),
             in_shape,
             out_shape,
         };
