@@ -1,7 +1,7 @@
 //! Convolution on the CPU. Four paths, chosen by shape ([`path`]):
 //!
-//! - dense 3x3 stride-1 convolutions of 32 channels or more (ResNet's): Winograd F(2x2, 3x3),
-//!   [`super::winograd`];
+//! - dense 3x3 stride-1 convolutions of 64 channels or more on planes of 7x7 or more
+//!   (ResNet's): Winograd F(2x2, 3x3), [`super::winograd`];
 //! - kernels larger than 1x1 with narrow groups or short reductions (grouped 3x3 convs up to
 //!   64 channels per group, depthwise convs, the 3-channel stem): the direct kernel of
 //!   [`super::direct`];
@@ -149,17 +149,16 @@ pub(crate) enum Prepared {
     Winograd(Vec<f32>),
 }
 
-/// The weights `conv` should have prepared beforehand, when its kernel reorders them: the
-/// direct kernel's packing, or Winograd's transformed weights.
-pub(crate) fn prepare(conv: &Conv2d, p: &ConvParams) -> Option<Prepared> {
-    if direct::prefers_direct(conv) {
-        Some(Prepared::Direct(direct::pack_weights(conv, &p.weight)))
-    } else if winograd::suits(conv) {
-        Some(Prepared::Winograd(winograd::transform_weights(
+/// The weights `conv` should have prepared beforehand for its kernel at the plan's size
+/// (`out_shape`), when that kernel reorders them: the direct kernel's packing, or Winograd's
+/// transformed weights. (A run at another size whose kernel differs prepares them then.)
+pub(crate) fn prepare(conv: &Conv2d, p: &ConvParams, out_shape: Shape) -> Option<Prepared> {
+    match path(conv, out_shape) {
+        Path::Direct => Some(Prepared::Direct(direct::pack_weights(conv, &p.weight))),
+        Path::Winograd => Some(Prepared::Winograd(winograd::transform_weights(
             conv, &p.weight,
-        )))
-    } else {
-        None
+        ))),
+        Path::Pointwise | Path::Im2col => None,
     }
 }
 
@@ -522,8 +521,9 @@ mod tests {
             (Winograd, 128, 96, 1, [3, 3], 1, 0, 16, 19),
             (Winograd, 96, 128, 1, [3, 3], 1, 2, 13, 12),
             (Winograd, 96, 96, 1, [3, 3], 1, 1, 29, 22),
+            (Winograd, 64, 64, 1, [3, 3], 1, 1, 7, 8),
             // too small a plane for it
-            (Im2col, 128, 256, 1, [3, 3], 1, 1, 7, 7),
+            (Im2col, 128, 256, 1, [3, 3], 1, 1, 5, 6),
             (Im2col, 64, 144, 2, [3, 3], 2, 1, 8, 9),
             (Im2col, 40, 72, 1, [5, 3], 2, 2, 6, 10),
             (Direct, 48, 48, 6, [3, 3], 2, 1, 15, 15),
@@ -558,7 +558,7 @@ mod tests {
                     );
                     assert_eq!(path(&case.conv, case.out_shape), want_path, "case {i}");
                     let out = case.initial_output(batch);
-                    let packed = prepare(&case.conv, &case.params);
+                    let packed = prepare(&case.conv, &case.params, case.out_shape);
                     for packed in [None, packed.as_ref()] {
                         let layer = ConvLayer {
                             conv: &case.conv,

@@ -75,7 +75,9 @@ impl CpuBackend {
                             expected: vec![n],
                         });
                     }
-                    if let (OpKind::Conv2d(_), Some(w)) = (&op.kind, conv::prepare(c, p)) {
+                    if let (OpKind::Conv2d(_), Some(w)) =
+                        (&op.kind, conv::prepare(c, p, plan.values[op.output]))
+                    {
                         packed.insert(op.name.clone(), w);
                     }
                 }

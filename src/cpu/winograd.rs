@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::conv::sgemm;
+use super::ops::activate;
 use super::shared::SharedOut;
 use crate::plan::{Conv2d, Shape};
 
@@ -34,22 +35,24 @@ const BLOCK_FLOATS: usize = 1024 * 1024;
 const MIN_TILES: usize = 64;
 
 /// Whether `conv` runs through Winograd F(2x2, 3x3) on `out`-shaped outputs: [`suits`] it, on
-/// planes of 14x14 or more (a 7x7 plane computes 8x8 outputs in 16 tiles).
+/// planes of 7x7 or more (smaller ones waste much of their edge tiles: a 7x7 plane already
+/// computes 8x8 outputs).
 pub(crate) fn applies(conv: &Conv2d, out: Shape) -> bool {
-    suits(conv) && out.height >= 14 && out.width >= 14
+    suits(conv) && out.height >= 7 && out.width >= 7
 }
 
 /// Whether `conv` is a dense 3x3 stride-1 undilated kernel wide enough (in and out) for the 16
 /// GEMMs to be worth their transforms, whose cost grows with the channels in and out, the
-/// GEMMs' with their product. Measured on ResNet-18 (BENCHMARKS.md): ahead at 128 and 256
-/// channels on 28x28 and 14x14 planes, behind at 64 channels on 56x56 and at 512 on 7x7.
+/// GEMMs' with their product: 64 channels or more, ResNet's every stage. Measured on ResNet-18
+/// and ResNet-50 against the direct kernel and im2col (BENCHMARKS.md): faster at batch 8, even
+/// at batch 1.
 pub(crate) fn suits(conv: &Conv2d) -> bool {
     conv.kernel == [3, 3]
         && conv.stride == [1, 1]
         && conv.dilation == [1, 1]
         && conv.groups == 1
-        && conv.in_channels >= 96
-        && conv.out_channels >= 96
+        && conv.in_channels >= 64
+        && conv.out_channels >= 64
 }
 
 /// The weights (`[cout][cin][3][3]`) transformed: `U[ξ][o][c] = (G g[o][c] Gᵀ)[ξ]`, with
@@ -114,13 +117,14 @@ impl Blocks {
         let tiles = tiles_x * out.height.div_ceil(2);
         let total = batch * tiles;
         let want = 2 * rayon::current_num_threads();
-        // As many tiles as fit the scratch budget with every output channel (at least
-        // MIN_TILES), evened out over the blocks; then output channels split while there are
-        // too few tasks.
-        let tile_block = (BLOCK_FLOATS / (XI * (cin + cout)))
-            .max(MIN_TILES)
-            .min(total.max(1));
-        let tile_blocks = total.div_ceil(tile_block).max(1);
+        // As many tiles as fit the scratch budget with every output channel, in blocks enough
+        // for two per thread while they keep MIN_TILES each (else output channels are split
+        // below), evened out.
+        let budget = (BLOCK_FLOATS / (XI * (cin + cout))).max(MIN_TILES);
+        let tile_blocks = total
+            .div_ceil(budget)
+            .max(want.min(total / MIN_TILES))
+            .max(1);
         let tile_block = total.div_ceil(tile_blocks);
         let mut oc_blocks = 1;
         while tile_blocks * oc_blocks < want && cout / (2 * oc_blocks) >= 32 {
@@ -189,9 +193,34 @@ pub(crate) fn conv2d_winograd(
     });
 }
 
+/// The tiles of `tiles` (numbered over the batch) as runs along one row of tiles of one
+/// image: `(first tile's index in the block, image, tile row, tile columns)`.
+fn runs(
+    blocks: &Blocks,
+    tiles: std::ops::Range<usize>,
+) -> impl Iterator<Item = (usize, usize, usize, std::ops::Range<usize>)> + '_ {
+    let mut t = tiles.start;
+    std::iter::from_fn(move || {
+        if t >= tiles.end {
+            return None;
+        }
+        let (n, local) = (t / blocks.tiles, t % blocks.tiles);
+        let (ty, tx) = (local / blocks.tiles_x, local % blocks.tiles_x);
+        let len = (blocks.tiles_x - tx).min(tiles.end - t);
+        let run = (t - tiles.start, n, ty, tx..tx + len);
+        t += len;
+        Some(run)
+    })
+}
+
 /// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for each input channel `c` and tile `t` of `tiles` (numbered over
 /// the batch `x`; `d` the tile's 4x4 input, zero outside the image), with
 /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
+///
+/// A run of tiles along a row at a time, so that every step is a loop over the run's tiles
+/// (which vectorises): each of the 4 input rows is split into its even and odd padded columns
+/// (`e[k]`, `o[k]`: tile `k` reads `e[k], o[k], e[k+1], o[k+1]`), `d B` is taken along the rows,
+/// then `Bᵀ (d B)` down them.
 fn transform_inputs(
     conv: &Conv2d,
     x: &[f32],
@@ -203,41 +232,69 @@ fn transform_inputs(
     let (cin, nt) = (conv.in_channels, tiles.len());
     let [py, px] = conv.padding;
     let plane_len = s.height * s.width;
-    for c in 0..cin {
-        for (k, t) in tiles.clone().enumerate() {
-            let (n, t) = (t / blocks.tiles, t % blocks.tiles);
+    let cols = blocks.tiles_x + 1;
+    // The 4 rows' even and odd columns, and their `d B`: [row][j][tile].
+    let (mut even, mut odd) = (vec![0.0f32; 4 * cols], vec![0.0f32; 4 * cols]);
+    let mut db = vec![0.0f32; 16 * blocks.tiles_x];
+    for (at, n, ty, txs) in runs(blocks, tiles) {
+        let len = txs.len();
+        for c in 0..cin {
             let plane = &x[(n * cin + c) * plane_len..(n * cin + c + 1) * plane_len];
-            let (ty, tx) = (t / blocks.tiles_x, t % blocks.tiles_x);
-            // The tile's 4x4 input, zero in the padding.
-            let mut d = [[0.0f32; 4]; 4];
-            for (i, row) in d.iter_mut().enumerate() {
+            for i in 0..4 {
+                let (e, o) = (
+                    &mut even[i * cols..][..len + 1],
+                    &mut odd[i * cols..][..len + 1],
+                );
                 let iy = (2 * ty + i).wrapping_sub(py);
                 if iy >= s.height {
-                    continue;
-                }
-                let src = &plane[iy * s.width..(iy + 1) * s.width];
-                for (j, e) in row.iter_mut().enumerate() {
-                    let ix = (2 * tx + j).wrapping_sub(px);
-                    if ix < s.width {
-                        *e = src[ix];
+                    e.fill(0.0);
+                    o.fill(0.0);
+                } else {
+                    let row = &plane[iy * s.width..(iy + 1) * s.width];
+                    let at = |q: usize| q.wrapping_sub(px);
+                    for (k, (e, o)) in e.iter_mut().zip(o.iter_mut()).enumerate() {
+                        let q = 2 * (txs.start + k);
+                        *e = row.get(at(q)).copied().unwrap_or(0.0);
+                        *o = row.get(at(q + 1)).copied().unwrap_or(0.0);
                     }
                 }
+                let (e, o) = (&even[i * cols..][..len + 1], &odd[i * cols..][..len + 1]);
+                let (row_db, rest) = db[i * 4 * len..].split_at_mut(len);
+                let (h1, rest) = rest.split_at_mut(len);
+                let (h2, h3) = rest.split_at_mut(len);
+                let (e0, e1, o0, o1) = (&e[..len], &e[1..], &o[..len], &o[1..]);
+                combine(row_db, e0, e1, |a, b| a - b);
+                combine(h1, o0, e1, |a, b| a + b);
+                combine(h2, e1, o0, |a, b| a - b);
+                combine(h3, o0, o1, |a, b| a - b);
             }
-            // Bᵀ d (rows), then (Bᵀ d) B (columns).
-            let mut w = [[0.0f32; 4]; 4];
+            // Bᵀ (d B): down the 4 rows, for each column j of the transform.
             for j in 0..4 {
-                w[0][j] = d[0][j] - d[2][j];
-                w[1][j] = d[1][j] + d[2][j];
-                w[2][j] = d[2][j] - d[1][j];
-                w[3][j] = d[1][j] - d[3][j];
-            }
-            for (i, r) in w.iter().enumerate() {
-                let t4 = [r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]];
-                for (j, val) in t4.into_iter().enumerate() {
-                    v[((i * 4 + j) * cin + c) * nt + k] = val;
-                }
+                let row = |i: usize| &db[(i * 4 + j) * len..(i * 4 + j + 1) * len];
+                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                let out = |i: usize| ((i * 4 + j) * cin + c) * nt + at;
+                combine(&mut v[out(0)..][..len], r0, r2, |a, b| a - b);
+                combine(&mut v[out(1)..][..len], r1, r2, |a, b| a + b);
+                combine(&mut v[out(2)..][..len], r2, r1, |a, b| a - b);
+                combine(&mut v[out(3)..][..len], r1, r3, |a, b| a - b);
             }
         }
+    }
+}
+
+/// `dst[k] = f(a[k], b[k])`, as one loop LLVM vectorises.
+#[inline(always)]
+fn combine(dst: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (d, (&a, &b)) in dst.iter_mut().zip(a.iter().zip(b)) {
+        *d = f(a, b);
+    }
+}
+
+/// `dst[k] = f(a[k], b[k], c[k])`, likewise.
+#[inline(always)]
+fn combine3(dst: &mut [f32], a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) {
+    for (d, ((&a, &b), &c)) in dst.iter_mut().zip(a.iter().zip(b).zip(c)) {
+        *d = f(a, b, c);
     }
 }
 
@@ -253,7 +310,8 @@ struct Store<'a, 'o> {
 
 /// Each output channel of `ocs` and tile of `tiles` (numbered over the batch): `Y = Aᵀ M A`
 /// from its 16 sums, with `Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]`, then bias (+ residual) and
-/// activation, stored (the parts of edge tiles past the output are dropped).
+/// activation, stored (the parts of edge tiles past the output are dropped). A run of tiles
+/// along a row at a time, every step a loop over the run (as in [`transform_inputs`]).
 fn transform_outputs(
     m: &[f32],
     blocks: &Blocks,
@@ -264,37 +322,46 @@ fn transform_outputs(
     let (nt, no) = (tiles.len(), ocs.len());
     let (ho, wo) = (st.shape.height, st.shape.width);
     let plane = ho * wo;
-    let act = st.conv.activation;
-    for (r, oc) in ocs.clone().enumerate() {
-        let b = st.bias[oc];
-        for (k, t) in tiles.clone().enumerate() {
-            let (n, t) = (t / blocks.tiles, t % blocks.tiles);
-            // This task alone writes channel oc's pixels of these tiles (tasks have disjoint
-            // tiles or channels; other tasks' tiles may share a row, so no slice spans the
-            // plane), and nothing else touches `out` during the loop. `at` checks the bounds.
-            let dst = st.out.at((n * st.conv.out_channels + oc) * plane, plane);
-            let mm = |xi: usize| m[(xi * no + r) * nt + k];
-            // Aᵀ M (rows), then (Aᵀ M) A (columns).
-            let z: [[f32; 4]; 2] = [
-                std::array::from_fn(|j| mm(j) + mm(4 + j) + mm(8 + j)),
-                std::array::from_fn(|j| mm(4 + j) - mm(8 + j) - mm(12 + j)),
-            ];
-            let (ty, tx) = (t / blocks.tiles_x, t % blocks.tiles_x);
-            for (i, zr) in z.iter().enumerate() {
+    // Aᵀ M for the run: [i][j][tile]; then one output row's values, interleaved.
+    let mut z = vec![0.0f32; 8 * blocks.tiles_x];
+    let mut y = vec![0.0f32; 2 * blocks.tiles_x];
+    let mut row = vec![0.0f32; 2 * blocks.tiles_x];
+    for (at, n, ty, txs) in runs(blocks, tiles) {
+        let len = txs.len();
+        let (x0, x1) = (2 * txs.start, (2 * txs.end).min(wo));
+        for (r, oc) in ocs.clone().enumerate() {
+            let mm = |xi: usize| &m[(xi * no + r) * nt + at..][..len];
+            for j in 0..4 {
+                let (z0, z1) = z[j * len..].split_at_mut(4 * len);
+                let (z0, z1) = (&mut z0[..len], &mut z1[..len]);
+                combine3(z0, mm(j), mm(4 + j), mm(8 + j), |a, b, c| a + b + c);
+                combine3(z1, mm(4 + j), mm(8 + j), mm(12 + j), |a, b, c| a - b - c);
+            }
+            let b = st.bias[oc];
+            for i in 0..2.min(ho - 2 * ty) {
+                let zr = |j: usize| &z[(i * 4 + j) * len..(i * 4 + j + 1) * len];
+                let (ya, yb) = y.split_at_mut(len);
+                // (Aᵀ M) A: the tile's left and right outputs of row i.
+                combine3(ya, zr(0), zr(1), zr(2), |a, b, c| a + b + c);
+                combine3(&mut yb[..len], zr(1), zr(2), zr(3), |a, b, c| a - b - c);
+                for (k, pair) in row[..2 * len].chunks_exact_mut(2).enumerate() {
+                    pair[0] = y[k] + b;
+                    pair[1] = y[len + k] + b;
+                }
                 let oy = 2 * ty + i;
-                if oy >= ho {
-                    continue;
-                }
-                let y = [zr[0] + zr[1] + zr[2], zr[1] - zr[2] - zr[3]];
-                for (j, val) in y.into_iter().enumerate() {
-                    let ox = 2 * tx + j;
-                    if ox < wo {
-                        // SAFETY: inside the plane (oy < ho, ox < wo); this task's pixel.
-                        let o = unsafe { &mut *dst.add(oy * wo + ox) };
-                        let sum = if st.residual { *o + val + b } else { val + b };
-                        *o = act.apply(sum);
+                let start = (n * st.conv.out_channels + oc) * plane + oy * wo + x0;
+                // SAFETY: this task alone writes channel oc's pixels of its tiles (tasks have
+                // disjoint tiles or channels): here row oy, the run's columns x0..x1; nothing
+                // else touches `out` during the loop. Bounds checked by `slice`.
+                let dst = unsafe { st.out.slice(start, x1 - x0) };
+                if st.residual {
+                    for (d, &v) in dst.iter_mut().zip(&row[..x1 - x0]) {
+                        *d += v;
                     }
+                } else {
+                    dst.copy_from_slice(&row[..x1 - x0]);
                 }
+                activate(dst, st.conv.activation);
             }
         }
     }
