@@ -14,6 +14,8 @@
 //! present, is already in the destination and the GEMM accumulates onto it; bias and activation
 //! are applied to each tile right after its GEMM, while it is in cache.
 
+use std::borrow::Cow;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -149,16 +151,45 @@ pub(crate) enum Prepared {
     Winograd(Vec<f32>),
 }
 
+impl Prepared {
+    /// `weight` reordered for the kernel of `path`, when that kernel reorders them.
+    fn new(path: Path, conv: &Conv2d, weight: &[f32]) -> Option<Prepared> {
+        match path {
+            Path::Direct => Some(Prepared::Direct(direct::pack_weights(conv, weight))),
+            Path::Winograd => Some(Prepared::Winograd(winograd::transform_weights(
+                conv, weight,
+            ))),
+            Path::Pointwise | Path::Im2col => None,
+        }
+    }
+
+    /// The weights, when they were prepared for the kernel of `path`.
+    fn for_path(&self, path: Path) -> Option<&[f32]> {
+        match (self, path) {
+            (Prepared::Direct(w), Path::Direct) | (Prepared::Winograd(w), Path::Winograd) => {
+                Some(w)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The weights `conv` should have prepared beforehand for its kernel at the plan's size
 /// (`out_shape`), when that kernel reorders them: the direct kernel's packing, or Winograd's
 /// transformed weights. (A run at another size whose kernel differs prepares them then.)
 pub(crate) fn prepare(conv: &Conv2d, p: &ConvParams, out_shape: Shape) -> Option<Prepared> {
-    match path(conv, out_shape) {
-        Path::Direct => Some(Prepared::Direct(direct::pack_weights(conv, &p.weight))),
-        Path::Winograd => Some(Prepared::Winograd(winograd::transform_weights(
-            conv, &p.weight,
-        ))),
-        Path::Pointwise | Path::Im2col => None,
+    Prepared::new(path(conv, out_shape), conv, &p.weight)
+}
+
+/// The weights the kernel of `path` reads for `layer`: prepared beforehand, or now (as they
+/// are, for the kernels that read them so).
+fn prepared_weights<'a>(layer: &'a ConvLayer, path: Path) -> Cow<'a, [f32]> {
+    match layer.packed.and_then(|p| p.for_path(path)) {
+        Some(w) => Cow::Borrowed(w),
+        None => match Prepared::new(path, layer.conv, &layer.params.weight) {
+            Some(Prepared::Direct(w) | Prepared::Winograd(w)) => Cow::Owned(w),
+            None => Cow::Borrowed(&layer.params.weight),
+        },
     }
 }
 
@@ -170,28 +201,14 @@ pub(crate) fn conv2d(layer: &ConvLayer, x: &[f32], out: &mut [f32], accumulate: 
     let (in_shape, out_shape) = (layer.in_shape, layer.out_shape);
     match path(conv, out_shape) {
         Path::Winograd => {
-            let transformed_now;
-            let u = match layer.packed {
-                Some(Prepared::Winograd(u)) => u,
-                _ => {
-                    transformed_now = winograd::transform_weights(conv, &p.weight);
-                    &transformed_now
-                }
-            };
-            winograd::conv2d_winograd(conv, u, &p.bias, x, in_shape, out_shape, out, accumulate);
+            let u = prepared_weights(layer, Path::Winograd);
+            winograd::conv2d_winograd(conv, &u, &p.bias, x, in_shape, out_shape, out, accumulate);
         }
         Path::Direct => {
-            let packed_now;
-            let w = match layer.packed {
-                Some(Prepared::Direct(w)) => w,
-                _ => {
-                    packed_now = direct::pack_weights(conv, &p.weight);
-                    &packed_now
-                }
-            };
+            let w = prepared_weights(layer, Path::Direct);
             let isa = Isa::detect();
             direct::conv2d_direct(
-                conv, w, &p.bias, x, in_shape, out_shape, out, accumulate, isa,
+                conv, &w, &p.bias, x, in_shape, out_shape, out, accumulate, isa,
             );
         }
         Path::Pointwise => pointwise(conv, p, x, in_shape, out_shape, out, accumulate),
