@@ -125,7 +125,9 @@ impl Blocks {
             .div_ceil(budget)
             .max(want.min(total / MIN_TILES))
             .max(1);
-        let tile_block = total.div_ceil(tile_blocks);
+        let tile_block = total.div_ceil(tile_blocks).max(1);
+        // Rounding up the block can leave the last blocks empty: count only those with tiles.
+        let tile_blocks = total.div_ceil(tile_block).max(1);
         let mut oc_blocks = 1;
         while tile_blocks * oc_blocks < want && cout / (2 * oc_blocks) >= 32 {
             oc_blocks *= 2;
