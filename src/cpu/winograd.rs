@@ -6,7 +6,7 @@
 //! With `d` a 4x4 input tile (zero outside the image) and `g` a 3x3 kernel, the 2x2 outputs are
 //! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. The weights are transformed once, at load, into
 //! `U[ξ][o][c]` (ξ the 16 positions of the 4x4 transform). Per block of tiles: the inputs into
-//! `V[ξ][c][t]`, then 16 GEMMs `M[ξ] = U[ξ] · V[ξ]` (the `gemm` crate, like every other
+//! `V[c][ξ][t]`, then 16 GEMMs `M[ξ] = U[ξ] · V[ξ]` (the `gemm` crate, like every other
 //! convolution here), then each output tile from its 16 sums, with bias, residual and activation.
 //! Every coefficient is 0, ±1 or ±1/2, so the transforms are exact but for the usual rounding of
 //! sums; the results stay within the float32 tolerance of the other paths (tested against the
@@ -14,10 +14,11 @@
 //!
 //! Tasks are (block of tiles, block of output channels), the tiles of every image of the batch
 //! numbered in turn, so that small planes (7x7: 16 tiles) still make GEMMs of a few hundred
-//! columns; enough tasks for every thread, each transforming its tiles' inputs once for all
-//! its output channels.
+//! columns; enough tasks for every thread. A task with all output channels transforms its
+//! tiles' inputs itself; where blocks of tiles alone are too few (small planes at batch 1) and
+//! output channels are split too, the inputs are transformed once beforehand and shared.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use rayon::prelude::*;
 
@@ -85,7 +86,7 @@ pub(crate) fn transform_weights(conv: &Conv2d, weight: &[f32]) -> Vec<f32> {
 /// Per-thread buffers, reused across tasks and calls.
 #[derive(Default)]
 struct Scratch {
-    /// One block's transformed inputs: `[16][cin][tiles]`.
+    /// One block's transformed inputs: `[cin][16][tiles]`.
     v: Vec<f32>,
     /// One block's sums: `[16][cout_block][tiles]`.
     m: Vec<f32>,
@@ -93,6 +94,9 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    /// The inputs transformed before a convolution's tasks, kept for the next one (taken
+    /// while in use: a call that finds it taken, nested in another's wait, makes its own).
+    static STAGED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// How one convolution is cut into tasks.
@@ -147,6 +151,12 @@ impl Blocks {
 /// Runs a convolution that [`applies`] over a batch: `x` is `[N, Cin, H, W]`, `out` is
 /// `[N, Cout, Ho, Wo]`, `u` the weights [`transform_weights`] made. With `residual`, `out`
 /// holds the residual on entry, added before the activation.
+///
+/// When every block of tiles takes all output channels, each task transforms its own tiles'
+/// inputs (they stay in its cache for the GEMMs). When there are too few tiles for that to
+/// give every thread work (small planes, batch 1), output channels are split too, and the
+/// inputs are transformed once beforehand, in parallel over channels, for all the tasks that
+/// share them (each task transforming them again cost a fifth of ResNet-50's time at batch 1).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv2d_winograd(
     conv: &Conv2d,
@@ -164,35 +174,93 @@ pub(crate) fn conv2d_winograd(
     assert_eq!(out.len(), batch * out_shape.numel());
     assert_eq!(u.len(), XI * cout * cin);
     let blocks = Blocks::new(cin, cout, out_shape, batch);
-    let out = SharedOut::new(out);
-    let tasks = blocks.tile_blocks * blocks.oc_blocks;
-    (0..tasks).into_par_iter().for_each(|task| {
-        let (ob, tb) = (task % blocks.oc_blocks, task / blocks.oc_blocks);
+    let store = Store {
+        conv,
+        bias,
+        out: SharedOut::new(out),
+        shape: out_shape,
+        residual,
+    };
+    let tile_range = |tb: usize| {
         let t0 = tb * blocks.tile_block;
-        let tiles = t0..(t0 + blocks.tile_block).min(blocks.total);
-        let oc0 = ob * blocks.oc_block;
-        let ocs = oc0..(oc0 + blocks.oc_block).min(cout);
-        SCRATCH.with_borrow_mut(|s| {
-            let nt = tiles.len();
-            s.v.resize(XI * cin * nt, 0.0);
-            s.m.resize(XI * ocs.len() * nt, 0.0);
-            transform_inputs(conv, x, in_shape, &blocks, tiles.clone(), &mut s.v);
-            for xi in 0..XI {
-                let lhs = &u[(xi * cout + ocs.start) * cin..(xi * cout + ocs.end) * cin];
-                let rhs = &s.v[xi * cin * nt..(xi + 1) * cin * nt];
-                let dst = &mut s.m[xi * ocs.len() * nt..(xi + 1) * ocs.len() * nt];
-                sgemm(ocs.len(), nt, cin, lhs, cin, rhs, nt, dst, nt, false);
-            }
-            let store = Store {
-                conv,
-                bias,
-                out,
-                shape: out_shape,
-                residual,
-            };
-            transform_outputs(&s.m, &blocks, tiles, ocs, &store);
+        t0..(t0 + blocks.tile_block).min(blocks.total)
+    };
+    if blocks.oc_blocks == 1 {
+        (0..blocks.tile_blocks).into_par_iter().for_each(|tb| {
+            SCRATCH.with_borrow_mut(|s| {
+                let tiles = tile_range(tb);
+                s.v.resize(XI * cin * tiles.len(), 0.0);
+                transform_inputs(conv, x, in_shape, &blocks, tiles.clone(), 0, &mut s.v);
+                multiply_and_store(u, &s.v, &mut s.m, &blocks, tiles, 0..cout, &store);
+            })
         });
-    });
+        return;
+    }
+    // The transformed inputs of every block of tiles, in turn, each `[cin][16][its tiles]`.
+    let per_block = XI * cin * blocks.tile_block;
+    let chunk = cin.div_ceil(2 * rayon::current_num_threads()).max(1);
+    let mut v = STAGED.take();
+    v.resize(blocks.tile_blocks * per_block, 0.0);
+    v.par_chunks_mut(per_block)
+        .enumerate()
+        .flat_map(|(tb, vb)| {
+            let nt = tile_range(tb).len();
+            vb[..XI * cin * nt]
+                .par_chunks_mut(XI * nt * chunk)
+                .enumerate()
+                .map(move |(k, vc)| (tb, k * chunk, vc))
+        })
+        .for_each(|(tb, c0, vc)| {
+            transform_inputs(conv, x, in_shape, &blocks, tile_range(tb), c0, vc)
+        });
+    let oc_range = |ob: usize| {
+        let oc0 = ob * blocks.oc_block;
+        oc0..(oc0 + blocks.oc_block).min(cout)
+    };
+    (0..blocks.tile_blocks * blocks.oc_blocks)
+        .into_par_iter()
+        .for_each(|task| {
+            let (ob, tb) = (task % blocks.oc_blocks, task / blocks.oc_blocks);
+            let tiles = tile_range(tb);
+            let vb = &v[tb * per_block..][..XI * cin * tiles.len()];
+            SCRATCH.with_borrow_mut(|s| {
+                multiply_and_store(u, vb, &mut s.m, &blocks, tiles, oc_range(ob), &store)
+            });
+        });
+    STAGED.set(v);
+}
+
+/// The 16 GEMMs `M[ξ] = U[ξ] · V[ξ]` of one block of tiles `tiles` (inputs `v`, transformed by
+/// [`transform_inputs`]) and output channels `ocs`, into `m`, then the outputs.
+fn multiply_and_store(
+    u: &[f32],
+    v: &[f32],
+    m: &mut Vec<f32>,
+    blocks: &Blocks,
+    tiles: std::ops::Range<usize>,
+    ocs: std::ops::Range<usize>,
+    store: &Store,
+) {
+    let (cin, cout) = (store.conv.in_channels, store.conv.out_channels);
+    let (nt, no) = (tiles.len(), ocs.len());
+    m.resize(XI * no * nt, 0.0);
+    for xi in 0..XI {
+        let lhs = &u[(xi * cout + ocs.start) * cin..(xi * cout + ocs.end) * cin];
+        let dst = &mut m[xi * no * nt..(xi + 1) * no * nt];
+        sgemm(
+            no,
+            nt,
+            cin,
+            lhs,
+            cin,
+            &v[xi * nt..],
+            XI * nt,
+            dst,
+            nt,
+            false,
+        );
+    }
+    transform_outputs(m, blocks, tiles, ocs, store);
 }
 
 /// The tiles of `tiles` (numbered over the batch) as runs along one row of tiles of one
@@ -215,8 +283,8 @@ fn runs(
     })
 }
 
-/// `V[ξ][c][t] = (Bᵀ d B)[ξ]` for each input channel `c` and tile `t` of `tiles` (numbered over
-/// the batch `x`; `d` the tile's 4x4 input, zero outside the image), with
+/// `V[c][ξ][t] = (Bᵀ d B)[ξ]` for the input channels `c0..` that `v` holds and each tile `t` of
+/// `tiles` (numbered over the batch `x`; `d` the tile's 4x4 input, zero outside the image), with
 /// `Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]`.
 ///
 /// A run of tiles along a row at a time, so that every step is a loop over the run's tiles
@@ -229,9 +297,11 @@ fn transform_inputs(
     s: Shape,
     blocks: &Blocks,
     tiles: std::ops::Range<usize>,
+    c0: usize,
     v: &mut [f32],
 ) {
     let (cin, nt) = (conv.in_channels, tiles.len());
+    let chans = c0..c0 + v.len() / (XI * nt);
     let [py, px] = conv.padding;
     let plane_len = s.height * s.width;
     let cols = blocks.tiles_x + 1;
@@ -240,7 +310,7 @@ fn transform_inputs(
     let mut db = vec![0.0f32; 16 * blocks.tiles_x];
     for (at, n, ty, txs) in runs(blocks, tiles) {
         let len = txs.len();
-        for c in 0..cin {
+        for c in chans.clone() {
             let plane = &x[(n * cin + c) * plane_len..(n * cin + c + 1) * plane_len];
             for i in 0..4 {
                 let (e, o) = (
@@ -274,7 +344,7 @@ fn transform_inputs(
             for j in 0..4 {
                 let row = |i: usize| &db[(i * 4 + j) * len..(i * 4 + j + 1) * len];
                 let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
-                let out = |i: usize| ((i * 4 + j) * cin + c) * nt + at;
+                let out = |i: usize| ((c - c0) * XI + i * 4 + j) * nt + at;
                 combine(&mut v[out(0)..][..len], r0, r2, |a, b| a - b);
                 combine(&mut v[out(1)..][..len], r1, r2, |a, b| a + b);
                 combine(&mut v[out(2)..][..len], r2, r1, |a, b| a - b);
