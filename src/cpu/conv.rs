@@ -242,16 +242,18 @@ fn path(conv: &Conv2d, out: Shape) -> Path {
     }
 }
 
-/// How to split `rows` rows (of each of `units` independent units) into equal blocks: the
-/// largest divisor `d` of `rows`, at most `max_rows`, that still gives `units x rows / d`
-/// blocks enough for two per thread; else the smallest divisor (1).
+/// Rows per block when `rows` rows (of each of `units` independent units) are cut into
+/// blocks: as few blocks as give `units x blocks` two per thread with at most `max_rows` rows
+/// each, of equal size but for a shorter last one. (Blocks used to divide `rows` exactly: an
+/// odd count such as ReXNet's 61 or 151 channels then went one row per task, each repacking the
+/// whole input: 4x slower than one thread on those 1x1 convs.)
 fn block_rows(rows: usize, units: usize, max_rows: usize) -> usize {
     let want = 2 * rayon::current_num_threads();
-    (1..=rows.min(max_rows))
-        .rev()
-        .filter(|&d| rows.is_multiple_of(d))
-        .find(|&d| units * (rows / d) >= want)
-        .unwrap_or(1)
+    let blocks = want
+        .div_ceil(units.max(1))
+        .max(rows.div_ceil(max_rows.max(1)))
+        .clamp(1, rows.max(1));
+    rows.div_ceil(blocks).max(1)
 }
 
 /// Adds the bias to each `hw`-long row of `dst` (rows are channels `c0..`) and activates it.
@@ -300,8 +302,10 @@ fn pointwise(
     }
     let cols = tile_columns(hw, cout_g);
     let col_tiles = hw.div_ceil(cols);
-    let rows = block_rows(cout_g, batch * g * col_tiles, cout_g);
-    let row_tiles = conv.out_channels / rows;
+    let block = block_rows(cout_g, batch * g * col_tiles, cout_g);
+    // Row blocks of each group, the last one shorter.
+    let group_blocks = cout_g.div_ceil(block);
+    let row_tiles = g * group_blocks;
     let shared = SharedOut::new(out);
     (0..batch * row_tiles * col_tiles)
         .into_par_iter()
@@ -311,9 +315,10 @@ fn pointwise(
                 t / col_tiles % row_tiles,
                 t % col_tiles,
             );
-            let (oc0, c0) = (rt * rows, ct * cols);
+            let (gi, rb) = (rt / group_blocks, rt % group_blocks);
+            let rows = block.min(cout_g - rb * block);
+            let (oc0, c0) = (gi * cout_g + rb * block, ct * cols);
             let width = cols.min(hw - c0);
-            let gi = oc0 / cout_g;
             let xn = &x[n * in_shape.numel()..(n + 1) * in_shape.numel()];
             let rhs = &xn[gi * cin_g * hw + c0..(gi + 1) * cin_g * hw];
             let w = &p.weight[oc0 * cin_g..(oc0 + rows) * cin_g];
@@ -361,16 +366,17 @@ fn pointwise_batched(
         });
     let cols = tile_columns(total, m);
     let col_tiles = total.div_ceil(cols);
-    let rows = block_rows(m, col_tiles, m);
+    let block = block_rows(m, col_tiles, m);
     let shared = SharedOut::new(out);
     let epilogue = Epilogue {
         activation: conv.activation,
         residual: accumulate,
     };
-    (0..(m / rows) * col_tiles)
+    (0..m.div_ceil(block) * col_tiles)
         .into_par_iter()
         .for_each_init(Vec::new, |tile, t| {
-            let (oc0, c0) = (t / col_tiles * rows, t % col_tiles * cols);
+            let (oc0, c0) = (t / col_tiles * block, t % col_tiles * cols);
+            let rows = block.min(m - oc0);
             let width = cols.min(total - c0);
             tile.resize(rows * width, 0.0);
             let w = &p.weight[oc0 * k..(oc0 + rows) * k];
@@ -445,6 +451,7 @@ fn im2col_gemm(
             .enumerate()
             .for_each(|(b, dst)| {
                 let oc0 = gi * cout_g + b * rows;
+                let rows = dst.len() / hw.max(1);
                 let w = &p.weight[oc0 * k..(oc0 + rows) * k];
                 sgemm(rows, hw, k, w, k, &col, hw, dst, hw, accumulate);
                 bias_activate(conv, &p.bias[oc0..oc0 + rows], dst, hw);
@@ -628,18 +635,31 @@ mod tests {
     }
 
     #[test]
-    fn block_rows_divide_and_fit() {
+    fn block_rows_are_even_and_fit() {
+        let want = 2 * rayon::current_num_threads();
         for (rows, units, max) in [
             (48, 1, 100),
             (440, 1, 1000),
             (13, 1, 4),
             (8, 64, 8),
             (7, 1, 1),
+            (61, 1, 61),
+            (106, 1, 106),
         ] {
             let d = block_rows(rows, units, max);
-            assert!(rows.is_multiple_of(d) && d <= max);
+            let blocks = rows.div_ceil(d);
+            assert!(d >= 1 && d <= max, "{rows} {units} {max}: {d}");
+            // Enough blocks for the threads where the rows allow, and no more than needed.
+            assert!(
+                units * blocks >= want.min(units * rows),
+                "{rows} {units} {max}: {d}"
+            );
+            assert!(
+                d == max || blocks <= want.div_ceil(units),
+                "{rows} {units} {max}: {d}"
+            );
         }
         assert_eq!(block_rows(8, 64, 8), 8);
-        assert_eq!(block_rows(13, 1, 4), 1);
+        assert_eq!(block_rows(7, 1, 1), 1);
     }
 }
