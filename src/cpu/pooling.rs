@@ -84,8 +84,9 @@ pub(crate) fn pool2d(
 
 /// `max_pool2d` of `x` (`[N, C, in_h, in_w]`), separably: for each output row, the largest
 /// value of each input column over the window's rows (whole rows at a time, which vectorises),
-/// then the largest of those over each window's columns. Taps in the padding are left out; a
-/// window wholly in it gives -inf, as torch's does.
+/// then the largest of those over each window's columns, read from a row padded with -inf on
+/// both sides so that no tap needs a bounds check. Taps in the padding are left out; a window
+/// wholly in it gives -inf, as torch's does.
 fn max_pool2d(
     x: &[f32],
     pool: &Pool2d,
@@ -95,29 +96,36 @@ fn max_pool2d(
 ) -> Vec<f32> {
     let planes = x.len() / (in_h * in_w).max(1);
     assert_eq!(out.len(), planes * out_h * out_w);
-    // Input coordinate of tap `k` of window `o` on axis `a`, if inside the input.
-    let tap = |o: usize, k: usize, a: usize, len: usize| {
-        (o * pool.stride[a] + k * pool.dilation[a])
-            .checked_sub(pool.padding[a])
-            .filter(|&i| i < len)
+    // Input row of tap `k` of output row `o`, if inside the input.
+    let row_tap = |o: usize, k: usize| {
+        (o * pool.stride[0] + k * pool.dilation[0])
+            .checked_sub(pool.padding[0])
+            .filter(|&i| i < in_h)
     };
+    // The padded row: `left` -inf, the column maxima, then -inf up to the last tap's column.
+    let left = pool.padding[1];
+    let last_tap =
+        out_w.saturating_sub(1) * pool.stride[1] + (pool.kernel[1] - 1) * pool.dilation[1];
+    let padded = (last_tap + 1).max(left + in_w);
     out.par_chunks_mut((out_h * out_w).max(1))
         .zip(x.par_chunks((in_h * in_w).max(1)))
         .with_min_len(min_planes(in_h * in_w))
         .for_each_init(Vec::new, |column_max, (o, plane)| {
             for (oy, o_row) in o.chunks_exact_mut(out_w.max(1)).enumerate() {
                 column_max.clear();
-                column_max.resize(in_w, f32::NEG_INFINITY);
-                for iy in (0..pool.kernel[0]).filter_map(|ky| tap(oy, ky, 0, in_h)) {
+                column_max.resize(padded, f32::NEG_INFINITY);
+                let inner = &mut column_max[left..left + in_w];
+                for iy in (0..pool.kernel[0]).filter_map(|ky| row_tap(oy, ky)) {
                     let row = &plane[iy * in_w..(iy + 1) * in_w];
-                    for (m, &v) in column_max.iter_mut().zip(row) {
+                    for (m, &v) in inner.iter_mut().zip(row) {
                         *m = m.max(v);
                     }
                 }
                 for (ox, dst) in o_row.iter_mut().enumerate() {
-                    *dst = (0..pool.kernel[1])
-                        .filter_map(|kx| tap(ox, kx, 1, in_w))
-                        .fold(f32::NEG_INFINITY, |m, ix| m.max(column_max[ix]));
+                    let first = ox * pool.stride[1];
+                    *dst = (0..pool.kernel[1]).fold(f32::NEG_INFINITY, |m, kx| {
+                        m.max(column_max[first + kx * pool.dilation[1]])
+                    });
                 }
             }
         });
