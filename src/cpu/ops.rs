@@ -260,6 +260,9 @@ pub(crate) fn spatial_gate(x: &[f32], map: &[f32], channels: usize, hw: usize) -
     out
 }
 
+/// Batches below this size run the linear head as dot products, larger ones as a GEMM.
+const GEMV_BATCH: usize = 4;
+
 /// The linear head on a `[N, in]` batch: `[N, out]`.
 pub(crate) fn linear(
     p: &LinearParams,
@@ -269,6 +272,29 @@ pub(crate) fn linear(
     outf: usize,
 ) -> Vec<f32> {
     let mut y: Vec<f32> = (0..batch).flat_map(|_| p.bias.iter().copied()).collect();
+    if batch < GEMV_BATCH && inf > 0 {
+        // A few images: a dot product per output and image, each weight row streamed once
+        // (the GEMM packed the weights first, and its threads ran slower than one).
+        let rows = (64 * 1024 / inf).clamp(1, outf.max(1));
+        let xs: Vec<&[f32]> = x.chunks_exact(inf).collect();
+        let mut by_row = vec![0.0f32; outf * batch];
+        by_row
+            .par_chunks_mut(rows * batch)
+            .zip(p.weight.par_chunks(rows * inf))
+            .for_each(|(dst, w)| {
+                for (d, row) in dst.chunks_exact_mut(batch).zip(w.chunks_exact(inf)) {
+                    for (d, xn) in d.iter_mut().zip(&xs) {
+                        *d = dot(row, xn);
+                    }
+                }
+            });
+        for (o, sums) in by_row.chunks_exact(batch).enumerate() {
+            for (n, &s) in sums.iter().enumerate() {
+                y[n * outf + o] += s;
+            }
+        }
+        return y;
+    }
     // y[N×out] += x[N×in] · Wᵀ[in×out]; Wᵀ is W read with swapped strides.
     if batch > 0 && inf > 0 && outf > 0 {
         // SAFETY: x is N×in, W is out×in (read as its transpose), y is N×out; no aliasing.
@@ -316,6 +342,34 @@ mod tests {
             );
             let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
             assert!((plane_mean(&a) as f64 - mean).abs() < 1e-7, "mean {n}");
+        }
+    }
+
+    /// Both ways of running the head (dot products below `GEMV_BATCH` images, the GEMM from
+    /// it on) against float64 sums.
+    #[test]
+    fn linear_matches_its_definition_at_every_batch() {
+        let mut rng = Rng::new(11);
+        let (inf, outf) = (300, 1000);
+        let p = LinearParams {
+            weight: rng.vec(outf * inf),
+            bias: rng.vec(outf),
+        };
+        for batch in [1, 2, GEMV_BATCH - 1, GEMV_BATCH, 7] {
+            let x = rng.vec(batch * inf);
+            let got = linear(&p, &x, batch, inf, outf);
+            assert_eq!(got.len(), batch * outf);
+            for (i, &g) in got.iter().enumerate() {
+                let (n, o) = (i / outf, i % outf);
+                let want = p.bias[o] as f64
+                    + (0..inf)
+                        .map(|k| p.weight[o * inf + k] as f64 * x[n * inf + k] as f64)
+                        .sum::<f64>();
+                assert!(
+                    (g as f64 - want).abs() < 1e-5 * inf as f64,
+                    "batch {batch} {i}"
+                );
+            }
         }
     }
 
