@@ -15,6 +15,7 @@
 //! are applied to each tile right after its GEMM, while it is in cache.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -442,6 +443,10 @@ fn im2col_gemm(
             });
         return;
     }
+    if hw >= cout_g {
+        im2col_bands(conv, p, x, in_shape, out_shape, out, accumulate);
+        return;
+    }
     let rows = block_rows(cout_g, 1, (BLOCK_FLOATS / hw.max(1)).max(8));
     let mut col = Vec::new();
     for (idx, dst) in out.chunks_mut(cout_g * hw).enumerate() {
@@ -457,6 +462,65 @@ fn im2col_gemm(
                 bias_activate(conv, &p.bias[oc0..oc0 + rows], dst, hw);
             });
     }
+}
+
+/// [`im2col_gemm`] for few (image, group) pairs whose planes hold more pixels than their
+/// groups have output channels (the 7x7 stem, strided convs at batch 1): tasks are bands of
+/// output rows, each unfolding only its band (a few dozen KiB, in cache) and multiplying it by
+/// all of its group's weights. Split into blocks of output channels instead, every block's GEMM
+/// packed the whole plane's im2col matrix again (ResNet-50's stem: 7 MiB, 13 times).
+fn im2col_bands(
+    conv: &Conv2d,
+    p: &ConvParams,
+    x: &[f32],
+    s: Shape,
+    o: Shape,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    let g = conv.groups;
+    let (cin_g, cout_g) = (conv.in_channels / g, conv.out_channels / g);
+    let taps = conv.kernel[0] * conv.kernel[1];
+    let k = cin_g * taps;
+    let (ho, wo, hw) = (o.height, o.width, o.height * o.width);
+    let pairs = out.len() / hw.max(1) / cout_g.max(1);
+    // Rows per band: the band's im2col matrix within the block budget, and bands enough for
+    // two tasks per thread.
+    let per_pair = (2 * rayon::current_num_threads()).div_ceil(pairs.max(1));
+    let band = (BLOCK_FLOATS / (k * wo).max(1))
+        .min(ho.div_ceil(per_pair))
+        .max(1);
+    let bands = ho.div_ceil(band);
+    let shared = SharedOut::new(out);
+    (0..pairs * bands)
+        .into_par_iter()
+        .for_each_init(Vec::new, |col, t| {
+            let (idx, b) = (t / bands, t % bands);
+            let (n, gi) = (idx / g, idx % g);
+            let oys = b * band..((b + 1) * band).min(ho);
+            let len = oys.len() * wo;
+            col.clear();
+            col.resize(k * len, 0.0);
+            for (c, rows) in col.chunks_exact_mut(taps * len).enumerate() {
+                let plane = (n * conv.in_channels + gi * cin_g + c) * s.height * s.width;
+                let plane = &x[plane..plane + s.height * s.width];
+                unfold_channel(conv, plane, s, o, oys.clone(), rows);
+            }
+            let oc0 = gi * cout_g;
+            let w = &p.weight[oc0 * k..(oc0 + cout_g) * k];
+            let start = (n * conv.out_channels + oc0) * hw + oys.start * wo;
+            // Task t alone writes output rows oys of channels oc0..oc0 + cout_g of image n
+            // (in bounds: `at` checks), and nothing else touches `out` during the loop.
+            let dst = shared.at(start, (cout_g - 1) * hw + len);
+            // SAFETY: see above.
+            unsafe { sgemm_raw(cout_g, len, k, w, k, col, len, dst, hw, accumulate) };
+            for (r, &bias) in p.bias[oc0..oc0 + cout_g].iter().enumerate() {
+                // SAFETY: row r of this task's band; see above.
+                let row = unsafe { shared.slice(start + r * hw, len) };
+                row.iter_mut().for_each(|v| *v += bias);
+                activate(row, conv.activation);
+            }
+        });
 }
 
 /// Unfolds the channels `c0..c0 + cin` of one image `x` (`[C, H, W]`) into `col`
@@ -482,33 +546,42 @@ fn im2col(
     if parallel {
         col.par_chunks_mut(per_channel.max(1))
             .enumerate()
-            .for_each(|(c, rows)| unfold_channel(conv, plane(c), s, o, rows));
+            .for_each(|(c, rows)| unfold_channel(conv, plane(c), s, o, 0..o.height, rows));
     } else {
         for (c, rows) in col.chunks_mut(per_channel.max(1)).enumerate() {
-            unfold_channel(conv, plane(c), s, o, rows);
+            unfold_channel(conv, plane(c), s, o, 0..o.height, rows);
         }
     }
 }
 
-/// One input channel's rows of the im2col matrix: `rows` (`[kh·kw, Ho·Wo]`, zeroed) gets the
-/// plane's value under each kernel tap at each output pixel.
-fn unfold_channel(conv: &Conv2d, plane: &[f32], s: Shape, o: Shape, rows: &mut [f32]) {
+/// One input channel's rows of the im2col matrix for the output rows `oys`: `rows`
+/// (`[kh·kw, |oys|·Wo]`, zeroed) gets the plane's value under each kernel tap at each of
+/// those output pixels.
+fn unfold_channel(
+    conv: &Conv2d,
+    plane: &[f32],
+    s: Shape,
+    o: Shape,
+    oys: Range<usize>,
+    rows: &mut [f32],
+) {
     let [kh, kw] = conv.kernel;
-    let (ho, wo) = (o.height, o.width);
+    let wo = o.width;
+    let len = oys.len() * wo;
     let [sy, sx] = conv.stride.map(|v| v as isize);
     let [py, px] = conv.padding.map(|v| v as isize);
     let [dy, dx] = conv.dilation.map(|v| v as isize);
     for ky in 0..kh {
         for kx in 0..kw {
-            let row = (ky * kw + kx) * ho * wo;
-            let dst = &mut rows[row..row + ho * wo];
-            for oy in 0..ho {
+            let row = (ky * kw + kx) * len;
+            let dst = &mut rows[row..row + len];
+            for (r, oy) in oys.clone().enumerate() {
                 let iy = oy as isize * sy - py + ky as isize * dy;
                 if iy < 0 || iy >= s.height as isize {
                     continue;
                 }
                 let src = &plane[iy as usize * s.width..(iy as usize + 1) * s.width];
-                let d = &mut dst[oy * wo..(oy + 1) * wo];
+                let d = &mut dst[r * wo..(r + 1) * wo];
                 for (ox, v) in d.iter_mut().enumerate() {
                     let ix = ox as isize * sx - px + kx as isize * dx;
                     if ix >= 0 && ix < s.width as isize {
@@ -526,8 +599,9 @@ mod tests {
     use crate::cpu::reference::{naive_conv, random_case};
     use crate::plan::Activation;
 
-    /// Every path of `conv2d` (direct, pointwise GEMM, im2col GEMM; one task per group or
-    /// blocks of one group) against the naive convolution.
+    /// Every path of `conv2d` (direct, pointwise GEMM, im2col GEMM: one task per group, blocks
+    /// of one group's output channels or bands of its output rows) against the naive
+    /// convolution.
     #[test]
     fn conv2d_matches_naive_on_random_shapes() {
         use Path::*;
@@ -544,6 +618,9 @@ mod tests {
             (Pointwise, 12, 72, 2, [1, 1], 1, 0, 40, 50),
             (Im2col, 40, 48, 1, [1, 1], 2, 0, 9, 11),
             (Im2col, 16, 80, 1, [3, 3], 1, 1, 13, 7),
+            // bands of output rows (planes larger than the groups' output channels)
+            (Im2col, 40, 72, 1, [1, 1], 2, 0, 31, 29),
+            (Im2col, 160, 160, 2, [3, 3], 2, 1, 21, 20),
             // Winograd: odd and even sizes, no padding and wide padding, several tile blocks,
             // output channels split over the threads
             (Winograd, 96, 112, 1, [3, 3], 1, 1, 15, 14),
