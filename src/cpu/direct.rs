@@ -395,23 +395,37 @@ fn pack_band(
     let (ph, pw) = g.phases();
     let channels = x.chunks_exact(g.h * g.w);
     for (src, phases) in channels.zip(packed.chunks_exact_mut(ph * pw * plane_len)) {
-        // One fill for the padding of all of the channel's phases.
-        phases.fill(0.0);
         for a in 0..ph {
             let (i_lo, i_hi) = g.inside(a, r0, hb, g.h);
             for b in 0..pw {
                 let start = (a * pw + b) * plane_len;
-                let plane = &mut phases[start..start + hb * g.wq];
+                let plane = &mut phases[start..start + plane_len];
                 let (j_lo, j_hi) = g.inside(b, 0, g.wq, g.w);
-                if j_lo == j_hi {
+                if j_lo == j_hi || i_lo == i_hi {
+                    plane.fill(0.0);
                     continue;
                 }
+                // Zeros only where the padding falls (writing the whole plane twice cost
+                // ReXNet's depthwise convs a memset of every input they read): the rows above
+                // and below the image, the columns left and right of it, the plane's tail.
+                plane[..i_lo * g.wq + j_lo].fill(0.0);
+                plane[(i_hi - 1) * g.wq + j_hi..].fill(0.0);
                 let x0 = s * j_lo + b - g.pad;
                 let span = s * (j_hi - j_lo - 1) + 1;
                 for il in i_lo..i_hi {
                     let y = s * (r0 + il) + a - g.pad;
-                    let dst = &mut plane[il * g.wq + j_lo..il * g.wq + j_hi];
-                    gather_strided(dst, &src[y * g.w + x0..y * g.w + x0 + span], s);
+                    let row = &mut plane[il * g.wq..(il + 1) * g.wq];
+                    if il > i_lo {
+                        row[..j_lo].fill(0.0);
+                    }
+                    if il + 1 < i_hi {
+                        row[j_hi..].fill(0.0);
+                    }
+                    gather_strided(
+                        &mut row[j_lo..j_hi],
+                        &src[y * g.w + x0..y * g.w + x0 + span],
+                        s,
+                    );
                 }
             }
         }
