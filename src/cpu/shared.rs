@@ -2,7 +2,9 @@
 //! parts of it (tiles of a matrix, row ranges of every channel), which safe slice splitting
 //! cannot express.
 
+use std::cell::Cell;
 use std::marker::PhantomData;
+use std::thread::LocalKey;
 
 /// A mutable buffer shared by tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
@@ -42,4 +44,21 @@ impl<'a> SharedOut<'a> {
         // SAFETY: inside the buffer (checked by `at`); exclusive by the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.at(start, len), len) }
     }
+}
+
+/// Runs `f` on a buffer of `len` floats kept in the thread-local `key` between calls, so that
+/// hot loops neither allocate nor zero a buffer each time: its contents are whatever the last
+/// use left (zeros only where it grew), so `f` must write every float before reading it. A
+/// call nested in another's (a task stolen while the first waits) finds the buffer taken and
+/// makes its own.
+pub(crate) fn with_reused<R>(
+    key: &'static LocalKey<Cell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    let mut buf = key.take();
+    buf.resize(len, 0.0);
+    let r = f(&mut buf);
+    key.set(buf);
+    r
 }

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::conv::sgemm;
 use super::ops::activate;
-use super::shared::SharedOut;
+use super::shared::{with_reused, SharedOut};
 use crate::plan::{Conv2d, Shape};
 
 /// Positions of the 4x4 transform.
@@ -199,35 +199,34 @@ pub(crate) fn conv2d_winograd(
     // The transformed inputs of every block of tiles, in turn, each `[cin][16][its tiles]`.
     let per_block = XI * cin * blocks.tile_block;
     let chunk = cin.div_ceil(2 * rayon::current_num_threads()).max(1);
-    let mut v = STAGED.take();
-    v.resize(blocks.tile_blocks * per_block, 0.0);
-    v.par_chunks_mut(per_block)
-        .enumerate()
-        .flat_map(|(tb, vb)| {
-            let nt = tile_range(tb).len();
-            vb[..XI * cin * nt]
-                .par_chunks_mut(XI * nt * chunk)
-                .enumerate()
-                .map(move |(k, vc)| (tb, k * chunk, vc))
-        })
-        .for_each(|(tb, c0, vc)| {
-            transform_inputs(conv, x, in_shape, &blocks, tile_range(tb), c0, vc)
-        });
-    let oc_range = |ob: usize| {
-        let oc0 = ob * blocks.oc_block;
-        oc0..(oc0 + blocks.oc_block).min(cout)
-    };
-    (0..blocks.tile_blocks * blocks.oc_blocks)
-        .into_par_iter()
-        .for_each(|task| {
-            let (ob, tb) = (task % blocks.oc_blocks, task / blocks.oc_blocks);
-            let tiles = tile_range(tb);
-            let vb = &v[tb * per_block..][..XI * cin * tiles.len()];
-            SCRATCH.with_borrow_mut(|s| {
-                multiply_and_store(u, vb, &mut s.m, &blocks, tiles, oc_range(ob), &store)
+    with_reused(&STAGED, blocks.tile_blocks * per_block, |v| {
+        v.par_chunks_mut(per_block)
+            .enumerate()
+            .flat_map(|(tb, vb)| {
+                let nt = tile_range(tb).len();
+                vb[..XI * cin * nt]
+                    .par_chunks_mut(XI * nt * chunk)
+                    .enumerate()
+                    .map(move |(k, vc)| (tb, k * chunk, vc))
+            })
+            .for_each(|(tb, c0, vc)| {
+                transform_inputs(conv, x, in_shape, &blocks, tile_range(tb), c0, vc)
             });
-        });
-    STAGED.set(v);
+        let oc_range = |ob: usize| {
+            let oc0 = ob * blocks.oc_block;
+            oc0..(oc0 + blocks.oc_block).min(cout)
+        };
+        (0..blocks.tile_blocks * blocks.oc_blocks)
+            .into_par_iter()
+            .for_each(|task| {
+                let (ob, tb) = (task % blocks.oc_blocks, task / blocks.oc_blocks);
+                let tiles = tile_range(tb);
+                let vb = &v[tb * per_block..][..XI * cin * tiles.len()];
+                SCRATCH.with_borrow_mut(|s| {
+                    multiply_and_store(u, vb, &mut s.m, &blocks, tiles, oc_range(ob), &store)
+                });
+            });
+    })
 }
 
 /// The 16 GEMMs `M[ξ] = U[ξ] · V[ξ]` of one block of tiles `tiles` (inputs `v`, transformed by
