@@ -59,11 +59,11 @@ const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + span) / 4 + 1 <= MAX_SV 
 const MAX_KW: u32 = 7u;      // kernel columns per span: KC <= MAX_KW (the loop is written out)
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
-// This part's weights, [part_groups, in_c / groups, KH, KW, oc_pad4] vec4s: for one input tap
-// the part's channels of a group are contiguous (padded with zeros to a multiple of 4), so an
-// invocation loads its OCN weights as ceil(OCN / 4) vec4.
-@group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;
+// Binding 1, the input `x`, and 2, the weights `w`: operands_storage.wgsl or
+// operands_texture.wgsl, read through load_x and load_w. The weights are this part's,
+// [part_groups, in_c / groups, KH, KW, oc_pad4] vec4s: for one input tap the part's channels
+// of a group are contiguous (padded with zeros to a multiple of 4), so an invocation loads its
+// OCN weights as ceil(OCN / 4) vec4.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<store_t>; // [batch, res_c, out_h, out_w]
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
@@ -118,7 +118,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
                         // unroll
                         for (var t = 0u; t < MAX_OC / 4u; t++) {
                             if (t < (OCN + 3u) / 4u) {
-                                let w4 = vec4<f32>(w[tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u)]);
+                                let w4 = load_w(tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u));
                                 tap_fma(&acc, w4, t, &xv);
                             }
                         }
@@ -180,7 +180,7 @@ fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
     // unroll
     for (var m = 0u; m < MAX_SV; m++) {
         if (m <= (sh + span - 1u) / 4u) {
-            v[m] = vec4<f32>(x[u32(clamp(q + i32(m), 0, last))]);
+            v[m] = load_x(u32(clamp(q + i32(m), 0, last)));
         }
     }
     var xs: Span;

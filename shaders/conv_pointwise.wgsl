@@ -51,8 +51,8 @@ const MAX_NV: u32 = 4u;       // vec4s of pixels: TN / 4 <= MAX_NV
 const MAX_PX: u32 = 16u;      // 4 * MAX_NV
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<store_t>>;
-@group(0) @binding(2) var<storage, read> w: array<vec4<store_t>>;  // this part's [in_c, oc_pad4] (transposed)
+// Binding 1, the input `x`, and 2, the weights `w` (this part's [in_c, oc_pad4], transposed):
+// operands_storage.wgsl or operands_texture.wgsl, read through load_x and load_w.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
 @group(0) @binding(5) var<storage, read> gate: array<f32>;     // [batch, in_c]
@@ -103,7 +103,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < MAX_NV; j++) {
             if (j < nv) {
                 if (STRIDE == 1u) {
-                    xv[j] = vec4<f32>(x[min(q + j, last)]);
+                    xv[j] = load_x(min(q + j, last));
                 } else {
                     xv[j] = vec4<f32>(x_at(plane + at[4u * j]), x_at(plane + at[4u * j + 1u]),
                                       x_at(plane + at[4u * j + 2u]), x_at(plane + at[4u * j + 3u]));
@@ -113,7 +113,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         if (STRIDE == 1u && !ALIGNED) {
             // The plane starts `plane % 4` values into a vec4: realign.
             let r = plane % 4u;
-            let extra = vec4<f32>(x[min(q + nv, last)]);
+            let extra = load_x(min(q + nv, last));
             // unroll
             for (var j = 0u; j < MAX_NV; j++) {
                 if (j < nv) {
@@ -148,7 +148,7 @@ fn channel_fma(acc: ptr<function, Acc>, wrow: u32, oc0: u32, xv: ptr<function, P
     // unroll
     for (var t = 0u; t < MAX_TM / 4u; t++) {
         if (t < TM / 4u) {
-            let w4 = vec4<f32>(w[wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u)]);
+            let w4 = load_w(wrow + min(oc0 / 4u + t, p.oc_pad4 - 1u));
             // unroll
             for (var i = 0u; i < 4u; i++) {
                 let wv = vec4<f32>(w4[i]);
@@ -202,7 +202,7 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
 
 // Input value `i` (all of x is read as vec4s).
 fn x_at(i: u32) -> f32 {
-    return f32(x[min(i / 4u, p.x_vec4s - 1u)][i % 4u]);
+    return load_x(min(i / 4u, p.x_vec4s - 1u))[i % 4u];
 }
 
 // The 4 residual values starting at value `at`.

@@ -67,7 +67,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
                 let img = min(nt0 + s, p.batch * p.tiles - 1u) / p.tiles;
                 var val: vec4<f32>;
                 if (STRIDE == 1u) {
-                    val = vec4<f32>(x[min((base[s] + (c + h) * hw) / 4u + v, last)]);
+                    val = load_x(min((base[s] + (c + h) * hw) / 4u + v, last));
                 } else {
                     // Output pixels 4 v.. of the tile, each read under its input pixel.
                     let t = min(nt0 + s, p.batch * p.tiles - 1u) % p.tiles;

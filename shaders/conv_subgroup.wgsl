@@ -67,7 +67,7 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
             if (SG * s < nw) {
                 let k = min(lane + SG * s, nw - 1u);
                 let at = (taps + k / ocn4) * p.oc_pad4 + min(vb + k % ocn4, p.oc_pad4 - 1u);
-                ld[s] = vec4<f32>(w[at]);
+                ld[s] = load_w(at);
             }
         }
         var wk: array<vec4<f32>, MAX_WK>;

@@ -131,6 +131,8 @@ fn subgroup_gemm_edges_match_the_cpu_backend() {
                 batch: n,
                 subgroups,
                 tiling: Some(Tiling::Cpu),
+                // The subgroup entry points read storage operands only.
+                textures: Some(false),
                 ..Default::default()
             };
             let runner = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts).unwrap();
@@ -223,18 +225,21 @@ fn split_convolutions_match_torchvision() {
 }
 
 /// Both tile rule sets (the CPU-backed adapters' and the GPUs'), with and without the subgroup
-/// GEMM, compute the same thing: each, forced on this adapter, matches torchvision on every tiny
-/// fixture (odd planes, clipped and depthwise groups, batches).
+/// GEMM, with the convolutions' operands in storage buffers and in textures, compute the same
+/// thing: each, forced on this adapter, matches torchvision on every tiny fixture (odd planes,
+/// clipped and depthwise groups, batches).
 #[test]
 fn every_tiling_matches_torchvision() {
     eprintln!(
         "subgroup GEMM available: {}",
         gpu_ctx(Precision::F32).has_subgroups()
     );
-    for (tiling, subgroups) in [
-        (Tiling::Cpu, true),
-        (Tiling::Cpu, false),
-        (Tiling::Gpu, true),
+    for (tiling, subgroups, textures) in [
+        (Tiling::Cpu, true, false),
+        (Tiling::Cpu, false, false),
+        (Tiling::Cpu, true, true),
+        (Tiling::Gpu, true, false),
+        (Tiling::Gpu, true, true),
     ] {
         for name in TINY {
             let fx = Fixture::load(&fixtures_dir(), name);
@@ -244,6 +249,7 @@ fn every_tiling_matches_torchvision() {
                 batch: fx.input().shape[0],
                 tiling: Some(tiling),
                 subgroups,
+                textures: Some(textures),
                 ..Default::default()
             };
             let runner = GpuRunner::new(gpu_ctx(Precision::F32), &plan, &weights, opts).unwrap();
@@ -251,9 +257,20 @@ fn every_tiling_matches_torchvision() {
                 // The GPU rules never pick the subgroup kernels (untested on GPUs).
                 assert_eq!(runner.subgroup_dispatches(), 0);
             }
+            if textures {
+                // Every convolution but the stem (it reads the model's input) reads textures.
+                assert!(
+                    runner.texture_dispatches() > 0,
+                    "{name}: no texture operands"
+                );
+            } else {
+                assert_eq!(runner.texture_dispatches(), 0);
+            }
             let logits = runner.run(fx.input()).unwrap();
             assert_close(
-                &format!("{name} with {tiling:?} tiles, subgroups {subgroups}"),
+                &format!(
+                    "{name} with {tiling:?} tiles, subgroups {subgroups}, textures {textures}"
+                ),
                 &logits,
                 &fx.io["logits"],
                 F32_REL_TOL,

@@ -1,6 +1,6 @@
 //! Every shader parses and validates with naga, in both precisions, before any adapter runs it.
 
-use regnet_wgpu::gpu::kernels::Family;
+use regnet_wgpu::gpu::kernels::{Family, Operands};
 use regnet_wgpu::gpu::{preprocess, Precision};
 
 fn validate(name: &str, precision: Precision, src: &str) {
@@ -63,6 +63,8 @@ fn every_shader_parses_and_validates() {
             [
                 (f, f.source(precision)),
                 (f, f.source_with_subgroups(precision)),
+                (f, f.source_with(precision, Operands::Texture, false)),
+                (f, f.source_with(precision, Operands::Texture, true)),
             ]
         }) {
             let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
@@ -95,7 +97,10 @@ fn every_wgsl_file_is_used() {
         // The prelude opens every module; the subgroup entry points are appended to the conv
         // families' modules (Family::source_with_subgroups); the roofline's microkernels
         // (gpu::peak) and the probes stand alone.
+        // The convolutions read their operands through one of the operands files.
         if name == "prelude.wgsl"
+            || name == Operands::Storage.file()
+            || name == Operands::Texture.file()
             || name == preprocess::SHADER_FILE
             || name == "conv_pointwise_subgroup.wgsl"
             || name == "conv_subgroup.wgsl"

@@ -3,7 +3,7 @@
 //! ```text
 //! bench (--model NAME | --regnet SPEC | --anynet SPEC) [--batch 1,8,...] [--size 224] [--backend gpu,cpu]
 //!       [--precision f32|f16] [--iters N] [--warmup N] [--json] [--profile] [--svg FILE]
-//!       [--shader-checks checked,unchecked,...] [--peak] [--roofline]
+//!       [--shader-checks checked,unchecked,...] [--textures auto,on,off] [--peak] [--roofline]
 //!       [--tuning rules,cached,tune] [--tune-budget SECS] [--tuning-cache DIR]
 //! bench --zoo [--zoo-max-gmacs G] [--zoo-min-gmacs G] [--peers [--python PY]] [--markdown FILE] [--svg FILE] [...]
 //! bench --zoo --zoo-from RUN.jsonl ... [--markdown FILE] [--svg FILE]
@@ -114,6 +114,11 @@ struct Args {
     /// only). Rows other than `checked` are labelled `gpu/<checks>`.
     #[arg(long, value_delimiter = ',', default_value = "checked")]
     shader_checks: Vec<String>,
+    /// Where the convolutions read their inputs and weights, comma separated to compare them in
+    /// one run: auto (the adapter's rule: textures on CPU-backed adapters), on (textures), off
+    /// (storage buffers). Rows other than `auto` are labelled `gpu/textures` or `gpu/storage`.
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    textures: Vec<String>,
     /// Also measure the adapter's FMA peak (a register-only microkernel,
     /// `shaders/fma_peak.wgsl`), to compare the kernels' GFLOP/s with.
     #[arg(long)]
@@ -419,8 +424,11 @@ fn gpu_rows(
     for &b in &args.batch {
         let mut configs = Vec::new();
         for checks in &args.shader_checks {
-            for &mode in &args.tuning {
-                configs.push(gpu_config(args, &ctx, plan, weights, b, checks, mode)?);
+            for textures in &args.textures {
+                for &mode in &args.tuning {
+                    let setup = (checks.as_str(), textures.as_str(), mode);
+                    configs.push(gpu_config(args, &ctx, plan, weights, b, setup)?);
+                }
             }
         }
         let x = input(b, args.size);
@@ -474,13 +482,22 @@ fn gpu_config(
     plan: &Plan,
     weights: &Weights,
     batch: usize,
-    checks: &str,
-    mode: TuningMode,
+    (checks, textures, mode): (&str, &str, TuningMode),
 ) -> Result<GpuConfig> {
     let mut opts = RunnerOptions {
         batch,
         precision: args.precision,
         shader_checks: shader_checks(checks)?,
+        textures: match textures {
+            "auto" => None,
+            "on" => Some(true),
+            "off" => Some(false),
+            other => {
+                return Err(Error::Input(format!(
+                    "unknown --textures `{other}` (auto, on, off)"
+                )))
+            }
+        },
         ..Default::default()
     };
     let dir = args.tuning_cache.clone().or_else(default_cache_dir);
@@ -497,6 +514,11 @@ fn gpu_config(
     let mut label = "gpu".to_string();
     if checks != "checked" {
         label += &format!("/{checks}");
+    }
+    match textures {
+        "on" => label += "/textures",
+        "off" => label += "/storage",
+        _ => {}
     }
     if mode != TuningMode::Cached {
         label += &format!("/{mode}");

@@ -83,8 +83,9 @@ pub struct GpuContext {
     kernels: Arc<Mutex<HashMap<KernelsKey, Arc<Kernels>>>>,
 }
 
-/// What a set of kernels is compiled for: precision, subgroup entry points, shader checks.
-type KernelsKey = (Precision, bool, ShaderChecks);
+/// What a set of kernels is compiled for: precision, subgroup entry points, shader checks,
+/// texture operands.
+type KernelsKey = (Precision, bool, ShaderChecks, bool);
 
 impl GpuContext {
     /// Creates the library's own device on the best adapter (Vulkan, Metal, DX12 or WebGPU),
@@ -222,10 +223,11 @@ impl GpuContext {
         precision: Precision,
         subgroups: bool,
         checks: ShaderChecks,
+        textures: bool,
     ) -> Arc<Kernels> {
         let mut map = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry((precision, subgroups, checks))
-            .or_insert_with(|| Arc::new(Kernels::new(self, precision, subgroups, checks)))
+        map.entry((precision, subgroups, checks, textures))
+            .or_insert_with(|| Arc::new(Kernels::new(self, precision, subgroups, checks, textures)))
             .clone()
     }
 

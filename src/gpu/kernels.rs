@@ -2,8 +2,10 @@
 //!
 //! Shaders are real `.wgsl` files under `shaders/`. The templating steps: each module is
 //! the precision line (`alias store_t = f32;` or `enable f16; alias store_t = f16;`), then
-//! `prelude.wgsl`, then the kernel, with its loops marked `// unroll` written out
-//! ([`super::unroll`]); on devices with 8-invocation subgroups the convolutions'
+//! `prelude.wgsl`, then (the two convolution families) how they read their operands
+//! ([`Operands`]: `operands_storage.wgsl` or `operands_texture.wgsl`), then the kernel, with
+//! its loops marked `// unroll` written out ([`super::unroll`]); on devices with 8-invocation
+//! subgroups the convolutions'
 //! modules also get `subgroup.wgsl` and `conv_pointwise_subgroup.wgsl` / `conv_subgroup.wgsl`, a
 //! second entry point of the same kernel. Variants (activation, fused residual, fused SE gate,
 //! register tile, workgroup size) are pipeline-overridable constants; the register tiles come
@@ -20,6 +22,42 @@ const PRELUDE: &str = include_str!("../../shaders/prelude.wgsl");
 const SUBGROUP_POINTWISE: &str = include_str!("../../shaders/conv_pointwise_subgroup.wgsl");
 const SUBGROUP_CONV: &str = include_str!("../../shaders/conv_subgroup.wgsl");
 const SUBGROUP_SHARED: &str = include_str!("../../shaders/subgroup.wgsl");
+
+/// Where the convolutions read their input and weights from: the two files that declare
+/// bindings 1 (`x`) and 2 (`w`) of `conv.wgsl` and `conv_pointwise.wgsl` and their
+/// `load_x` / `load_w`. Same values either way; only speed differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Operands {
+    /// Storage buffers (`operands_storage.wgsl`): every adapter.
+    #[default]
+    Storage,
+    /// 2-D textures, [`TEXTURE_ROW`] vec4 texels a row (`operands_texture.wgsl`): CPU-backed
+    /// adapters, where a texel fetch is one gather and a storage load a loop over the lanes.
+    Texture,
+}
+
+impl Operands {
+    /// The WGSL file under `shaders/`.
+    pub fn file(self) -> &'static str {
+        match self {
+            Operands::Storage => "operands_storage.wgsl",
+            Operands::Texture => "operands_texture.wgsl",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Operands::Storage => include_str!("../../shaders/operands_storage.wgsl"),
+            Operands::Texture => include_str!("../../shaders/operands_texture.wgsl"),
+        }
+    }
+}
+
+/// `log2` of the texels per row of an operand texture (`TEXTURE_ROW_BITS` in
+/// `operands_texture.wgsl`).
+pub const TEXTURE_ROW_BITS: u32 = 12;
+/// Texels (vec4s) per row of an operand texture: 4096, inside every WebGPU device's 2-D limit.
+pub const TEXTURE_ROW: u32 = 1 << TEXTURE_ROW_BITS;
 
 /// The subgroup size the subgroup entry points are written for (`SG` in `shaders/subgroup.wgsl`;
 /// `tests/shaders.rs` checks that the two agree).
@@ -169,12 +207,36 @@ impl Family {
     }
 
     /// The complete WGSL source of this family at `precision` (precision line + prelude +
-    /// kernel), its `// unroll` loops written out ([`super::unroll`]).
+    /// kernel), its `// unroll` loops written out ([`super::unroll`]); the convolutions read
+    /// their operands from storage buffers.
     pub fn source(self, precision: Precision) -> String {
-        unrolled(self.raw_source(precision))
+        self.source_with(precision, Operands::Storage, false)
     }
 
-    fn raw_source(self, precision: Precision) -> String {
+    /// Whether the family reads its input and weights through [`Operands`] (the two
+    /// convolution families).
+    pub fn has_operands(self) -> bool {
+        matches!(self, Family::Conv | Family::ConvPointwise)
+    }
+
+    /// The complete source with the convolutions' operands read as `operands` (ignored by the
+    /// other families) and, when `subgroups`, the convolutions' subgroup entry point appended
+    /// (it needs the device's `subgroups` feature).
+    pub fn source_with(self, precision: Precision, operands: Operands, subgroups: bool) -> String {
+        let mut src = self.raw_source(precision, operands);
+        let entry = match self {
+            Family::ConvPointwise if subgroups => SUBGROUP_POINTWISE,
+            Family::Conv if subgroups => SUBGROUP_CONV,
+            _ => return unrolled(src),
+        };
+        src.push('\n');
+        src.push_str(SUBGROUP_SHARED);
+        src.push('\n');
+        src.push_str(entry);
+        unrolled(src)
+    }
+
+    fn raw_source(self, precision: Precision, operands: Operands) -> String {
         // STORE_LIMIT: the f32 bit pattern of the smallest magnitude store_t cannot hold
         // (infinity for f32; 65520 for f16, which rounds to infinity).
         let line = match precision {
@@ -183,23 +245,18 @@ impl Family {
                 "enable f16;\nalias store_t = f16;\nconst STORE_LIMIT: u32 = 0x477ff000u;\n"
             }
         };
-        format!("{line}{PRELUDE}\n{}", self.body())
+        let operands = if self.has_operands() {
+            operands.source()
+        } else {
+            ""
+        };
+        format!("{line}{PRELUDE}\n{operands}\n{}", self.body())
     }
 
     /// [`Family::source`] with, for the two convolution families, their subgroup entry point
     /// appended (it needs the device's `subgroups` feature).
     pub fn source_with_subgroups(self, precision: Precision) -> String {
-        let mut src = self.raw_source(precision);
-        let entry = match self {
-            Family::ConvPointwise => SUBGROUP_POINTWISE,
-            Family::Conv => SUBGROUP_CONV,
-            _ => return unrolled(src),
-        };
-        src.push('\n');
-        src.push_str(SUBGROUP_SHARED);
-        src.push('\n');
-        src.push_str(entry);
-        unrolled(src)
+        self.source_with(precision, Operands::Storage, true)
     }
 
     /// The fields of the family's `Params` struct (name, byte offset), from its Rust twin in
@@ -282,6 +339,9 @@ pub struct Variant {
     pub subgroup: bool,
     /// Invocations per workgroup (`WG`); 0 means the family's default.
     pub wg: u32,
+    /// Where the conv families read their input and weights (the module, and bindings 1 and
+    /// 2 of the layout); [`Operands::Storage`] for the other families.
+    pub operands: Operands,
     /// A family's switch: pool2d's `MODE` (0 max, 1 average, 2 adaptive average), deform
     /// conv's `HAS_MASK`, squeeze-and-excitation's `POOL_MAX`; 0 otherwise.
     pub mode: u32,
@@ -302,6 +362,7 @@ impl Variant {
             aligned: false,
             subgroup: false,
             wg: 0,
+            operands: Operands::Storage,
             mode: 0,
         }
     }
@@ -311,6 +372,57 @@ impl Variant {
 /// `tests/shaders.rs` compiles every family's source: an unsupported mark is a bug found there.
 fn unrolled(src: String) -> String {
     super::unroll::expand(&src).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The bind group layout (and pipeline layout) of a family: its parameters as a uniform at
+/// binding 0, then its storage buffers, of which a conv family reading [`Operands::Texture`]
+/// has textures at bindings 1 and 2 instead.
+fn layout(
+    device: &wgpu::Device,
+    f: Family,
+    operands: Operands,
+) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty,
+        count: None,
+    };
+    let uniform = wgpu::BindingType::Buffer {
+        ty: wgpu::BufferBindingType::Uniform,
+        has_dynamic_offset: false,
+        min_binding_size: None,
+    };
+    let mut entries = vec![entry(0, uniform)];
+    for &(binding, read_only) in f.storage_bindings() {
+        let texture = operands == Operands::Texture && (binding == 1 || binding == 2);
+        entries.push(entry(
+            binding,
+            if texture {
+                wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                }
+            } else {
+                wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                }
+            },
+        ));
+    }
+    let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(f.file()),
+        entries: &entries,
+    });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(f.file()),
+        bind_group_layouts: &[Some(&bgl)],
+        immediate_size: 0,
+    });
+    (bgl, pl)
 }
 
 /// The `ACT` constant of an activation.
@@ -329,31 +441,36 @@ pub fn act_code(a: Activation) -> u32 {
 pub struct Kernels {
     device: wgpu::Device,
     cache: Option<wgpu::PipelineCache>,
-    modules: HashMap<Family, wgpu::ShaderModule>,
-    layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    modules: HashMap<(Family, Operands), wgpu::ShaderModule>,
+    layouts: HashMap<(Family, Operands), (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<HashMap<Variant, wgpu::ComputePipeline>>,
 }
 
 impl Kernels {
     /// Compiles every family's module for `precision`; `subgroups`: the device runs the
     /// subgroup entry points ([`GpuContext::has_subgroups`]),
-    /// so the convolutions' modules get them. Pipelines go through the context's pipeline
-    /// cache, if it has one ([`GpuContext::with_pipeline_cache`]).
+    /// so the convolutions' modules get them; `textures`: the convolutions also get modules
+    /// that read their operands from textures ([`Operands::Texture`]). Pipelines go through the
+    /// context's pipeline cache, if it has one ([`GpuContext::with_pipeline_cache`]).
     pub fn new(
         ctx: &GpuContext,
         precision: Precision,
         subgroups: bool,
         checks: ShaderChecks,
+        textures: bool,
     ) -> Self {
         let device = &ctx.device;
         let mut modules = HashMap::new();
         let mut layouts = HashMap::new();
-        for f in Family::ALL {
-            let src = if subgroups {
-                f.source_with_subgroups(precision)
-            } else {
-                f.source(precision)
-            };
+        let texture_families = Family::ALL
+            .into_iter()
+            .filter(|f| textures && f.has_operands());
+        let keys = Family::ALL
+            .into_iter()
+            .map(|f| (f, Operands::Storage))
+            .chain(texture_families.map(|f| (f, Operands::Texture)));
+        for (f, operands) in keys {
+            let src = f.source_with(precision, operands, subgroups);
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(f.file()),
                 source: wgpu::ShaderSource::Wgsl(src.into()),
@@ -365,39 +482,8 @@ impl Kernels {
                 // ShaderChecks, whose contract this is.
                 unsafe { device.create_shader_module_trusted(desc, checks.runtime_checks()) }
             };
-            modules.insert(f, module);
-            let mut entries = vec![wgpu::BindGroupLayoutEntry {
-                binding: 0,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Uniform,
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            }];
-            for &(binding, read_only) in f.storage_bindings() {
-                entries.push(wgpu::BindGroupLayoutEntry {
-                    binding,
-                    visibility: wgpu::ShaderStages::COMPUTE,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage { read_only },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                });
-            }
-            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(f.file()),
-                entries: &entries,
-            });
-            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(f.file()),
-                bind_group_layouts: &[Some(&bgl)],
-                immediate_size: 0,
-            });
-            layouts.insert(f, (bgl, pl));
+            modules.insert((f, operands), module);
+            layouts.insert((f, operands), layout(device, f, operands));
         }
         Kernels {
             device: device.clone(),
@@ -408,9 +494,9 @@ impl Kernels {
         }
     }
 
-    /// The bind group layout of a family.
-    pub fn bind_group_layout(&self, f: Family) -> &wgpu::BindGroupLayout {
-        &self.layouts[&f].0
+    /// The bind group layout of a variant's family and operands.
+    pub fn bind_group_layout(&self, v: &Variant) -> &wgpu::BindGroupLayout {
+        &self.layouts[&(v.family, v.operands)].0
     }
 
     /// The pipeline of a variant, compiled on first use.
@@ -535,8 +621,8 @@ impl Kernels {
         self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(v.family.file()),
-                layout: Some(&self.layouts[&v.family].1),
-                module: &self.modules[&v.family],
+                layout: Some(&self.layouts[&(v.family, v.operands)].1),
+                module: &self.modules[&(v.family, v.operands)],
                 entry_point: Some(if v.subgroup { "main_subgroup" } else { "main" }),
                 compilation_options: wgpu::PipelineCompilationOptions {
                     constants: &constants,

@@ -16,7 +16,7 @@
 //! | channel slice, concatenation | `channel_copy.wgsl` | [`lower_channel_copy`] | `cpu::ops::copy_channels` |
 //! | linear | `linear.wgsl` | [`lower_linear`] | `cpu::ops` |
 
-use super::kernels::{act_code, Family, Variant, SUBGROUP_SIZE};
+use super::kernels::{act_code, Family, Operands, Variant, SUBGROUP_SIZE};
 use super::params::{
     to_u32, ChannelCopyParams, ChannelPoolParams, ChannelShuffleParams, ConvParams,
     DeformConvParams, KernelParams, LinearParams, PointwiseParams, Pool2dParams, PoolParams,
@@ -293,6 +293,9 @@ pub struct LowerOptions {
     /// The autotuner's choices: a convolution of a class the table holds takes its choice
     /// where the choice fits the layer, the rules otherwise.
     pub tuned: Option<Arc<TuneTable>>,
+    /// Convolutions not reading the model's input (value 0) read their operands from textures
+    /// ([`Operands::Texture`]), without subgroup entry points.
+    pub textures: bool,
 }
 
 impl LowerOptions {
@@ -362,6 +365,13 @@ pub fn lower_conv(
     });
     let residual = c.residual.map_or(Binding::Unused, Binding::Value);
     let res_c = c.residual.map_or(0, |r| plan.values[r].channels as u64);
+    // The model's input may live in a host's buffer (`GpuRunner::set_input_buffer`), which
+    // need not allow the copy into a texture: the stem reads it from storage.
+    let operands = if o.textures && op.input != 0 {
+        Operands::Texture
+    } else {
+        Operands::Storage
+    };
     parts
         .iter()
         .enumerate()
@@ -377,9 +387,9 @@ pub fn lower_conv(
                 )
             };
             let (variant, mut params, workgroups) = if is_pointwise(c) {
-                pointwise_dispatch(c, &s, part, o, &op.name)?
+                pointwise_dispatch(c, &s, part, o, operands, &op.name)?
             } else {
-                direct_dispatch(c, &s, part, o, &op.name)?
+                direct_dispatch(c, &s, part, o, operands, &op.name)?
             };
             let res = to_u32(&op.name, "res_c", res_c)?;
             match &mut params {
@@ -433,6 +443,7 @@ fn pointwise_dispatch(
     s: &ConvShape,
     part: &ConvPart,
     o: &LowerOptions,
+    operands: Operands,
     name: &str,
 ) -> Result<(Variant, KernelParams, u64)> {
     // One invocation per (image, block of TM output channels, tile of TN pixels); the
@@ -444,6 +455,7 @@ fn pointwise_dispatch(
     let ocb = (part.rows as u64).div_ceil(tm as u64);
     let tiles = hw.div_ceil(tn as u64);
     let subgroup = o.subgroups
+        && operands == Operands::Storage
         && match tuned {
             Some(t) => t.subgroup && ocb >= SUBGROUP_GEMM_MIN_BLOCKS,
             None => o.tiling.pointwise_subgroup(ocb),
@@ -481,6 +493,7 @@ fn pointwise_dispatch(
         aligned: hw.is_multiple_of(4),
         subgroup,
         wg,
+        operands,
         ..Variant::simple(Family::ConvPointwise, 0)
     };
     Ok((
@@ -495,6 +508,7 @@ fn direct_dispatch(
     s: &ConvShape,
     part: &ConvPart,
     o: &LowerOptions,
+    operands: Operands,
     name: &str,
 ) -> Result<(Variant, KernelParams, u64)> {
     // One invocation per (image, group, block of OCN channels, row tile of PX pixels).
@@ -525,6 +539,7 @@ fn direct_dispatch(
     let tiles = s.out_h * tiles_x;
     // The subgroup entry point pads each (image, group, block)'s tiles to whole subgroups.
     let subgroup = o.subgroups
+        && operands == Operands::Storage
         && kc as usize == kw
         && match tuned {
             Some((t, _)) => t.subgroup && conv_subgroup_fits(c.kernel, ocn, tiles),
@@ -569,6 +584,7 @@ fn direct_dispatch(
         tile: [ocn, px],
         subgroup,
         wg,
+        operands,
         ..Variant::simple(Family::Conv, 0)
     };
     Ok((
@@ -1244,6 +1260,7 @@ mod tests {
             tiling: Tiling::Cpu,
             subgroups: false,
             tuned: None,
+            textures: false,
         };
         let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
         let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
@@ -1276,6 +1293,7 @@ mod tests {
                 tiling: Tiling::Cpu,
                 subgroups: true,
                 tuned,
+                textures: false,
             };
             lower_plan(&plan.graph(), &parts, &o).unwrap()
         };

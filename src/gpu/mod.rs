@@ -5,6 +5,8 @@
 //! - [`params`]: each kernel family's parameters as a typed struct (the WGSL `Params` twin).
 //! - [`lower`]: each op kind to its dispatches, and its weights to its kernel's layout.
 //! - [`memory`]: where each value lives (activation buffers reused by liveness).
+//! - `operands`: texture operands for CPU-backed adapters: which convolutions copy their input
+//!   into a texture first, and the copy.
 //! - [`model`]: a [`Plan`](crate::Plan)'s [`Weights`](crate::Weights) uploaded once per device
 //!   ([`GpuModel`]), shared by runners of any batch and input size.
 //! - [`op`]: one operation of the op library ([`crate::ops`]) over a host's buffers.
@@ -29,6 +31,7 @@ pub mod lower;
 pub mod memory;
 pub mod model;
 pub mod op;
+mod operands;
 pub mod params;
 pub mod peak;
 pub mod pipeline_cache;

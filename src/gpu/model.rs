@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{Kernels, ShaderChecks};
+use super::kernels::{Kernels, ShaderChecks, TEXTURE_ROW};
 use super::lower::{
     pack_conv_weights, pack_linear, pack_squeeze_excite, split_conv, split_linear, ConvPart,
 };
+use super::operands;
 use super::runner::RunnerOptions;
 use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
@@ -23,11 +24,14 @@ pub(crate) const MAX_WORKGROUP: u32 = 64;
 const MAX_STORAGE_BINDINGS: u32 = 7;
 
 /// One op's buffers: a convolution's parts (one weight buffer each), or the one weight buffer
-/// of squeeze-and-excitation and linear ops; and the biases (f32).
+/// of squeeze-and-excitation and linear ops; and the biases (f32). A model with texture
+/// operands also holds each convolution part's weights as a texture
+/// ([`Operands::Texture`](super::kernels::Operands::Texture)).
 #[derive(Debug)]
 pub(crate) struct OpBuffers {
     pub parts: Vec<ConvPart>,
     pub weights: Vec<wgpu::Buffer>,
+    pub weight_textures: Vec<wgpu::TextureView>,
     pub bias: wgpu::Buffer,
 }
 
@@ -40,6 +44,8 @@ struct ModelInner {
     shader_checks: ShaderChecks,
     subgroups_requested: bool,
     subgroups: bool,
+    textures_requested: Option<bool>,
+    textures: bool,
     kernels: Arc<Kernels>,
     buffers: Vec<Option<OpBuffers>>,
     weight_bytes: u64,
@@ -87,6 +93,24 @@ pub(crate) fn to_store(data: &[f32], precision: Precision, what: &str) -> Result
     };
     bytes.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
     Ok(bytes)
+}
+
+/// Whether a model on `ctx` reads its convolutions' operands from textures: as `requested`,
+/// or by default on CPU-backed adapters (`wgpu::DeviceType::Cpu`) whose 2-D textures are at
+/// least [`TEXTURE_ROW`] wide.
+fn texture_operands(ctx: &GpuContext, requested: Option<bool>) -> Result<bool> {
+    let fits = ctx.device.limits().max_texture_dimension_2d >= TEXTURE_ROW;
+    match requested {
+        Some(true) if !fits => Err(Error::DeviceLimit {
+            what: "texture operands".into(),
+            limit: "max_texture_dimension_2d",
+            have: ctx.device.limits().max_texture_dimension_2d as u64,
+            needed: TEXTURE_ROW as u64,
+            advice: "; set RunnerOptions::textures to Some(false)".into(),
+        }),
+        Some(t) => Ok(t),
+        None => Ok(fits && ctx.info.device_type == wgpu::DeviceType::Cpu),
+    }
 }
 
 /// The smallest magnitude f16 cannot hold (it rounds to infinity); 65504 is f16's largest.
@@ -170,8 +194,11 @@ pub(crate) fn scoped<T>(
 /// Uploads ops' weights in their kernels' layouts, checked against the binding limit.
 struct Uploader<'a> {
     device: &'a wgpu::Device,
+    queue: &'a wgpu::Queue,
     precision: Precision,
     limit: u64,
+    /// Convolution weights go into textures too.
+    textures: bool,
 }
 
 impl Uploader<'_> {
@@ -195,22 +222,47 @@ impl Uploader<'_> {
             }))
     }
 
+    /// A texture holding `data` in `precision` as vec4 texels, [`TEXTURE_ROW`] a row (the
+    /// layout `operands_texture.wgsl` reads), padded with zeros to whole rows.
+    fn upload_texture(&self, what: &str, data: &[f32]) -> Result<wgpu::TextureView> {
+        let mut bytes = to_store(data, self.precision, what)?;
+        let texel = operands::texel_bytes(self.precision);
+        let rows = operands::rows((bytes.len() as u64).div_ceil(texel));
+        operands::check_rows(&self.device.limits(), what, rows)?;
+        bytes.resize((rows * TEXTURE_ROW as u64 * texel) as usize, 0);
+        let texture = self.device.create_texture_with_data(
+            self.queue,
+            &operands::descriptor(what, rows as u32, self.precision),
+            wgpu::util::TextureDataOrder::LayerMajor,
+            &bytes,
+        );
+        Ok(texture.create_view(&Default::default()))
+    }
+
     /// The buffers of one op: weights in the storage precision (a convolution's split into
     /// parts of at most `split_at` bytes), biases in f32; `None` for ops without weights.
     fn op(&self, op: &Op, weights: &Weights, split_at: u64) -> Result<Option<OpBuffers>> {
         let what = format!("the weights of `{}`", op.name);
         let bias_name = format!("the biases of `{}`", op.name);
+        let mut textures = Vec::new();
         let (parts, ws, bias) = match &op.kind {
             OpKind::Conv2d(c) | OpKind::DeformConv2d(DeformConv2d { conv: c, .. }) => {
                 let p = weights.conv(&op.name)?;
                 let parts = split_conv(c, self.precision.bytes(), split_at, &op.name)?;
-                let ws = parts
+                let packed: Vec<Vec<f32>> = parts
                     .iter()
-                    .map(|part| {
-                        let packed = pack_conv_weights(c, &p.weight, part);
-                        self.upload(&what, &packed, self.precision)
-                    })
+                    .map(|part| pack_conv_weights(c, &p.weight, part))
+                    .collect();
+                let ws = packed
+                    .iter()
+                    .map(|w| self.upload(&what, w, self.precision))
                     .collect::<Result<Vec<_>>>()?;
+                if self.textures && matches!(op.kind, OpKind::Conv2d(_)) {
+                    textures = packed
+                        .iter()
+                        .map(|w| self.upload_texture(&what, w))
+                        .collect::<Result<Vec<_>>>()?;
+                }
                 (parts, ws, p.bias.clone())
             }
             OpKind::SqueezeExcite(se) => {
@@ -242,6 +294,7 @@ impl Uploader<'_> {
         Ok(Some(OpBuffers {
             parts,
             weights: ws,
+            weight_textures: textures,
             bias: self.upload(&bias_name, &bias, Precision::F32)?,
         }))
     }
@@ -286,10 +339,13 @@ impl GpuModel {
             });
         }
         check_limits(ctx)?;
+        let textures = texture_operands(ctx, opts.textures)?;
         let up = Uploader {
             device: &ctx.device,
+            queue: &ctx.queue,
             precision: prec,
             limit: max_binding(&ctx.device.limits()),
+            textures,
         };
         let split_at = up.limit.min(opts.max_binding_bytes.unwrap_or(u64::MAX));
         let buffers = ops
@@ -312,7 +368,9 @@ impl GpuModel {
                 shader_checks: opts.shader_checks,
                 subgroups_requested: opts.subgroups,
                 subgroups,
-                kernels: ctx.kernels(prec, subgroups, opts.shader_checks),
+                textures_requested: opts.textures,
+                textures,
+                kernels: ctx.kernels(prec, subgroups, opts.shader_checks, textures),
                 buffers,
                 weight_bytes,
             }),
@@ -332,6 +390,12 @@ impl GpuModel {
     /// Whether the kernels run their subgroup entry points where the tile rules call for them.
     pub fn subgroups(&self) -> bool {
         self.inner.subgroups
+    }
+
+    /// Whether the convolutions read their inputs and weights from textures
+    /// ([`RunnerOptions::textures`]).
+    pub fn textures(&self) -> bool {
+        self.inner.textures
     }
 
     /// Bytes of weight and bias buffers.
@@ -378,6 +442,7 @@ impl GpuModel {
             ),
             ("shader_checks", opts.shader_checks != m.shader_checks),
             ("subgroups", opts.subgroups != m.subgroups_requested),
+            ("textures", opts.textures != m.textures_requested),
         ];
         if let Some((field, _)) = mismatch.iter().find(|(_, d)| *d) {
             return Err(Error::Input(format!(

@@ -82,6 +82,11 @@ impl GpuOp {
         op: &OpGraph,
         opts: &RunnerOptions,
     ) -> Result<(GpuModel, Vec<Dispatch>)> {
+        // One op runs alone, its input straight from the host: storage operands.
+        let opts = &RunnerOptions {
+            textures: Some(false),
+            ..opts.clone()
+        };
         let model = GpuModel::for_ops(ctx, &op.ops, &op.weights, opts)?;
         let lower = LowerOptions {
             batch: op.batch as u64,
@@ -90,6 +95,7 @@ impl GpuOp {
                 .unwrap_or_else(|| Tiling::for_adapter(&ctx.info)),
             subgroups: model.subgroups(),
             tuned: opts.tuned.clone(),
+            textures: false,
         };
         let parts = |i: usize| {
             model
@@ -235,7 +241,7 @@ impl GpuOp {
             .enumerate()
             .map(|(k, d)| {
                 let at = (&self.uniforms, k as u64 * self.uniform_stride);
-                bind_group(&self.model, at, d, &resolve)
+                bind_group(&self.model, at, d, None, &resolve)
             })
             .collect();
         encoder.clear_buffer(&self.status, 0, None);

@@ -9,12 +9,13 @@ use std::sync::{mpsc, Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::autotune::TuneTable;
-use super::kernels::ShaderChecks;
+use super::kernels::{Operands, ShaderChecks};
 use super::lower::{
     grid, lower_plan, squeeze_excite_scratch_len, status_dispatch, Binding, Dispatch, LowerOptions,
 };
 use super::memory::{plan_memory, Loc};
 use super::model::{max_binding, scoped, to_store, GpuModel};
+use super::operands;
 use super::readback::staging;
 use super::tiling::Tiling;
 use super::{GpuContext, Precision};
@@ -50,6 +51,13 @@ pub struct RunnerOptions {
     /// ([`super::autotune`]); `None` (the default): the tile rules for every layer. Changes
     /// speed, never results.
     pub tuned: Option<Arc<TuneTable>>,
+    /// Read the convolutions' inputs and weights from textures rather than storage buffers
+    /// ([`Operands::Texture`](super::kernels::Operands::Texture)): each convolution's input is
+    /// copied into a texture before it runs, and the weights are uploaded as textures too.
+    /// `None` (the default): on CPU-backed adapters (`wgpu::DeviceType::Cpu`: lavapipe,
+    /// SwiftShader, WARP), where a texel fetch costs a tenth of a storage load. Changes speed,
+    /// never results. A model-level option.
+    pub textures: Option<bool>,
 }
 
 impl Default for RunnerOptions {
@@ -63,6 +71,7 @@ impl Default for RunnerOptions {
             subgroups: true,
             shader_checks: ShaderChecks::checked(),
             tuned: None,
+            textures: None,
         }
     }
 }
@@ -71,6 +80,8 @@ struct Step {
     pipeline: wgpu::ComputePipeline,
     bind_group: wgpu::BindGroup,
     grid: (u32, u32),
+    /// The value copied into the input texture first (texture operands), and its texels.
+    copy: Option<(Loc, u64)>,
 }
 
 /// The runner's own buffers (the weights are the model's).
@@ -85,6 +96,8 @@ struct Buffers {
     dummy: wgpu::Buffer,
     uniforms: wgpu::Buffer,
     uniform_stride: u64,
+    /// The convolutions' input texture (texture operands; sized for the largest input).
+    x_texture: Option<(wgpu::Texture, wgpu::TextureView)>,
 }
 
 /// Reports values the kernels could not store, naming the dispatch ([`super::lower::status_tag`]).
@@ -221,6 +234,7 @@ pub(crate) fn bind_group<'a>(
     model: &GpuModel,
     (uniforms, offset): (&wgpu::Buffer, u64),
     d: &Dispatch,
+    x_texture: Option<&wgpu::TextureView>,
     resolve: &dyn Fn(Binding) -> &'a wgpu::Buffer,
 ) -> wgpu::BindGroup {
     let mut entries = vec![wgpu::BindGroupEntry {
@@ -231,10 +245,23 @@ pub(crate) fn bind_group<'a>(
             size: wgpu::BufferSize::new(d.params.bytes().len() as u64),
         }),
     }];
+    let textures = d.variant.operands == Operands::Texture;
     for (j, b) in d.bindings.iter().enumerate() {
+        let resource = match *b {
+            Binding::Value(_) if textures && j == 0 => wgpu::BindingResource::TextureView(
+                x_texture.expect("texture operands without an input texture"),
+            ),
+            Binding::Weight { op, part } if textures => wgpu::BindingResource::TextureView(
+                &model
+                    .op_buffers(op)
+                    .expect("op with weights")
+                    .weight_textures[part],
+            ),
+            _ => resolve(*b).as_entire_binding(),
+        };
         entries.push(wgpu::BindGroupEntry {
             binding: j as u32 + 1,
-            resource: resolve(*b).as_entire_binding(),
+            resource,
         });
     }
     model
@@ -242,7 +269,7 @@ pub(crate) fn bind_group<'a>(
         .device
         .create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(&d.label),
-            layout: model.kernels().bind_group_layout(d.variant.family),
+            layout: model.kernels().bind_group_layout(&d.variant),
             entries: &entries,
         })
 }
@@ -268,6 +295,42 @@ pub(crate) fn dispatch_grid(d: &Dispatch, limits: &wgpu::Limits) -> Result<(u32,
         needed: d.workgroups.div_ceil(max_dim as u64),
         advice: "; use a smaller batch or input".into(),
     })
+}
+
+/// Texels (4 values each) of value `v` for `batch` images.
+fn value_texels(plan: &Plan, v: ValueId, batch: u64) -> u64 {
+    (batch * plan.values[v].numel() as u64).div_ceil(4)
+}
+
+/// The input texture of the convolutions reading texture operands, as many rows as the
+/// largest input needs; `None` when no dispatch reads one.
+fn input_texture(
+    device: &wgpu::Device,
+    plan: &Plan,
+    batch: u64,
+    prec: Precision,
+    dispatches: &[Dispatch],
+) -> Result<Option<(wgpu::Texture, wgpu::TextureView)>> {
+    let texels = dispatches
+        .iter()
+        .filter(|d| d.variant.operands == Operands::Texture)
+        .filter_map(|d| match d.bindings.first() {
+            Some(&Binding::Value(v)) => Some(value_texels(plan, v, batch)),
+            _ => None,
+        })
+        .max();
+    let Some(texels) = texels else {
+        return Ok(None);
+    };
+    let rows = operands::rows(texels);
+    operands::check_rows(&device.limits(), "the largest convolution input", rows)?;
+    let texture = device.create_texture(&operands::descriptor(
+        "convolution input",
+        rows as u32,
+        prec,
+    ));
+    let view = texture.create_view(&Default::default());
+    Ok(Some((texture, view)))
 }
 
 /// The staging buffer `run` reads: the logits (`logits_bytes`), then the status word.
@@ -347,6 +410,7 @@ impl Buffers {
             dummy: storage_buffer(device, "unused binding", 16, wgpu::BufferUsages::empty()),
             uniforms: uniform_buffer(device, dispatches, &limits),
             uniform_stride: uniform_stride(dispatches, &limits),
+            x_texture: input_texture(device, plan, batch, prec, dispatches)?,
         })
     }
 
@@ -413,6 +477,7 @@ impl GpuRunner {
                 .unwrap_or_else(|| Tiling::for_adapter(&ctx.info)),
             subgroups: model.subgroups(),
             tuned: opts.tuned.clone(),
+            textures: model.textures(),
         };
         let parts = |i: usize| {
             model
@@ -426,14 +491,17 @@ impl GpuRunner {
         let variants: Vec<_> = dispatches.iter().map(|d| d.variant).collect();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         model.kernels().prepare(&variants, threads);
+        let copies = operands::copies(&dispatches, &memory.loc);
         let steps = dispatches
             .iter()
+            .zip(copies)
             .enumerate()
-            .map(|(k, d)| {
+            .map(|(k, (d, copy))| {
                 Ok(Step {
                     pipeline: model.kernels().pipeline(d.variant),
                     bind_group: Self::bind_group(model, &bufs, &memory.loc, k, d),
                     grid: dispatch_grid(d, &limits)?,
+                    copy: copy.map(|v| (memory.loc[v], value_texels(plan, v, n))),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -473,7 +541,10 @@ impl GpuRunner {
         d: &Dispatch,
     ) -> wgpu::BindGroup {
         let uniforms = (&bufs.uniforms, k as u64 * bufs.uniform_stride);
-        bind_group(model, uniforms, d, &|b| bufs.resolve(model, loc, &b))
+        let x_texture = bufs.x_texture.as_ref().map(|(_, v)| v);
+        bind_group(model, uniforms, d, x_texture, &|b| {
+            bufs.resolve(model, loc, &b)
+        })
     }
 
     /// The input shape `[N, 3, H, W]` this runner was built for.
@@ -518,6 +589,21 @@ impl GpuRunner {
             .iter()
             .filter(|d| d.variant.subgroup)
             .count()
+    }
+
+    /// Number of dispatches that read their operands from textures
+    /// ([`RunnerOptions::textures`]).
+    pub fn texture_dispatches(&self) -> usize {
+        self.dispatches
+            .iter()
+            .filter(|d| d.variant.operands == Operands::Texture)
+            .count()
+    }
+
+    /// Number of copies into the convolutions' input texture per inference (texture
+    /// operands): one per convolution input, fewer where consecutive convolutions share one.
+    pub fn texture_copies(&self) -> usize {
+        self.steps.iter().filter(|s| s.copy.is_some()).count()
     }
 
     /// Number of dispatches per inference.
@@ -619,20 +705,41 @@ impl GpuRunner {
         self.encode_pass(encoder, None);
     }
 
+    /// Records the inference: one compute pass, or with texture operands one pass per run of
+    /// dispatches between two copies into the input texture; `timestamps` at the beginning of
+    /// the first pass and the end of the last.
     fn encode_pass(&self, encoder: &mut wgpu::CommandEncoder, timestamps: Option<&wgpu::QuerySet>) {
         encoder.clear_buffer(&self.bufs.status, 0, None);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("regnet"),
-            timestamp_writes: timestamps.map(|q| wgpu::ComputePassTimestampWrites {
-                query_set: q,
-                beginning_of_pass_write_index: Some(0),
-                end_of_pass_write_index: Some(1),
-            }),
-        });
-        for s in &self.steps {
-            pass.set_pipeline(&s.pipeline);
-            pass.set_bind_group(0, &s.bind_group, &[]);
-            pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
+        let n = self.steps.len();
+        let mut k = 0;
+        while k < n {
+            self.encode_copy(encoder, &self.steps[k]);
+            let end = (k + 1..n)
+                .find(|&j| self.steps[j].copy.is_some())
+                .unwrap_or(n);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("regnet"),
+                timestamp_writes: timestamps.filter(|_| k == 0 || end == n).map(|q| {
+                    wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: (k == 0).then_some(0),
+                        end_of_pass_write_index: (end == n).then_some(1),
+                    }
+                }),
+            });
+            for s in &self.steps[k..end] {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
+            }
+            k = end;
+        }
+    }
+
+    /// Records a step's copy into the input texture, if it has one.
+    fn encode_copy(&self, encoder: &mut wgpu::CommandEncoder, step: &Step) {
+        if let (Some((loc, texels)), Some((texture, _))) = (step.copy, &self.bufs.x_texture) {
+            operands::encode_copy(encoder, self.bufs.at(loc), texture, texels, self.precision);
         }
     }
 
@@ -785,6 +892,8 @@ impl GpuRunner {
             label: Some("profile"),
         });
         for (k, (s, d)) in self.steps.iter().zip(&self.dispatches).enumerate() {
+            // The copy into the input texture is outside the timed pass.
+            self.encode_copy(&mut enc, s);
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(&d.label),
                 timestamp_writes: Some(wgpu::ComputePassTimestampWrites {

@@ -37,6 +37,11 @@ pub const SHADER_CONSTANTS: &[(&str, &str, u32)] = &[
     ("conv_subgroup.wgsl", "MAX_K", SUBGROUP_CONV_MAX_K),
     ("subgroup.wgsl", "SG", super::kernels::SUBGROUP_SIZE),
     ("deform_conv.wgsl", "MAX_OCV", super::lower::DEFORM_MAX_OCV),
+    (
+        "operands_texture.wgsl",
+        "TEXTURE_ROW_BITS",
+        super::kernels::TEXTURE_ROW_BITS,
+    ),
 ];
 
 /// `conv.wgsl`: output channels per invocation at most (`OCN`).
