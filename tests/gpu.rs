@@ -258,7 +258,7 @@ fn every_tiling_matches_torchvision() {
                 assert_eq!(runner.subgroup_dispatches(), 0);
             }
             if textures {
-                // Every convolution but the stem (it reads the model's input) reads textures.
+                // Every convolution reads textures.
                 assert!(
                     runner.texture_dispatches() > 0,
                     "{name}: no texture operands"

@@ -348,6 +348,7 @@ fn runners_share_a_model() {
 }
 
 /// A host's input buffer without COPY_DST: run() says so (it writes the input); encode() runs.
+/// Without COPY_SRC where the runner copies its input into a texture: set_input_buffer says so.
 #[test]
 fn host_input_buffers_and_run_agree() {
     let fx = Fixture::load(&fixtures_dir(), "tiny_x");
@@ -358,12 +359,22 @@ fn host_input_buffers_and_run_agree() {
         ..Default::default()
     };
     let mut runner = GpuRunner::new(ctx(), &plan, &weights, opts).unwrap();
-    let buf = ctx().device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("host input"),
-        size: runner.input_buffer_size(),
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
+    let size = runner.input_buffer_size();
+    let host_buffer = |usage| {
+        ctx().device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("host input"),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let storage = wgpu::BufferUsages::STORAGE;
+    if runner.texture_dispatches() > 0 {
+        // Texture operands copy the input into the stem's texture: COPY_SRC is named.
+        let e = runner.set_input_buffer(host_buffer(storage)).unwrap_err();
+        assert!(e.to_string().contains("COPY_SRC"), "{e}");
+    }
+    let buf = host_buffer(storage | wgpu::BufferUsages::COPY_SRC);
     runner.set_input_buffer(buf).unwrap();
     let e = runner.run(fx.input()).unwrap_err();
     assert!(e.to_string().contains("COPY_DST"), "{e}");

@@ -293,8 +293,8 @@ pub struct LowerOptions {
     /// The autotuner's choices: a convolution of a class the table holds takes its choice
     /// where the choice fits the layer, the rules otherwise.
     pub tuned: Option<Arc<TuneTable>>,
-    /// Convolutions not reading the model's input (value 0) read their operands from textures
-    /// ([`Operands::Texture`]), without subgroup entry points.
+    /// Convolutions read their operands from textures ([`Operands::Texture`]), without
+    /// subgroup entry points.
     pub textures: bool,
 }
 
@@ -365,9 +365,7 @@ pub fn lower_conv(
     });
     let residual = c.residual.map_or(Binding::Unused, Binding::Value);
     let res_c = c.residual.map_or(0, |r| plan.values[r].channels as u64);
-    // The model's input may live in a host's buffer (`GpuRunner::set_input_buffer`), which
-    // need not allow the copy into a texture: the stem reads it from storage.
-    let operands = if o.textures && op.input != 0 {
+    let operands = if o.textures {
         Operands::Texture
     } else {
         Operands::Storage

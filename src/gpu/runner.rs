@@ -646,10 +646,12 @@ impl GpuRunner {
     }
 
     /// Makes the inference read its input from a buffer the host owns (usage must include
-    /// `STORAGE`; at least [`GpuRunner::input_buffer_size`] long, same layout as
-    /// [`GpuRunner::input_buffer`]). [`GpuRunner::run`] writes its input into that buffer with
-    /// `Queue::write_buffer`, so it needs `COPY_DST` too (and says so); [`GpuRunner::encode`]
-    /// reads whatever the host put there.
+    /// `STORAGE`, and `COPY_SRC` when the runner copies its input into a texture
+    /// ([`RunnerOptions::textures`], the default on CPU-backed adapters); at least
+    /// [`GpuRunner::input_buffer_size`] long, same layout as [`GpuRunner::input_buffer`]).
+    /// [`GpuRunner::run`] writes its input into that buffer with `Queue::write_buffer`, so it
+    /// needs `COPY_DST` too (and says so); [`GpuRunner::encode`] reads whatever the host put
+    /// there.
     pub fn set_input_buffer(&mut self, buffer: wgpu::Buffer) -> Result<()> {
         if buffer.size() < self.input_buffer_size() {
             return Err(Error::Input(format!(
@@ -663,6 +665,18 @@ impl GpuRunner {
         }
         if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
             return Err(Error::Input("input buffer lacks the STORAGE usage".into()));
+        }
+        let copied = self
+            .steps
+            .iter()
+            .any(|s| matches!(s.copy, Some((Loc::Input, _))));
+        if copied && !buffer.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+            return Err(Error::Input(
+                "input buffer lacks the COPY_SRC usage, which this runner needs to copy the input \
+                 into the first convolution's texture; add it, or build the model with \
+                 RunnerOptions::textures set to Some(false)"
+                    .into(),
+            ));
         }
         self.bufs.input = buffer;
         for (k, d) in self.dispatches.iter().enumerate() {
