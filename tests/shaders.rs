@@ -54,6 +54,11 @@ fn the_roofline_microkernels_parse_and_validate() {
         Precision::F32,
         include_str!("../shaders/bandwidth_peak.wgsl"),
     );
+    validate(
+        "load_peak.wgsl",
+        Precision::F32,
+        include_str!("../shaders/load_peak.wgsl"),
+    );
 }
 
 #[test]
@@ -108,6 +113,7 @@ fn every_wgsl_file_is_used() {
             || name == "subgroup_probe.wgsl"
             || name == "fma_peak.wgsl"
             || name == "bandwidth_peak.wgsl"
+            || name == "load_peak.wgsl"
         {
             continue;
         }

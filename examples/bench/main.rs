@@ -24,7 +24,8 @@
 //!
 //! `--roofline` first measures the adapter's limits with two microkernels (`gpu::peak`: the
 //! FMA peak, and the storage bandwidth of a streaming copy) and prints them (`peak_gflops`,
-//! `peak_gb_s`; the GPU rows get them too, with `fraction_of_peak`); the profile then shows each
+//! `peak_gb_s`; the GPU rows get them too, with `fraction_of_peak`), and what a load costs from
+//! a storage buffer, a texture and a uniform buffer (`load_storage_g_s`, ...); the profile then shows each
 //! dispatch's GB/s (the bytes its op reads and writes, its parameters included), its arithmetic
 //! intensity and its fraction of the roofline, min(FMA peak, bandwidth x intensity), and
 //! `--svg` draws the roofline chart instead of the bars.
@@ -376,9 +377,12 @@ fn measure_roofline(args: &Args) -> Result<Roofline> {
         gflops: regnet_wgpu::gpu::peak::fma_peak(&ctx, 5)?,
         gb_s: regnet_wgpu::gpu::peak::bandwidth_peak(&ctx, 5)?,
     };
+    let loads = regnet_wgpu::gpu::peak::load_rates(&ctx, 3)?;
     if args.json {
         let j = json!({"backend": "gpu-roofline", "adapter": ctx.describe(),
-                       "peak_gflops": roof.gflops, "peak_gb_s": roof.gb_s});
+                       "peak_gflops": roof.gflops, "peak_gb_s": roof.gb_s,
+                       "load_storage_g_s": loads.storage, "load_texture_g_s": loads.texture,
+                       "load_uniform_g_s": loads.uniform, "load_none_g_s": loads.none});
         println!("{j}");
     } else {
         println!(
@@ -388,6 +392,11 @@ fn measure_roofline(args: &Args) -> Result<Roofline> {
             roof.gb_s,
             roof.gflops / roof.gb_s,
             ctx.describe()
+        );
+        println!(
+            "adapter loads (billions of vec4 lane loads/s, 8 FMAs each; shaders/load_peak.wgsl): \
+             storage {:.3}, texture {:.3}, uniform {:.3}, none (FMAs alone) {:.3}",
+            loads.storage, loads.texture, loads.uniform, loads.none
         );
     }
     Ok(roof)

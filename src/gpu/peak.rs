@@ -2,7 +2,7 @@
 //! (`shaders/fma_peak.wgsl`: "half of the adapter's FMA peak") and its storage bandwidth
 //! (`shaders/bandwidth_peak.wgsl`, a streaming copy): together the roofline, where a kernel of
 //! arithmetic intensity I (FLOPs per byte moved) can reach at most min(peak FLOP/s, I x
-//! bandwidth).
+//! bandwidth). And what one load costs by where it reads (`shaders/load_peak.wgsl`).
 
 use std::time::Instant;
 
@@ -69,6 +69,83 @@ pub fn bandwidth_peak(ctx: &GpuContext, runs: usize) -> Result<f64> {
 
 const STREAM_SOURCE: &str = include_str!("../../shaders/bandwidth_peak.wgsl");
 
+const LOAD_SOURCE: &str = include_str!("../../shaders/load_peak.wgsl");
+/// Workgroups of the load microkernel.
+const LOAD_WORKGROUPS: u32 = 256;
+
+/// What a load costs the adapter by where it reads ([`load_rates`]): lane loads per second in
+/// billions (one vec4 each, every invocation at its own address), each with 8 FMAs on it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadRates {
+    /// From a storage buffer (`var<storage>`).
+    pub storage: f64,
+    /// From a 2-D texture (`textureLoad`), as the convolutions' texture operands read.
+    pub texture: f64,
+    /// From a uniform buffer.
+    pub uniform: f64,
+    /// No load: the FMAs alone, the ceiling of the three.
+    pub none: f64,
+}
+
+/// The best of `runs` timed dispatches of the load microkernel (`shaders/load_peak.wgsl`) per
+/// source: on lavapipe a storage load is a loop over the SIMD lanes, about ten times a texel
+/// fetch, which decides where the convolutions read their operands
+/// ([`RunnerOptions::textures`](super::RunnerOptions::textures)).
+///
+/// ```no_run
+/// let ctx = regnet_wgpu::gpu::GpuContext::new(regnet_wgpu::gpu::Precision::F32)?;
+/// let r = regnet_wgpu::gpu::peak::load_rates(&ctx, 3)?;
+/// println!("storage {:.2}, texture {:.2} G loads/s", r.storage, r.texture);
+/// # Ok::<(), regnet_wgpu::Error>(())
+/// ```
+pub fn load_rates(ctx: &GpuContext, runs: usize) -> Result<LoadRates> {
+    let s = buffer(ctx, "load_peak storage", 65536 * 16);
+    let u = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("load_peak uniform"),
+        size: 4096 * 16,
+        usage: wgpu::BufferUsages::UNIFORM,
+        mapped_at_creation: false,
+    });
+    let t = ctx.device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("load_peak texture"),
+        size: wgpu::Extent3d {
+            width: 256,
+            height: 256,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING,
+        view_formats: &[],
+    });
+    let view = t.create_view(&Default::default());
+    let out = buffer(ctx, "load_peak out", (LOAD_WORKGROUPS * WG * 4) as u64);
+    let bindings = [
+        s.as_entire_binding(),
+        wgpu::BindingResource::TextureView(&view),
+        u.as_entire_binding(),
+        out.as_entire_binding(),
+    ];
+    let loads = (LOAD_WORKGROUPS * WG) as f64 * ITERS as f64;
+    let rate = |mode: u32| -> Result<f64> {
+        let constants = [
+            ("WG", WG as f64),
+            ("ITERS", ITERS as f64),
+            ("MODE", mode as f64),
+        ];
+        let source = ("load_peak", LOAD_SOURCE, &constants[..]);
+        Ok(loads / best_time_with(ctx, source, &bindings, LOAD_WORKGROUPS, runs)? / 1e9)
+    };
+    Ok(LoadRates {
+        storage: rate(0)?,
+        texture: rate(1)?,
+        uniform: rate(2)?,
+        none: rate(3)?,
+    })
+}
+
 fn buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
     ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
@@ -82,8 +159,20 @@ fn buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
 /// `(label, source, constants)` dispatched on `workgroups` x 1 x 1 with `buffers` bound in order.
 fn best_time(
     ctx: &GpuContext,
-    (label, source, constants): (&str, &str, &[(&str, f64)]),
+    source: (&str, &str, &[(&str, f64)]),
     buffers: &[&wgpu::Buffer],
+    workgroups: u32,
+    runs: usize,
+) -> Result<f64> {
+    let bindings: Vec<_> = buffers.iter().map(|b| b.as_entire_binding()).collect();
+    best_time_with(ctx, source, &bindings, workgroups, runs)
+}
+
+/// [`best_time`] with any resources bound in order.
+fn best_time_with(
+    ctx: &GpuContext,
+    (label, source, constants): (&str, &str, &[(&str, f64)]),
+    bindings: &[wgpu::BindingResource],
     workgroups: u32,
     runs: usize,
 ) -> Result<f64> {
@@ -103,12 +192,12 @@ fn best_time(
         },
         cache: None,
     });
-    let entries: Vec<wgpu::BindGroupEntry> = buffers
+    let entries: Vec<wgpu::BindGroupEntry> = bindings
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
+        .map(|(i, r)| wgpu::BindGroupEntry {
             binding: i as u32,
-            resource: b.as_entire_binding(),
+            resource: r.clone(),
         })
         .collect();
     let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -270,12 +270,14 @@ pub struct Runner {
 impl Runner {
     /// The named model at 224x224 for `batch` images, with `weights` (bytes, as
     /// [`Classifier::create`]) or deterministic random ones; `tiling` (`"cpu"` or `"gpu"`)
-    /// overrides the tile rules the adapter's type picks.
+    /// overrides the tile rules the adapter's type picks, `textures` whether the convolutions
+    /// read texture operands (`RunnerOptions::textures`; default: by the adapter's type).
     pub async fn create(
         model: String,
         weights: Option<Vec<u8>>,
         batch: usize,
         tiling: Option<String>,
+        textures: Option<bool>,
     ) -> Result<Runner, JsError> {
         let tiling = match tiling.as_deref() {
             None => None,
@@ -290,6 +292,7 @@ impl Runner {
         let opts = RunnerOptions {
             batch,
             tiling,
+            textures,
             ..Default::default()
         };
         let runner = GpuRunner::new(&ctx, &plan, &weights, opts).map_err(js_err)?;

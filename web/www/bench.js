@@ -12,6 +12,7 @@ const runs = Number(q.get("runs") ?? 20);
 const maxWarmup = Number(q.get("warmup") ?? 60);
 const slowRuns = Number(q.get("slow_runs") ?? 5); // ort-webgpu on a software adapter: seconds a run
 const tiling = q.get("tiling") ?? undefined; // regnet-wgpu: "cpu" or "gpu" tile rules (default: by adapter type)
+const textures = q.has("textures") ? q.get("textures") === "on" : undefined; // regnet-wgpu: "on" or "off" (default: by adapter type)
 const MODEL = "regnet_y_400mf";
 const MACS = 401842848; // per image at 224x224
 
@@ -69,9 +70,10 @@ async function main() {
       const x = input(batch);
       const setup0 = performance.now();
       if (engine === "regnet-wgpu") {
-        const r = await Runner.create(MODEL, weights, batch, tiling);
+        const r = await Runner.create(MODEL, weights, batch, tiling, textures);
         adapter = `${webgpuAdapter} (${r.adapter.trim()})`; backend = "webgpu";
-        settings = `f32 storage, the browser's own robustness checks, no subgroups, ${tiling ?? "adapter-type"} tile rules`;
+        const operands = textures === undefined ? "adapter-type" : (textures ? "texture" : "storage");
+        settings = `f32 storage, the browser's own robustness checks, no subgroups, ${tiling ?? "adapter-type"} tile rules, ${operands} operands`;
         run = async () => { logits = await r.run(x); };
       } else {
         const ep = engine === "ort-webgpu" ? "webgpu" : "wasm";
