@@ -52,7 +52,7 @@ pub struct RunnerOptions {
     /// speed, never results.
     pub tuned: Option<Arc<TuneTable>>,
     /// Read the convolutions' inputs and weights from textures rather than storage buffers
-    /// ([`Operands::Texture`](super::kernels::Operands::Texture)): each convolution's input is
+    /// ([`Operands::Texture`]): each convolution's input is
     /// copied into a texture before it runs, and the weights are uploaded as textures too.
     /// `None` (the default): on CPU-backed adapters (`wgpu::DeviceType::Cpu`: lavapipe,
     /// SwiftShader, WARP), where a texel fetch costs a tenth of a storage load. Changes speed,
