@@ -25,13 +25,14 @@ const MAX_STORAGE_BINDINGS: u32 = 7;
 
 /// One op's buffers: a convolution's parts (one weight buffer each), or the one weight buffer
 /// of squeeze-and-excitation and linear ops; and the biases (f32). A model with texture
-/// operands also holds each convolution part's weights as a texture
-/// ([`Operands::Texture`](super::kernels::Operands::Texture)).
+/// operands holds each convolution part's weights as a texture instead
+/// ([`Operands::Texture`](super::kernels::Operands::Texture)), `texture_bytes` in all.
 #[derive(Debug)]
 pub(crate) struct OpBuffers {
     pub parts: Vec<ConvPart>,
     pub weights: Vec<wgpu::Buffer>,
     pub weight_textures: Vec<wgpu::TextureView>,
+    pub texture_bytes: u64,
     pub bias: wgpu::Buffer,
 }
 
@@ -197,7 +198,7 @@ struct Uploader<'a> {
     queue: &'a wgpu::Queue,
     precision: Precision,
     limit: u64,
-    /// Convolution weights go into textures too.
+    /// Convolution weights go into textures instead of storage buffers.
     textures: bool,
 }
 
@@ -224,7 +225,8 @@ impl Uploader<'_> {
 
     /// A texture holding `data` in `precision` as vec4 texels, [`TEXTURE_ROW`] a row (the
     /// layout `operands_texture.wgsl` reads), padded with zeros to whole rows.
-    fn upload_texture(&self, what: &str, data: &[f32]) -> Result<wgpu::TextureView> {
+    /// Returns its view and its bytes.
+    fn upload_texture(&self, what: &str, data: &[f32]) -> Result<(wgpu::TextureView, u64)> {
         let mut bytes = to_store(data, self.precision, what)?;
         let texel = operands::texel_bytes(self.precision);
         let rows = operands::rows((bytes.len() as u64).div_ceil(texel));
@@ -236,7 +238,7 @@ impl Uploader<'_> {
             wgpu::util::TextureDataOrder::LayerMajor,
             &bytes,
         );
-        Ok(texture.create_view(&Default::default()))
+        Ok((texture.create_view(&Default::default()), bytes.len() as u64))
     }
 
     /// The buffers of one op: weights in the storage precision (a convolution's split into
@@ -253,16 +255,18 @@ impl Uploader<'_> {
                     .iter()
                     .map(|part| pack_conv_weights(c, &p.weight, part))
                     .collect();
-                let ws = packed
-                    .iter()
-                    .map(|w| self.upload(&what, w, self.precision))
-                    .collect::<Result<Vec<_>>>()?;
-                if self.textures && matches!(op.kind, OpKind::Conv2d(_)) {
+                let ws = if self.textures && matches!(op.kind, OpKind::Conv2d(_)) {
                     textures = packed
                         .iter()
                         .map(|w| self.upload_texture(&what, w))
                         .collect::<Result<Vec<_>>>()?;
-                }
+                    Vec::new()
+                } else {
+                    packed
+                        .iter()
+                        .map(|w| self.upload(&what, w, self.precision))
+                        .collect::<Result<Vec<_>>>()?
+                };
                 (parts, ws, p.bias.clone())
             }
             OpKind::SqueezeExcite(se) => {
@@ -291,10 +295,12 @@ impl Uploader<'_> {
             }
             _ => return Ok(None),
         };
+        let texture_bytes = textures.iter().map(|(_, b)| b).sum();
         Ok(Some(OpBuffers {
             parts,
             weights: ws,
-            weight_textures: textures,
+            weight_textures: textures.into_iter().map(|(v, _)| v).collect(),
+            texture_bytes,
             bias: self.upload(&bias_name, &bias, Precision::F32)?,
         }))
     }
@@ -355,8 +361,10 @@ impl GpuModel {
         let weight_bytes = buffers
             .iter()
             .flatten()
-            .flat_map(|b| b.weights.iter().chain([&b.bias]))
-            .map(|b| b.size())
+            .map(|b| {
+                let buffers: u64 = b.weights.iter().chain([&b.bias]).map(|w| w.size()).sum();
+                buffers + b.texture_bytes
+            })
             .sum();
         let subgroups = opts.subgroups && ctx.has_subgroups();
         Ok(GpuModel {
@@ -398,7 +406,7 @@ impl GpuModel {
         self.inner.textures
     }
 
-    /// Bytes of weight and bias buffers.
+    /// Bytes of weight and bias buffers (and weight textures, with texture operands).
     pub fn weight_bytes(&self) -> u64 {
         self.inner.weight_bytes
     }
