@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use regnet_wgpu::gpu::{GpuOp, Precision};
+use regnet_wgpu::gpu::{GpuOp, Precision, RunnerOptions};
 use regnet_wgpu::ops::{OpFile, OpGraph, Operation};
 use regnet_wgpu::Tensor;
 
@@ -78,8 +78,9 @@ fn every_op_on_the_cpu_matches_torch() {
 }
 
 /// Every case on the GPU at `precision` (f16 only where the adapter has it: a skip is recorded
-/// otherwise).
-fn gpu_cases(precision: Precision, tol: f64) {
+/// otherwise), the convolutions reading storage operands, or textures (`textures`: as runners
+/// do on CPU-backed adapters, where dense "same" convolutions also run as the GEMM).
+fn gpu_cases(precision: Precision, tol: f64, textures: bool) {
     let ctx = common::gpu_ctx(precision);
     if precision == Precision::F16 && !ctx.has_f16() {
         common::skip_optional(&format!("f16 ops: {} has no shader-f16", ctx.info.name));
@@ -88,31 +89,47 @@ fn gpu_cases(precision: Precision, tol: f64) {
     let mut worst = (0f64, 0f64, String::new());
     for path in cases() {
         let case = load(&path);
-        let gpu =
-            GpuOp::new(ctx, &case.op, precision).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let opts = RunnerOptions {
+            precision,
+            textures: Some(textures),
+            ..Default::default()
+        };
+        let gpu = GpuOp::with_options(ctx, &case.op, &opts)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let got = gpu
             .run(&case.file.tensors)
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let what = format!("the GPU ({precision:?})");
+        let operands = if textures { "textures" } else { "storage" };
+        let what = format!("the GPU ({precision:?}, {operands})");
         let (n, m) = check(&case, &got, tol, &what);
         if n.max(m) > worst.0.max(worst.1) {
             worst = (n, m, case.name.clone());
         }
     }
     eprintln!(
-        "GPU {precision:?}: worst case {} ({:.2e} norm, {:.2e} elementwise)",
+        "GPU {precision:?} textures={textures}: worst case {} ({:.2e} norm, {:.2e} elementwise)",
         worst.2, worst.0, worst.1
     );
 }
 
 #[test]
 fn every_op_on_the_gpu_matches_torch_in_f32() {
-    gpu_cases(Precision::F32, common::F32_REL_TOL);
+    gpu_cases(Precision::F32, common::F32_REL_TOL, false);
+}
+
+#[test]
+fn every_op_on_the_gpu_matches_torch_in_f32_with_texture_operands() {
+    gpu_cases(Precision::F32, common::F32_REL_TOL, true);
+}
+
+#[test]
+fn every_op_on_the_gpu_matches_torch_in_f16_with_texture_operands() {
+    gpu_cases(Precision::F16, F16_TOL, true);
 }
 
 #[test]
 fn every_op_on_the_gpu_matches_torch_in_f16() {
-    gpu_cases(Precision::F16, F16_TOL);
+    gpu_cases(Precision::F16, F16_TOL, false);
 }
 
 /// Runs the `op` example; returns (status, stdout, stderr).

@@ -11,6 +11,11 @@
 //! NCHW, and are read as whole vec4s: a tensor of `n` values needs a buffer of at least
 //! `n.div_ceil(4) * 4` values ([`GpuOp::input_bytes`], [`GpuOp::output_bytes`]) with
 //! `STORAGE` usage.
+//!
+//! The convolutions read storage operands by default. [`RunnerOptions::textures`]
+//! `Some(true)` makes them read texture operands as a runner's do on CPU-backed adapters
+//! ([`super::kernels::Operands::Texture`]): the op then copies each convolution's input into a
+//! texture of its own before the convolution runs, so those input buffers need `COPY_SRC` too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +23,7 @@ use std::sync::Arc;
 use super::kernels::Kernels;
 use super::lower::{lower_plan, squeeze_excite_scratch_len, Binding, Dispatch, LowerOptions};
 use super::model::{max_binding, GpuModel};
+use super::operands;
 use super::runner::{
     align16, bind_group, dispatch_grid, storage_buffer, uniform_buffer, uniform_stride,
     RunnerOptions, StatusDecoder,
@@ -58,6 +64,9 @@ pub struct GpuOp {
     own: HashMap<ValueId, wgpu::Buffer>,
     scratch: HashMap<usize, wgpu::Buffer>,
     gates: HashMap<usize, wgpu::Buffer>,
+    /// Texture operands: the input texture, and per dispatch the value to copy into it first.
+    x_texture: Option<(wgpu::Texture, wgpu::TextureView)>,
+    copies: Vec<Option<ValueId>>,
     status: wgpu::Buffer,
     dummy: wgpu::Buffer,
     uniforms: wgpu::Buffer,
@@ -82,9 +91,9 @@ impl GpuOp {
         op: &OpGraph,
         opts: &RunnerOptions,
     ) -> Result<(GpuModel, Vec<Dispatch>)> {
-        // One op runs alone, its input straight from the host: storage operands.
+        // One op runs alone, its input straight from the host: storage operands unless asked.
         let opts = &RunnerOptions {
-            textures: Some(false),
+            textures: Some(opts.textures.unwrap_or(false)),
             ..opts.clone()
         };
         let model = GpuModel::for_ops(ctx, &op.ops, &op.weights, opts)?;
@@ -95,7 +104,7 @@ impl GpuOp {
                 .unwrap_or_else(|| Tiling::for_adapter(&ctx.info)),
             subgroups: model.subgroups(),
             tuned: opts.tuned.clone(),
-            textures: false,
+            textures: model.textures(),
         };
         let parts = |i: usize| {
             model
@@ -108,8 +117,9 @@ impl GpuOp {
     }
 
     /// [`GpuOp::new`] under a runner's options: precision, shader checks, subgroups, the tile
-    /// rules and the autotuner's table ([`RunnerOptions::tuned`]); batch and taps are the op's
-    /// own and ignored here.
+    /// rules, the autotuner's table ([`RunnerOptions::tuned`]) and texture operands
+    /// ([`RunnerOptions::textures`]: here storage unless `Some(true)`, see the module docs);
+    /// batch and taps are the op's own and ignored here.
     pub fn with_options(ctx: &GpuContext, op: &OpGraph, opts: &RunnerOptions) -> Result<Self> {
         let precision = opts.precision;
         let (model, dispatches) = Self::lower(ctx, op, opts)?;
@@ -148,7 +158,10 @@ impl GpuOp {
             }
         }
         let copy_dst = usage | wgpu::BufferUsages::COPY_DST;
+        let texels = operands::largest_input(&dispatches, |v| value_texels(op, v));
         Ok(GpuOp {
+            x_texture: operands::input_texture(device, texels, precision)?,
+            copies: operands::copies(&dispatches, &home),
             decoder: StatusDecoder {
                 labels: Arc::new(dispatches.iter().map(|d| d.label.clone()).collect()),
                 precision,
@@ -241,18 +254,31 @@ impl GpuOp {
             .enumerate()
             .map(|(k, d)| {
                 let at = (&self.uniforms, k as u64 * self.uniform_stride);
-                bind_group(&self.model, at, d, None, &resolve)
+                let x_texture = self.x_texture.as_ref().map(|(_, view)| view);
+                bind_group(&self.model, at, d, x_texture, &resolve)
             })
             .collect();
         encoder.clear_buffer(&self.status, 0, None);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(self.op.name),
-            timestamp_writes: None,
-        });
-        for ((pipeline, grid), group) in self.steps.iter().zip(&groups) {
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, group, &[]);
-            pass.dispatch_workgroups(grid.0, grid.1, 1);
+        // One compute pass per run of dispatches between copies into the input texture.
+        let n = self.steps.len();
+        let mut k = 0;
+        while k < n {
+            if let (Some(v), Some((texture, _))) = (self.copies[k], &self.x_texture) {
+                let buffer = resolve(Binding::Value(v));
+                let texels = value_texels(&self.op, v);
+                operands::encode_copy(encoder, buffer, texture, texels, self.precision);
+            }
+            let end = (k + 1..n).find(|&j| self.copies[j].is_some()).unwrap_or(n);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(self.op.name),
+                timestamp_writes: None,
+            });
+            for ((pipeline, grid), group) in self.steps[k..end].iter().zip(&groups[k..end]) {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(grid.0, grid.1, 1);
+            }
+            k = end;
         }
         Ok(())
     }
@@ -288,6 +314,13 @@ impl GpuOp {
                 )));
             };
             check(n, buf, value_bytes(&self.op, *v, self.precision))?;
+            let copied = self.copies.iter().flatten().any(|&c| self.home[c] == *v);
+            if copied && !buf.usage().contains(wgpu::BufferUsages::COPY_SRC) {
+                return Err(Error::Input(format!(
+                    "`{name}`: the buffer given for `{n}` lacks the COPY_SRC usage, which \
+                     texture operands need (it is copied into a texture; RunnerOptions::textures)"
+                )));
+            }
             if *buf == output {
                 return Err(Error::Input(format!(
                     "`{name}`: `{n}` and the output are the same buffer (the op cannot run in place)"
@@ -317,7 +350,7 @@ impl GpuOp {
         let ctx = self.model.context();
         let device = &ctx.device;
         let given = self.op.check_inputs(tensors)?;
-        let usage = wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
         let mut bufs = Vec::new();
         for ((name, v), t) in self.op.inputs.iter().zip(&given) {
             let buf = storage_buffer(
@@ -361,6 +394,11 @@ impl GpuOp {
         let bytes = super::readback::read_buffer_blocking(ctx, &out, 0, out.size())?;
         crate::Tensor::new(shape.to_vec(), from_store(&bytes, n, self.precision))
     }
+}
+
+/// Texels (4 values each) of value `v` at the op's batch.
+fn value_texels(op: &OpGraph, v: ValueId) -> u64 {
+    ((op.batch * op.values[v].numel()) as u64).div_ceil(4)
 }
 
 /// Bytes of value `v` at the op's batch in `precision`, in whole vec4s (what the kernels read).

@@ -7,7 +7,6 @@
 
 use super::kernels::{Family, Operands, TEXTURE_ROW};
 use super::lower::{Binding, Dispatch};
-use super::memory::Loc;
 use super::Precision;
 use crate::error::{Error, Result};
 use crate::plan::ValueId;
@@ -67,7 +66,8 @@ pub(crate) fn check_rows(limits: &wgpu::Limits, what: &str, rows: u64) -> Result
 /// a convolution reading texture operands, unless the texture still holds that value (the
 /// dispatch before it read it too, and nothing since wrote its buffer: a split convolution's
 /// parts, or a block's two convolutions of one input).
-pub(crate) fn copies(dispatches: &[Dispatch], loc: &[Loc]) -> Vec<Option<ValueId>> {
+/// `loc` says where each value lives (values at equal locations share a buffer).
+pub(crate) fn copies<L: PartialEq>(dispatches: &[Dispatch], loc: &[L]) -> Vec<Option<ValueId>> {
     let mut held: Option<ValueId> = None;
     dispatches
         .iter()
@@ -101,6 +101,39 @@ fn writes(d: &Dispatch, family: Family) -> impl Iterator<Item = ValueId> + '_ {
             Binding::Value(v) if !read_only => Some(*v),
             _ => None,
         })
+}
+
+/// The input texture of the convolutions reading texture operands, rows enough for the largest
+/// input, `texels` texels; `None` when no convolution reads one (`texels` is `None`).
+pub(crate) fn input_texture(
+    device: &wgpu::Device,
+    texels: Option<u64>,
+    precision: Precision,
+) -> Result<Option<(wgpu::Texture, wgpu::TextureView)>> {
+    let Some(texels) = texels else {
+        return Ok(None);
+    };
+    let rows = rows(texels);
+    check_rows(&device.limits(), "the largest convolution input", rows)?;
+    let texture = device.create_texture(&descriptor("convolution input", rows as u32, precision));
+    let view = texture.create_view(&Default::default());
+    Ok(Some((texture, view)))
+}
+
+/// Texels of the largest input a dispatch reads from the input texture, by `texels` of a
+/// value; `None` when none does.
+pub(crate) fn largest_input(
+    dispatches: &[Dispatch],
+    texels: impl Fn(ValueId) -> u64,
+) -> Option<u64> {
+    dispatches
+        .iter()
+        .filter(|d| d.variant.operands == Operands::Texture)
+        .filter_map(|d| match d.bindings.first() {
+            Some(&Binding::Value(v)) => Some(texels(v)),
+            _ => None,
+        })
+        .max()
 }
 
 /// Records the copy of `texels` texels from the start of `buffer` into `texture`, row by row

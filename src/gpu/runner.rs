@@ -302,8 +302,7 @@ fn value_texels(plan: &Plan, v: ValueId, batch: u64) -> u64 {
     (batch * plan.values[v].numel() as u64).div_ceil(4)
 }
 
-/// The input texture of the convolutions reading texture operands, as many rows as the
-/// largest input needs; `None` when no dispatch reads one.
+/// The input texture of the convolutions reading texture operands ([`operands::input_texture`]).
 fn input_texture(
     device: &wgpu::Device,
     plan: &Plan,
@@ -311,26 +310,8 @@ fn input_texture(
     prec: Precision,
     dispatches: &[Dispatch],
 ) -> Result<Option<(wgpu::Texture, wgpu::TextureView)>> {
-    let texels = dispatches
-        .iter()
-        .filter(|d| d.variant.operands == Operands::Texture)
-        .filter_map(|d| match d.bindings.first() {
-            Some(&Binding::Value(v)) => Some(value_texels(plan, v, batch)),
-            _ => None,
-        })
-        .max();
-    let Some(texels) = texels else {
-        return Ok(None);
-    };
-    let rows = operands::rows(texels);
-    operands::check_rows(&device.limits(), "the largest convolution input", rows)?;
-    let texture = device.create_texture(&operands::descriptor(
-        "convolution input",
-        rows as u32,
-        prec,
-    ));
-    let view = texture.create_view(&Default::default());
-    Ok(Some((texture, view)))
+    let texels = operands::largest_input(dispatches, |v| value_texels(plan, v, batch));
+    operands::input_texture(device, texels, prec)
 }
 
 /// The staging buffer `run` reads: the logits (`logits_bytes`), then the status word.
