@@ -181,8 +181,26 @@ def draw_conv(rng):
                 k=tuple(k), s=s, p=p, dil=dil, g=g)
 
 
+# Dense "same" convolutions (one group, stride 1, output plane = input plane), which runners on
+# CPU-backed adapters compute as a GEMM over the kernel's taps: planes of 49 pixels in a batch
+# of 3 (planes starting mid-vec4), a 3x3 as ResNet's, a 5x5 on a non-square plane, and
+# one-row planes (every vertical tap in the padding). Cases CONV_SAME_FROM on.
+SAME_CASES = [
+    dict(n=3, c=5, h=7, w=7, o=9, k=(3, 3), s=(1, 1), p=(1, 1), dil=(1, 1), g=1),
+    dict(n=1, c=16, h=12, w=12, o=16, k=(3, 3), s=(1, 1), p=(1, 1), dil=(1, 1), g=1),
+    dict(n=1, c=6, h=5, w=11, o=7, k=(5, 5), s=(1, 1), p=(2, 2), dil=(1, 1), g=1),
+    dict(n=2, c=3, h=1, w=9, o=4, k=(3, 3), s=(1, 1), p=(1, 1), dil=(1, 1), g=1),
+]
+CONV_SAME_FROM = 26
+
+
 def gen_conv2d(k, rng, v):
-    spec = CONV_EDGES[k] if k < len(CONV_EDGES) else draw_conv(rng)
+    if k < len(CONV_EDGES):
+        spec = CONV_EDGES[k]
+    elif k >= CONV_SAME_FROM:
+        spec = SAME_CASES[k - CONV_SAME_FROM]
+    else:
+        spec = draw_conv(rng)
     ho = out_len(spec["h"], spec["k"][0], spec["s"][0], spec["p"][0], spec["dil"][0])
     wo = out_len(spec["w"], spec["k"][1], spec["s"][1], spec["p"][1], spec["dil"][1])
     if ho < 1 or wo < 1:
@@ -563,7 +581,7 @@ def gen_activation(name):
 # ---------------------------------------------------------------------------------------
 
 OPS = [  # (op, generator, number of cases)
-    ("conv2d", gen_conv2d, 26),
+    ("conv2d", gen_conv2d, CONV_SAME_FROM + len(SAME_CASES)),
     ("deform_conv2d", gen_deform_conv2d, 20),
     ("channel_shuffle", gen_channel_shuffle, 10),
     ("max_pool2d", gen_max_pool2d, 18),

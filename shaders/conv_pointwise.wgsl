@@ -1,20 +1,26 @@
-// 1x1 convolution with one group and any stride: a GEMM per image,
+// 1x1 convolution with one group and any stride, or a KH x KW convolution with one group,
+// stride 1 and "same" padding (output plane = input plane: ResNet's 3x3s), as a GEMM per image:
 //
-//     y[n, o, p] = act(sum_c w[c, o] * x[n, c, at(p)] * gate[n, c] + bias[o] + residual[n, o, p])
+//     y[n, o, p] = act(sum_{tap, c} w[c, tap, o] * x[n, c, at(p, tap)] * gate[n, c]
+//                      + bias[o] + residual[n, o, p])
 //
-// over the flattened output pixels p of an NCHW image, where at(p) is p itself at stride 1 and
-// the input pixel under p otherwise (a projection shortcut's 1x1 stride-2 conv). BatchNorm is folded into `w` and `bias`;
-// HAS_GATE fuses squeeze-and-excitation's channel scale into the reads of `x`, HAS_RESIDUAL the
-// block's shortcut.
+// over the flattened output pixels p of an NCHW image. For a 1x1, at(p) is p itself at stride 1
+// and the input pixel under p otherwise (a projection shortcut's 1x1 stride-2 conv). For a
+// KH x KW kernel (stride 1, out plane = in plane), tap (ky, kx) reads the input plane shifted by
+// (ky - pad_y) * W + (kx - pad_x) values: a tile of pixels stays contiguous in the input, so it
+// loads as vec4s like the 1x1's, and the pixels whose tap falls in the padding (top and bottom
+// rows, or across a row's end) are zeroed by a mask computed once per tap. BatchNorm is folded
+// into `w` and `bias`; HAS_GATE fuses squeeze-and-excitation's channel scale into the reads of
+// `x`, HAS_RESIDUAL the block's shortcut.
 //
 // One invocation per (image, block of TM output channels, tile of TN pixels), tiles innermost,
 // kept as TM x TN / 4 vec4 accumulators: the register tile, which the runner picks per adapter
 // type (src/gpu/tiling.rs: 16 x 16 on CPU-backed adapters, where a storage load costs as much as
 // dozens of FMAs, smaller on GPUs, where occupancy matters more). Everything read per input
-// channel loads as vec4: the weights, stored transposed `[in_c, oc_pad]` with the output
-// channels padded to a multiple of 4, take TM / 4 loads; the TN pixels take TN / 4 loads when
-// planes are a multiple of 4 pixels long (ALIGNED), else one more, realigned by the plane's
-// offset. The epilogue reads the residual the same way.
+// channel and tap loads as vec4: the weights, stored transposed `[in_c, KH, KW, oc_pad]` with the
+// output channels padded to a multiple of 4, take TM / 4 loads; the TN pixels take TN / 4 loads
+// when planes are a multiple of 4 pixels long (ALIGNED) and the tap is not shifted, else one
+// more, realigned. The epilogue reads the residual the same way.
 // The bindings are conv.wgsl's, so one bind group layout serves both.
 
 struct Params {
@@ -30,7 +36,9 @@ struct Params {
     r_vec4s: u32,     // vec4s holding the residual value (likewise)
     status_tag: u32,  // written to `status` when a value cannot be stored (prelude.wgsl)
     res_c: u32,       // channels of the residual: added to the first res_c output channels
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    pad_y: u32,       // KH x KW kernels: zero padding above and below ((KH - 1) / 2)
+    pad_x: u32,       // and left and right ((KW - 1) / 2)
+    _pad0: u32,
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -40,6 +48,8 @@ override TM: u32 = 16u;       // output channels per invocation: 4, 8, 12 or 16
 override TN: u32 = 8u;        // pixels per invocation: 4, 8, 12 or 16
 override ALIGNED: bool = true; // output planes hold a multiple of 4 pixels
 override STRIDE: u32 = 1u;
+override KH: u32 = 1u;        // kernel rows and columns: more than one only at STRIDE 1 with
+override KW: u32 = 1u;        // "same" padding (the output plane is the input plane)
 
 // The register tile is sized for the largest TM x TN. Every loop over it runs to these constant
 // bounds with `if (o < TM)`-style guards inside: a loop whose trip count equals the length of the
@@ -49,9 +59,10 @@ override STRIDE: u32 = 1u;
 const MAX_TM: u32 = 16u;
 const MAX_NV: u32 = 4u;       // vec4s of pixels: TN / 4 <= MAX_NV
 const MAX_PX: u32 = 16u;      // 4 * MAX_NV
+const MAX_SV: u32 = 5u;       // vec4s loaded for a shifted tap's pixels: MAX_NV + 1
 
 @group(0) @binding(0) var<uniform> p: Params;
-// Binding 1, the input `x`, and 2, the weights `w` (this part's [in_c, oc_pad4], transposed):
+// Binding 1, the input `x`, and 2, the weights `w` (this part's [in_c, KH, KW, oc_pad4]):
 // operands_storage.wgsl or operands_texture.wgsl, read through load_x and load_w.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // [out_c]
 @group(0) @binding(4) var<storage, read> residual: array<vec4<store_t>>;
@@ -80,8 +91,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let hw = p.out_h * p.out_w;
     let p0 = tile * TN;              // first pixel of this tile (a multiple of 4)
     let oc0 = ocb * TM;              // within this part
-    let last = p.x_vec4s - 1u;
-    let nv = TN / 4u;                // vec4s of pixels
 
     // Strided: the input offset (within a plane) of each pixel of the tile, read value by value.
     var at: array<u32, MAX_PX>;
@@ -95,41 +104,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let in_hw = p.in_h * p.in_w;
 
     var acc: Acc;
-    var plane = n * p.in_c * in_hw;  // first value of input channel c
-    for (var c = 0u; c < p.in_c; c++) {
-        let q = plane / 4u + p0 / 4u;
-        var xv: Pixels;
-        // unroll
-        for (var j = 0u; j < MAX_NV; j++) {
-            if (j < nv) {
-                if (STRIDE == 1u) {
-                    xv[j] = load_x(min(q + j, last));
-                } else {
-                    xv[j] = vec4<f32>(x_at(plane + at[4u * j]), x_at(plane + at[4u * j + 1u]),
-                                      x_at(plane + at[4u * j + 2u]), x_at(plane + at[4u * j + 3u]));
+    for (var tap = 0u; tap < KH * KW; tap++) {
+        // Tap (ky, kx) reads the input plane `shift` values on; `inside` masks the pixels
+        // whose tap falls in the padding (a 1x1 has one tap, unshifted, all inside).
+        let dy = i32(tap / KW) - i32(p.pad_y);
+        let dx = i32(tap % KW) - i32(p.pad_x);
+        let shift = dy * i32(p.in_w) + dx;
+        var inside: Inside;
+        if (KH * KW > 1u) {
+            inside = tap_inside(p0, dy, dx);
+        }
+        var plane = n * p.in_c * in_hw;  // first value of input channel c
+        for (var c = 0u; c < p.in_c; c++) {
+            var xv: Pixels;
+            if (KH * KW > 1u) {
+                xv = shifted_pixels(i32(plane + p0) + shift, &inside);
+            } else {
+                xv = tile_pixels(plane, p0, &at);
+            }
+            if (HAS_GATE) {
+                let s = gate[n * p.in_c + c];
+                // unroll
+                for (var j = 0u; j < MAX_NV; j++) {
+                    xv[j] = gate_activate4(xv[j] * s);
                 }
             }
+            channel_fma(&acc, (c * KH * KW + tap) * p.oc_pad4, oc0, &xv);
+            plane += in_hw;
         }
-        if (STRIDE == 1u && !ALIGNED) {
-            // The plane starts `plane % 4` values into a vec4: realign.
-            let r = plane % 4u;
-            let extra = load_x(min(q + nv, last));
-            // unroll
-            for (var j = 0u; j < MAX_NV; j++) {
-                if (j < nv) {
-                    xv[j] = realign(xv[j], select(extra, xv[min(j + 1u, MAX_NV - 1u)], j + 1u < nv), r);
-                }
-            }
-        }
-        if (HAS_GATE) {
-            let s = gate[n * p.in_c + c];
-            // unroll
-            for (var j = 0u; j < MAX_NV; j++) {
-                xv[j] = gate_activate4(xv[j] * s);
-            }
-        }
-        channel_fma(&acc, c * p.oc_pad4, oc0, &xv);
-        plane += in_hw;
     }
 
     if (id_raw >= p.invocations) {
@@ -138,9 +140,83 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     epilogue(&acc, n, oc0, p0);
 }
 
-// The register tile and one input channel's pixels.
+// The register tile, one input channel's pixels and which of them a tap reads from the image.
 alias Acc = array<array<vec4<f32>, MAX_NV>, MAX_TM>;
 alias Pixels = array<vec4<f32>, MAX_NV>;
+alias Inside = array<vec4<bool>, MAX_NV>;
+
+// A 1x1's tile: the TN pixels from `p0` of the input channel starting at value `plane`, read as
+// vec4s (realigned by the plane's offset unless ALIGNED), or value by value at a stride (`at`:
+// each pixel's offset within the plane).
+fn tile_pixels(plane: u32, p0: u32, at: ptr<function, array<u32, MAX_PX>>) -> Pixels {
+    let last = p.x_vec4s - 1u;
+    let nv = TN / 4u;
+    let q = plane / 4u + p0 / 4u;
+    var xv: Pixels;
+    // unroll
+    for (var j = 0u; j < MAX_NV; j++) {
+        if (j < nv) {
+            if (STRIDE == 1u) {
+                xv[j] = load_x(min(q + j, last));
+            } else {
+                xv[j] = vec4<f32>(x_at(plane + (*at)[4u * j]), x_at(plane + (*at)[4u * j + 1u]),
+                                  x_at(plane + (*at)[4u * j + 2u]), x_at(plane + (*at)[4u * j + 3u]));
+            }
+        }
+    }
+    if (STRIDE == 1u && !ALIGNED) {
+        // The plane starts `plane % 4` values into a vec4: realign.
+        let r = plane % 4u;
+        let extra = load_x(min(q + nv, last));
+        // unroll
+        for (var j = 0u; j < MAX_NV; j++) {
+            if (j < nv) {
+                xv[j] = realign(xv[j], select(extra, xv[min(j + 1u, MAX_NV - 1u)], j + 1u < nv), r);
+            }
+        }
+    }
+    return xv;
+}
+
+// A tap's tile: the TN input values from value `a` (any alignment; may lie before the start of
+// the input, where `inside` is false), zero where `inside` is false.
+fn shifted_pixels(a: i32, inside: ptr<function, Inside>) -> Pixels {
+    let last = i32(p.x_vec4s) - 1;
+    let sh = u32(a & 3);
+    let q = (a - i32(sh)) / 4;
+    // Reads before the start or past the end are clamped: they only feed masked pixels.
+    var v: array<vec4<f32>, MAX_SV>;
+    // unroll
+    for (var j = 0u; j < MAX_SV; j++) {
+        if (j <= TN / 4u) {
+            v[j] = load_x(u32(clamp(q + i32(j), 0, last)));
+        }
+    }
+    var xv: Pixels;
+    // unroll
+    for (var j = 0u; j < MAX_NV; j++) {
+        if (j < TN / 4u) {
+            xv[j] = select(vec4<f32>(0.0), realign(v[j], v[j + 1u], sh), (*inside)[j]);
+        }
+    }
+    return xv;
+}
+
+// Which of the tile's pixels from `p0` read an input pixel (not padding) at tap offset (dy, dx).
+fn tap_inside(p0: u32, dy: i32, dx: i32) -> Inside {
+    var inside: Inside;
+    // unroll
+    for (var j = 0u; j < MAX_NV; j++) {
+        // unroll
+        for (var e = 0u; e < 4u; e++) {
+            let px = p0 + 4u * j + e;
+            let iy = i32(px / p.out_w) + dy;
+            let ix = i32(px % p.out_w) + dx;
+            inside[j][e] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
+        }
+    }
+    return inside;
+}
 
 // acc += w[row, oc0..oc0 + TM] (outer product) xv: one input channel's contribution, its
 // weights loaded as TM / 4 vec4s from the weight row starting at vec4 `wrow`.

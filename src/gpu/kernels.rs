@@ -325,8 +325,8 @@ pub struct Variant {
     pub gate: bool,
     /// Activation of the gated input (`GATE_ACT`, conv families).
     pub gate_act: u32,
-    /// Conv: kernel height, width and horizontal stride (`KH`, `KW`, `STRIDE`); pointwise: the
-    /// stride in `[2]`; 0 for other families.
+    /// Conv and pointwise: kernel height, width and horizontal stride (`KH`, `KW`, `STRIDE`;
+    /// pointwise: a 1x1 at any stride, or a "same" kernel at stride 1); 0 for other families.
     pub kernel: [u32; 3],
     /// Conv: horizontal dilation (`DIL`) and kernel columns per row span (`KC`); 0 otherwise.
     pub columns: [u32; 2],
@@ -590,6 +590,8 @@ impl Kernels {
                 } else {
                     constants.push(("TM", v.tile[0] as f64));
                     constants.push(("TN", v.tile[1] as f64));
+                    constants.push(("KH", v.kernel[0] as f64));
+                    constants.push(("KW", v.kernel[1] as f64));
                     constants.push(("STRIDE", v.kernel[2] as f64));
                     constants.push(("ALIGNED", v.aligned as u32 as f64));
                 }

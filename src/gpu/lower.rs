@@ -384,7 +384,9 @@ pub fn lower_conv(
                     part.first_row + part.rows
                 )
             };
-            let (variant, mut params, workgroups) = if is_pointwise(c) {
+            let as_gemm =
+                is_pointwise(c) || (is_dense_same(c) && o.tiling.dense_as_gemm(o.textures));
+            let (variant, mut params, workgroups) = if as_gemm {
                 pointwise_dispatch(c, &s, part, o, operands, &op.name)?
             } else {
                 direct_dispatch(c, &s, part, o, operands, &op.name)?
@@ -429,6 +431,19 @@ pub fn is_pointwise(c: &Conv2d) -> bool {
     c.kernel == [1, 1] && c.padding == [0, 0] && c.groups == 1 && c.stride[0] == c.stride[1]
 }
 
+/// Whether a convolution is dense (one group), larger than 1x1, at stride 1 and dilation 1, with
+/// "same" padding (`(k - 1) / 2` of an odd kernel), so its output plane is its input plane: the
+/// shape the GEMM kernel also takes, tap by tap ([`Tiling::dense_as_gemm`] says where it does).
+pub fn is_dense_same(c: &Conv2d) -> bool {
+    let same = |k: usize, pad: usize| k % 2 == 1 && pad == (k - 1) / 2;
+    c.groups == 1
+        && c.kernel != [1, 1]
+        && c.stride == [1, 1]
+        && c.dilation == [1, 1]
+        && same(c.kernel[0], c.padding[0])
+        && same(c.kernel[1], c.padding[1])
+}
+
 /// The squeeze-and-excitation op whose output is `v`, if any (its gate scales `v`'s reads).
 fn gate_of(plan: &Graph, v: ValueId) -> Option<usize> {
     plan.ops
@@ -445,7 +460,7 @@ fn pointwise_dispatch(
     name: &str,
 ) -> Result<(Variant, KernelParams, u64)> {
     // One invocation per (image, block of TM output channels, tile of TN pixels); the
-    // subgroup entry point has the blocks innermost and rounds up to whole subgroups.
+    // subgroup entry point (1x1 only) has the blocks innermost and rounds up to whole subgroups.
     let hw = s.out_h * s.out_w;
     let class = ShapeClass::of(c, true, part.rows, s.batch, [s.out_h, s.out_w]);
     let tuned = o.tuned(&class).filter(TileChoice::fits_pointwise);
@@ -454,6 +469,7 @@ fn pointwise_dispatch(
     let tiles = hw.div_ceil(tn as u64);
     let subgroup = o.subgroups
         && operands == Operands::Storage
+        && c.kernel == [1, 1]
         && match tuned {
             Some(t) => t.subgroup && ocb >= SUBGROUP_GEMM_MIN_BLOCKS,
             None => o.tiling.pointwise_subgroup(ocb),
@@ -483,11 +499,13 @@ fn pointwise_dispatch(
         x_vec4s,
         r_vec4s: 0, // set by lower_conv from the residual's channels
         status_tag: 0,
+        pad_y: u("pad_y", c.padding[0] as u64)?,
+        pad_x: u("pad_x", c.padding[1] as u64)?,
         ..Default::default()
     };
     let variant = Variant {
         tile: [tm, tn],
-        kernel: [1, 1, c.stride[0] as u32],
+        kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride[0] as u32],
         aligned: hw.is_multiple_of(4),
         subgroup,
         wg,
@@ -1279,6 +1297,63 @@ mod tests {
             assert!(!d.variant.subgroup);
         }
         assert_eq!(status_dispatch(status_tag(0, ds.len()), ds.len()), Some(0));
+    }
+
+    /// ResNet-50's 3x3s at stride 1 run as the GEMM over their taps where the rules say so
+    /// (CPU-backed adapters reading textures), with their padding and no subgroups; its
+    /// stride-2 3x3s, its stem and everything on storage operands keep the direct kernel.
+    #[test]
+    fn dense_same_convs_run_as_the_gemm_on_texture_operands() {
+        let plan = Plan::new(
+            crate::config::Architecture::named("resnet50").unwrap(),
+            64,
+            64,
+        )
+        .unwrap();
+        let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
+        for (tiling, textures) in [
+            (Tiling::Cpu, true),
+            (Tiling::Cpu, false),
+            (Tiling::Gpu, true),
+        ] {
+            let o = LowerOptions {
+                batch: 1,
+                tiling,
+                subgroups: true,
+                tuned: None,
+                textures,
+            };
+            let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
+            let mut gemm = 0;
+            for (op, d) in plan.ops.iter().zip(&ds) {
+                let OpKind::Conv2d(c) = &op.kind else {
+                    continue;
+                };
+                let want = is_pointwise(c) || (is_dense_same(c) && tiling.dense_as_gemm(textures));
+                assert_eq!(
+                    d.variant.family == Family::ConvPointwise,
+                    want,
+                    "{}",
+                    d.label
+                );
+                if want && c.kernel != [1, 1] {
+                    gemm += 1;
+                    assert_eq!(d.variant.kernel, [3, 3, 1], "{}", d.label);
+                    assert!(!d.variant.subgroup, "{}", d.label);
+                    let KernelParams::Pointwise(p) = d.params else {
+                        panic!("{}: not the GEMM's parameters", d.label);
+                    };
+                    assert_eq!([p.pad_y, p.pad_x], [1, 1], "{}", d.label);
+                }
+            }
+            // 16 bottleneck 3x3s, 3 of them at stride 2.
+            let expected = if tiling == Tiling::Cpu && textures {
+                13
+            } else {
+                0
+            };
+            assert_eq!(gemm, expected, "{tiling:?}, textures {textures}");
+        }
     }
     #[test]
     fn a_tuned_choice_replaces_the_rules_where_it_fits() {

@@ -84,7 +84,8 @@ kernel_params! {
 }
 
 kernel_params! {
-    /// `conv_pointwise.wgsl`: one part of a 1x1 convolution with one group, as a GEMM.
+    /// `conv_pointwise.wgsl`: one part of a 1x1 convolution with one group, or of a "same"
+    /// convolution with one group and stride 1 ([`super::lower::is_dense_same`]), as a GEMM.
     PointwiseParams {
         /// Images.
         batch,
@@ -120,12 +121,12 @@ kernel_params! {
         status_tag,
         /// See [`ConvParams::res_c`].
         res_c,
+        /// A KH x KW kernel's zero padding above and below (`(KH - 1) / 2`; 0 for a 1x1).
+        pad_y,
+        /// Its zero padding left and right (`(KW - 1) / 2`).
+        pad_x,
         /// Padding to 16 bytes.
         _pad0,
-        /// Padding to 16 bytes.
-        _pad1,
-        /// Padding to 16 bytes.
-        _pad2,
     }
 }
 

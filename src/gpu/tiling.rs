@@ -28,6 +28,7 @@ pub const SHADER_CONSTANTS: &[(&str, &str, u32)] = &[
     ("conv.wgsl", "MAX_KW", CONV_MAX_KW),
     ("conv_pointwise.wgsl", "MAX_TM", POINTWISE_MAX_TM),
     ("conv_pointwise.wgsl", "MAX_NV", POINTWISE_MAX_NV),
+    ("conv_pointwise.wgsl", "MAX_SV", POINTWISE_MAX_NV + 1),
     (
         "conv_pointwise_subgroup.wgsl",
         "MAX_XK",
@@ -117,6 +118,17 @@ impl Tiling {
     /// tiles are padded to a multiple of 8). Never on GPUs (untested there).
     pub fn conv_subgroup(self, kernel: [usize; 2], ocn: u32, tiles: u64) -> bool {
         self == Tiling::Cpu && conv_subgroup_fits(kernel, ocn, tiles)
+    }
+
+    /// Whether a dense "same" convolution larger than 1x1 (one group, stride 1, output plane =
+    /// input plane: [`super::lower::is_dense_same`], ResNet's 3x3s) runs as the GEMM over its
+    /// taps (`conv_pointwise.wgsl` with `KH`, `KW`) rather than the direct kernel: on CPU-backed
+    /// adapters reading texture operands, where each tap's tile of pixels is one contiguous run
+    /// of vec4 texel fetches and the GEMM's 16 x 16 tile does 256 FMAs per 9 loads (the direct
+    /// kernel's 8 x 8 tile: 192 per ~10, with a realignment and a mask per value). Elsewhere
+    /// the direct kernel (not measured on GPUs).
+    pub fn dense_as_gemm(self, textures: bool) -> bool {
+        self == Tiling::Cpu && textures
     }
 
     /// Invocations per workgroup for a dispatch of `invocations` (the conv kernels): on GPUs
