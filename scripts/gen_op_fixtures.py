@@ -193,10 +193,22 @@ SAME_CASES = [
 ]
 CONV_SAME_FROM = 26
 
+# Stride-2 1x1s whose input planes and rows start on a vec4, which the GEMM reads as aligned
+# vec4s a row of output pixels at a time: 4- and 7-pixel output rows (tiles of 4 and 8), a
+# residual, and a batch of 2. Cases CONV_ROWS_FROM on.
+ROW_CASES = [
+    dict(n=2, c=6, h=10, w=8, o=5, k=(1, 1), s=(2, 2), p=(0, 0), dil=(1, 1), g=1),
+    dict(n=1, c=20, h=6, w=14, o=24, k=(1, 1), s=(2, 2), p=(0, 0), dil=(1, 1), g=1,
+         residual=True),
+]
+CONV_ROWS_FROM = CONV_SAME_FROM + len(SAME_CASES)
+
 
 def gen_conv2d(k, rng, v):
     if k < len(CONV_EDGES):
         spec = CONV_EDGES[k]
+    elif k >= CONV_ROWS_FROM:
+        spec = ROW_CASES[k - CONV_ROWS_FROM]
     elif k >= CONV_SAME_FROM:
         spec = SAME_CASES[k - CONV_SAME_FROM]
     else:
@@ -207,6 +219,7 @@ def gen_conv2d(k, rng, v):
         raise Invalid
     with_bias = rng.random() < 2 / 3
     with_residual = rng.random() < 1 / 3
+    with_residual = spec.get("residual", with_residual)  # a case may ask for one
     activation = ACTIVATIONS[k % len(ACTIVATIONS)]
     xs = (spec["n"], spec["c"], spec["h"], spec["w"])
     ws = (spec["o"], spec["c"] // spec["g"]) + spec["k"]
@@ -581,7 +594,7 @@ def gen_activation(name):
 # ---------------------------------------------------------------------------------------
 
 OPS = [  # (op, generator, number of cases)
-    ("conv2d", gen_conv2d, CONV_SAME_FROM + len(SAME_CASES)),
+    ("conv2d", gen_conv2d, CONV_ROWS_FROM + len(ROW_CASES)),
     ("deform_conv2d", gen_deform_conv2d, 20),
     ("channel_shuffle", gen_channel_shuffle, 10),
     ("max_pool2d", gen_max_pool2d, 18),

@@ -38,7 +38,7 @@ struct Params {
     res_c: u32,       // channels of the residual: added to the first res_c output channels
     pad_y: u32,       // KH x KW kernels: zero padding above and below ((KH - 1) / 2)
     pad_x: u32,       // and left and right ((KW - 1) / 2)
-    _pad0: u32,
+    tiles_x: u32,     // ROW_TILES: TN-pixel tiles per output row
 }
 
 override HAS_RESIDUAL: bool = false;
@@ -50,6 +50,10 @@ override ALIGNED: bool = true; // output planes hold a multiple of 4 pixels
 override STRIDE: u32 = 1u;
 override KH: u32 = 1u;        // kernel rows and columns: more than one only at STRIDE 1 with
 override KW: u32 = 1u;        // "same" padding (the output plane is the input plane)
+// STRIDE 2 with input planes and rows that start on a vec4 (in_h * in_w and 2 * in_w multiples
+// of 4): a tile is TN pixels of one output row (`tiles_x` a row), whose inputs, every second
+// value of a run of 2 * TN, load as TN / 2 aligned vec4s instead of TN value by value.
+override ROW_TILES: bool = false;
 
 // The register tile is sized for the largest TM x TN. Every loop over it runs to these constant
 // bounds with `if (o < TM)`-style guards inside: a loop whose trip count equals the length of the
@@ -89,12 +93,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let n = id / (p.tiles * p.oc_blocks);
 
     let hw = p.out_h * p.out_w;
-    let p0 = tile * TN;              // first pixel of this tile (a multiple of 4)
+    var p0 = tile * TN;              // first pixel of this tile (a multiple of 4 unless ROW_TILES)
+    var end = hw;                    // the tile's pixels stop before this one
+    var row_at = 0u;                 // ROW_TILES: the input offset (within a plane) of pixel p0
+    if (ROW_TILES) {
+        let oy = tile / p.tiles_x;
+        let ox0 = (tile % p.tiles_x) * TN;
+        p0 = oy * p.out_w + ox0;
+        end = (oy + 1u) * p.out_w;
+        row_at = (oy * p.in_w + ox0) * STRIDE;
+    }
     let oc0 = ocb * TM;              // within this part
 
     // Strided: the input offset (within a plane) of each pixel of the tile, read value by value.
     var at: array<u32, MAX_PX>;
-    if (STRIDE > 1u) {
+    if (STRIDE > 1u && !ROW_TILES) {
         // unroll
         for (var k = 0u; k < MAX_PX; k++) {
             let px = min(p0 + k, hw - 1u);
@@ -120,7 +133,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             if (KH * KW > 1u) {
                 xv = shifted_pixels(i32(plane + p0) + shift, &inside);
             } else {
-                xv = tile_pixels(plane, p0, &at);
+                xv = tile_pixels(plane, p0, row_at, &at);
             }
             if (HAS_GATE) {
                 let s = gate[n * p.in_c + c];
@@ -137,7 +150,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     if (id_raw >= p.invocations) {
         return;
     }
-    epilogue(&acc, n, oc0, p0);
+    epilogue(&acc, n, oc0, p0, end);
 }
 
 // The register tile, one input channel's pixels and which of them a tap reads from the image.
@@ -146,17 +159,23 @@ alias Pixels = array<vec4<f32>, MAX_NV>;
 alias Inside = array<vec4<bool>, MAX_NV>;
 
 // A 1x1's tile: the TN pixels from `p0` of the input channel starting at value `plane`, read as
-// vec4s (realigned by the plane's offset unless ALIGNED), or value by value at a stride (`at`:
-// each pixel's offset within the plane).
-fn tile_pixels(plane: u32, p0: u32, at: ptr<function, array<u32, MAX_PX>>) -> Pixels {
+// vec4s (realigned by the plane's offset unless ALIGNED); at a stride, every second value of the
+// aligned vec4s from `row_at` within the plane (ROW_TILES), else value by value (`at`: each
+// pixel's offset within the plane).
+fn tile_pixels(plane: u32, p0: u32, row_at: u32, at: ptr<function, array<u32, MAX_PX>>) -> Pixels {
     let last = p.x_vec4s - 1u;
     let nv = TN / 4u;
     let q = plane / 4u + p0 / 4u;
+    let qr = (plane + row_at) / 4u;
     var xv: Pixels;
     // unroll
     for (var j = 0u; j < MAX_NV; j++) {
         if (j < nv) {
-            if (STRIDE == 1u) {
+            if (ROW_TILES) {
+                let a = load_x(min(qr + 2u * j, last));
+                let b = load_x(min(qr + 2u * j + 1u, last));
+                xv[j] = vec4<f32>(a.x, a.z, b.x, b.z);
+            } else if (STRIDE == 1u) {
                 xv[j] = load_x(min(q + j, last));
             } else {
                 xv[j] = vec4<f32>(x_at(plane + (*at)[4u * j]), x_at(plane + (*at)[4u * j + 1u]),
@@ -240,8 +259,9 @@ fn channel_fma(acc: ptr<function, Acc>, wrow: u32, oc0: u32, xv: ptr<function, P
 }
 
 // Adds bias and residual to the register tile of output channels oc0.. (within this part) and
-// pixels p0.. of image n, applies the activation and stores what lies in the output.
-fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
+// pixels p0.. of image n, applies the activation and stores those before pixel `end` (the
+// plane's end, or the row's for ROW_TILES).
+fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32, end: u32) {
     let hw = p.out_h * p.out_w;
     let oc_end = p.oc_begin + p.oc_count;
     // unroll
@@ -254,7 +274,7 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
             // unroll
             for (var j = 0u; j < MAX_NV; j++) {
                 let px = p0 + 4u * j;
-                if (j < TN / 4u && px < hw) {
+                if (j < TN / 4u && px < end) {
                     var v = (*acc)[o][j] + bv;
                     if (HAS_RESIDUAL && oc < p.res_c) {
                         v += residual4(rbase + px);
@@ -264,12 +284,12 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32) {
                         // Lanes past the plane's end hold clamped copies: only stored ones count.
                         // unroll
                         for (var e = 0u; e < 4u; e++) {
-                            if (e < hw - px && !storable(v[e], a[e])) {
+                            if (e < end - px && !storable(v[e], a[e])) {
                                 atomicMax(&status, p.status_tag);
                             }
                         }
                     }
-                    store4(base + px, hw - px, a);
+                    store4(base + px, end - px, a);
                 }
             }
         }

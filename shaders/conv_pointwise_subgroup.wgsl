@@ -131,5 +131,5 @@ fn main_subgroup(@builtin(workgroup_id) wid: vec3<u32>,
     if (id_raw >= pairs) {
         return;
     }
-    epilogue(&acc, nt / p.tiles, oc0, (nt % p.tiles) * TN);
+    epilogue(&acc, nt / p.tiles, oc0, (nt % p.tiles) * TN, p.out_h * p.out_w);
 }

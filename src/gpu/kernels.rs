@@ -343,7 +343,8 @@ pub struct Variant {
     /// 2 of the layout); [`Operands::Storage`] for the other families.
     pub operands: Operands,
     /// A family's switch: pool2d's `MODE` (0 max, 1 average, 2 adaptive average), deform
-    /// conv's `HAS_MASK`, squeeze-and-excitation's `POOL_MAX`; 0 otherwise.
+    /// conv's `HAS_MASK`, squeeze-and-excitation's `POOL_MAX`, pointwise's `ROW_TILES`; 0
+    /// otherwise.
     pub mode: u32,
 }
 
@@ -594,6 +595,7 @@ impl Kernels {
                     constants.push(("KW", v.kernel[1] as f64));
                     constants.push(("STRIDE", v.kernel[2] as f64));
                     constants.push(("ALIGNED", v.aligned as u32 as f64));
+                    constants.push(("ROW_TILES", v.mode as f64));
                 }
             }
             Family::Linear => {

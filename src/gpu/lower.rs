@@ -296,6 +296,9 @@ pub struct LowerOptions {
     /// Convolutions read their operands from textures ([`Operands::Texture`]), without
     /// subgroup entry points.
     pub textures: bool,
+    /// Dense "same" convolutions ([`is_dense_same`]) run as the GEMM over their taps rather
+    /// than the direct kernel ([`Tiling::dense_as_gemm`] says on which adapters).
+    pub dense_gemm: bool,
 }
 
 impl LowerOptions {
@@ -384,8 +387,7 @@ pub fn lower_conv(
                     part.first_row + part.rows
                 )
             };
-            let as_gemm =
-                is_pointwise(c) || (is_dense_same(c) && o.tiling.dense_as_gemm(o.textures));
+            let as_gemm = is_pointwise(c) || (is_dense_same(c) && o.dense_gemm);
             let (variant, mut params, workgroups) = if as_gemm {
                 pointwise_dispatch(c, &s, part, o, operands, &op.name)?
             } else {
@@ -464,9 +466,8 @@ fn pointwise_dispatch(
     let hw = s.out_h * s.out_w;
     let class = ShapeClass::of(c, true, part.rows, s.batch, [s.out_h, s.out_w]);
     let tuned = o.tuned(&class).filter(TileChoice::fits_pointwise);
-    let [tm, tn] = tuned.map_or(o.tiling.pointwise(), |t| t.tile);
+    let [tm, mut tn] = tuned.map_or(o.tiling.pointwise(), |t| t.tile);
     let ocb = (part.rows as u64).div_ceil(tm as u64);
-    let tiles = hw.div_ceil(tn as u64);
     let subgroup = o.subgroups
         && operands == Operands::Storage
         && c.kernel == [1, 1]
@@ -474,6 +475,22 @@ fn pointwise_dispatch(
             Some(t) => t.subgroup && ocb >= SUBGROUP_GEMM_MIN_BLOCKS,
             None => o.tiling.pointwise_subgroup(ocb),
         };
+    // A stride-2 1x1 whose input planes and rows start on a vec4 loads its inputs as aligned
+    // vec4s, a tile being pixels of one output row ("row tiles"; not the subgroup entry
+    // point): fewer pixels a tile where that pads the rows by less.
+    let row_tiles = !subgroup
+        && c.stride == [2, 2]
+        && (s.in_h * s.in_w).is_multiple_of(4)
+        && (2 * s.in_w).is_multiple_of(4);
+    if row_tiles && tuned.is_none() {
+        tn = row_tile(tn, s.out_w);
+    }
+    let tiles_x = s.out_w.div_ceil(tn as u64);
+    let tiles = if row_tiles {
+        s.out_h * tiles_x
+    } else {
+        hw.div_ceil(tn as u64)
+    };
     let mut invocations = s.batch * ocb * tiles;
     if subgroup {
         invocations = invocations.next_multiple_of(SUBGROUP_SIZE as u64);
@@ -501,13 +518,16 @@ fn pointwise_dispatch(
         status_tag: 0,
         pad_y: u("pad_y", c.padding[0] as u64)?,
         pad_x: u("pad_x", c.padding[1] as u64)?,
-        ..Default::default()
+        tiles_x: u("tiles_x", tiles_x)?,
+        res_c: 0, // set by lower_conv, like r_vec4s
     };
     let variant = Variant {
         tile: [tm, tn],
         kernel: [c.kernel[0] as u32, c.kernel[1] as u32, c.stride[0] as u32],
-        aligned: hw.is_multiple_of(4),
+        // Row tiles start mid-plane: on a vec4 when the rows do.
+        aligned: hw.is_multiple_of(4) && (!row_tiles || s.out_w.is_multiple_of(4)),
         subgroup,
+        mode: row_tiles as u32,
         wg,
         operands,
         ..Variant::simple(Family::ConvPointwise, 0)
@@ -517,6 +537,16 @@ fn pointwise_dispatch(
         KernelParams::Pointwise(params),
         invocations.div_ceil(wg as u64),
     ))
+}
+
+/// Pixels per row tile of a stride-2 1x1 on `out_w`-pixel rows: `tn`, or 8 or 4 where `tn`
+/// would pad the row by more than 1/7 of its width (7-pixel rows: 8).
+fn row_tile(tn: u32, out_w: u64) -> u32 {
+    [tn, 8, 4]
+        .into_iter()
+        .filter(|&t| t <= tn)
+        .find(|&t| out_w.div_ceil(t as u64) * t as u64 * 7 <= out_w * 8)
+        .unwrap_or(4)
 }
 
 fn direct_dispatch(
@@ -1277,6 +1307,7 @@ mod tests {
             subgroups: false,
             tuned: None,
             textures: false,
+            dense_gemm: false,
         };
         let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
         let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
@@ -1297,6 +1328,56 @@ mod tests {
             assert!(!d.variant.subgroup);
         }
         assert_eq!(status_dispatch(status_tag(0, ds.len()), ds.len()), Some(0));
+    }
+
+    /// A stride-2 1x1 reads row tiles where its input planes and rows start on a vec4 (ResNet's
+    /// projections), not where they do not, nor on the subgroup entry point; 7-pixel rows
+    /// take 8-pixel tiles.
+    #[test]
+    fn aligned_stride_2_projections_take_row_tiles() {
+        assert_eq!(
+            [
+                row_tile(16, 28),
+                row_tile(16, 14),
+                row_tile(16, 7),
+                row_tile(16, 4)
+            ],
+            [16, 16, 8, 4]
+        );
+        let graph = |h: usize| {
+            Plan::new(
+                crate::config::Architecture::named("resnet50").unwrap(),
+                h,
+                h,
+            )
+            .unwrap()
+        };
+        for (size, subgroups, want) in [(224, false, true), (224, true, false), (200, false, false)]
+        {
+            let plan = graph(size);
+            let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
+            let o = LowerOptions {
+                batch: 2,
+                tiling: Tiling::Cpu,
+                subgroups,
+                tuned: None,
+                textures: !subgroups,
+                dense_gemm: false,
+            };
+            let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
+            let d = ds
+                .iter()
+                .find(|d| d.label == "layer4.0.downsample")
+                .unwrap();
+            assert_eq!(d.variant.mode == 1, want, "{size} {subgroups}");
+            if want {
+                let KernelParams::Pointwise(p) = d.params else {
+                    panic!("not the GEMM");
+                };
+                assert_eq!((d.variant.tile[1], p.tiles_x, p.tiles), (8, 1, 7));
+                assert!(!d.variant.aligned, "7-pixel rows start mid-vec4");
+            }
+        }
     }
 
     /// ResNet-50's 3x3s at stride 1 run as the GEMM over their taps where the rules say so
@@ -1322,6 +1403,7 @@ mod tests {
                 subgroups: true,
                 tuned: None,
                 textures,
+                dense_gemm: tiling == Tiling::Cpu && textures,
             };
             let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
             let mut gemm = 0;
@@ -1329,7 +1411,7 @@ mod tests {
                 let OpKind::Conv2d(c) = &op.kind else {
                     continue;
                 };
-                let want = is_pointwise(c) || (is_dense_same(c) && tiling.dense_as_gemm(textures));
+                let want = is_pointwise(c) || (is_dense_same(c) && o.dense_gemm);
                 assert_eq!(
                     d.variant.family == Family::ConvPointwise,
                     want,
@@ -1367,6 +1449,7 @@ mod tests {
                 subgroups: true,
                 tuned,
                 textures: false,
+                dense_gemm: false,
             };
             lower_plan(&plan.graph(), &parts, &o).unwrap()
         };

@@ -97,14 +97,16 @@ impl GpuOp {
             ..opts.clone()
         };
         let model = GpuModel::for_ops(ctx, &op.ops, &op.weights, opts)?;
+        let tiling = opts
+            .tiling
+            .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
         let lower = LowerOptions {
             batch: op.batch as u64,
-            tiling: opts
-                .tiling
-                .unwrap_or_else(|| Tiling::for_adapter(&ctx.info)),
+            tiling,
             subgroups: model.subgroups(),
             tuned: opts.tuned.clone(),
             textures: model.textures(),
+            dense_gemm: tiling.dense_as_gemm(model.textures(), ctx.info.backend),
         };
         let parts = |i: usize| {
             model

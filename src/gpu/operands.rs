@@ -210,6 +210,7 @@ mod tests {
                 subgroups: true,
                 tuned: None,
                 textures: true,
+                dense_gemm: true,
             };
             let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
             let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();

@@ -125,8 +125,8 @@ kernel_params! {
         pad_y,
         /// Its zero padding left and right (`(KW - 1) / 2`).
         pad_x,
-        /// Padding to 16 bytes.
-        _pad0,
+        /// Row tiles (a stride-2 1x1 whose inputs load as aligned vec4s): tiles per output row.
+        tiles_x,
     }
 }
 

@@ -125,10 +125,13 @@ impl Tiling {
     /// taps (`conv_pointwise.wgsl` with `KH`, `KW`) rather than the direct kernel: on CPU-backed
     /// adapters reading texture operands, where each tap's tile of pixels is one contiguous run
     /// of vec4 texel fetches and the GEMM's 16 x 16 tile does 256 FMAs per 9 loads (the direct
-    /// kernel's 8 x 8 tile: 192 per ~10, with a realignment and a mask per value). Elsewhere
-    /// the direct kernel (not measured on GPUs).
-    pub fn dense_as_gemm(self, textures: bool) -> bool {
-        self == Tiling::Cpu && textures
+    /// kernel's 8 x 8 tile: 192 per ~10, with a realignment and a mask per value): 1.4-2.7x
+    /// faster on lavapipe (BENCHMARKS.md). Not in the browser (`backend`
+    /// `BrowserWebGpu`): Chromium's SwiftShader lost the device on it (a failed readback, not
+    /// understood yet); nor with storage operands (slower than the direct kernel's subgroup
+    /// path, measured) nor on GPUs (not measured).
+    pub fn dense_as_gemm(self, textures: bool, backend: wgpu::Backend) -> bool {
+        self == Tiling::Cpu && textures && backend != wgpu::Backend::BrowserWebGpu
     }
 
     /// Invocations per workgroup for a dispatch of `invocations` (the conv kernels): on GPUs
