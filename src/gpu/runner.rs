@@ -774,7 +774,9 @@ impl GpuRunner {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("inference failed: {e}")));
         }
-        readback.read().await
+        // A failed map after a lost device: the loss is the error to name.
+        let logits = readback.read().await;
+        logits.map_err(|e| self.context().check_lost().err().unwrap_or(e))
     }
 
     /// Checks the input and converts it to the storage precision.

@@ -126,10 +126,11 @@ impl Tiling {
     /// adapters reading texture operands, where each tap's tile of pixels is one contiguous run
     /// of vec4 texel fetches and the GEMM's 16 x 16 tile does 256 FMAs per 9 loads (the direct
     /// kernel's 8 x 8 tile: 192 per ~10, with a realignment and a mask per value): 1.4-2.7x
-    /// faster on lavapipe (BENCHMARKS.md). Not in the browser (`backend`
-    /// `BrowserWebGpu`): Chromium's SwiftShader lost the device on it (a failed readback, not
-    /// understood yet); nor with storage operands (slower than the direct kernel's subgroup
-    /// path, measured) nor on GPUs (not measured).
+    /// faster on lavapipe (BENCHMARKS.md). Not in the browser (`backend` `BrowserWebGpu`):
+    /// Chromium's GPU process died on it under SwiftShader (the device lost with "A valid
+    /// external Instance reference no longer exists"; not understood yet). Nor with storage
+    /// operands (slower than the direct kernel's subgroup path, measured), nor on GPUs (not
+    /// measured).
     pub fn dense_as_gemm(self, textures: bool, backend: wgpu::Backend) -> bool {
         self == Tiling::Cpu && textures && backend != wgpu::Backend::BrowserWebGpu
     }
