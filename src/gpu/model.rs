@@ -99,7 +99,7 @@ pub(crate) fn to_store(data: &[f32], precision: Precision, what: &str) -> Result
 /// Whether a model on `ctx` reads its convolutions' operands from textures: as `requested`,
 /// or by default on CPU-backed adapters (`wgpu::DeviceType::Cpu`) whose 2-D textures are at
 /// least [`TEXTURE_ROW`] wide.
-fn texture_operands(ctx: &GpuContext, requested: Option<bool>) -> Result<bool> {
+pub(crate) fn texture_operands(ctx: &GpuContext, requested: Option<bool>) -> Result<bool> {
     let fits = ctx.device.limits().max_texture_dimension_2d >= TEXTURE_ROW;
     match requested {
         Some(true) if !fits => Err(Error::DeviceLimit {

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use super::{candidates, workgroup_candidates, ShapeClass, TileChoice, TuneTable, TunedChoice};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::Family;
-use crate::gpu::lower::is_pointwise;
+use crate::gpu::lower::{is_dense_same, is_pointwise};
+use crate::gpu::model::texture_operands;
 use crate::gpu::pipeline_cache::write_atomically;
 use crate::gpu::runner::storage_buffer;
-use crate::gpu::{GpuContext, GpuOp, RunnerOptions};
+use crate::gpu::{GpuContext, GpuOp, RunnerOptions, Tiling};
 use crate::ops::{ConvArgs, OpGraph, Operation};
 use crate::plan::{Conv2d, Graph, OpKind};
 use crate::Tensor;
@@ -83,13 +84,22 @@ pub fn tune(
     budget: &TuneBudget,
 ) -> Result<TuneReport> {
     let start = Instant::now();
+    // The operands and kernels the runner will use: texture operands where it reads them (a
+    // layer alone reads them too, through GpuOp), dense "same" convolutions as the GEMM where
+    // the rules say so.
+    let textures = texture_operands(ctx, opts.textures)?;
+    let tiling = opts
+        .tiling
+        .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
+    let dense_gemm = tiling.dense_as_gemm(textures, ctx.info.backend);
     let opts = RunnerOptions {
         tuned: None,
         taps: Vec::new(),
+        textures: Some(textures),
         ..opts.clone()
     };
     let mut report = TuneReport::default();
-    for (class, name, conv, input) in classes(graph, opts.batch as u64) {
+    for (class, name, conv, input) in classes(graph, opts.batch as u64, dense_gemm) {
         if table.get(&class).is_some() {
             report.cached += 1;
             continue;
@@ -113,8 +123,13 @@ pub fn tune(
 }
 
 /// The distinct shape classes of a graph's convolutions, in plan order, each with its first
-/// layer's name, conv and input `[channels, height, width]`.
-fn classes(graph: &Graph, batch: u64) -> Vec<(ShapeClass, String, Conv2d, [usize; 3])> {
+/// layer's name, conv and input `[channels, height, width]` (dense "same" convolutions as the
+/// GEMM's classes when `dense_gemm`, as the lowering keys them).
+fn classes(
+    graph: &Graph,
+    batch: u64,
+    dense_gemm: bool,
+) -> Vec<(ShapeClass, String, Conv2d, [usize; 3])> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for op in graph.ops {
@@ -123,7 +138,8 @@ fn classes(graph: &Graph, batch: u64) -> Vec<(ShapeClass, String, Conv2d, [usize
         };
         let (i, o) = (graph.values[op.input], graph.values[op.output]);
         let size = [o.height as u64, o.width as u64];
-        let class = ShapeClass::of(c, is_pointwise(c), c.out_channels, batch, size);
+        let gemm = is_pointwise(c) || (dense_gemm && is_dense_same(c));
+        let class = ShapeClass::of(c, gemm, c.out_channels, batch, size);
         if seen.insert(class) {
             let input = [i.channels, i.height, i.width];
             out.push((class, op.name.clone(), c.clone(), input));
@@ -285,7 +301,8 @@ impl<'a> Bench<'a> {
         let bytes = op.input_bytes("input").unwrap_or(16);
         let mut b = Bench {
             ctx,
-            input: storage_buffer(device, "tune input", bytes, wgpu::BufferUsages::empty()),
+            // COPY_SRC: texture operands copy the input into a texture.
+            input: storage_buffer(device, "tune input", bytes, wgpu::BufferUsages::COPY_SRC),
             output: storage_buffer(
                 device,
                 "tune output",
@@ -351,6 +368,7 @@ struct CacheKey {
     precision: String,
     shader_checks: String,
     subgroups: bool,
+    textures: bool,
     version: String,
 }
 
@@ -380,7 +398,8 @@ pub struct TuneCache {
 }
 
 impl TuneCache {
-    /// The cache in `dir` for `ctx`'s device under `opts` (precision, shader checks, subgroups).
+    /// The cache in `dir` for `ctx`'s device under `opts` (precision, shader checks, subgroups,
+    /// texture operands).
     pub fn open(dir: &Path, ctx: &GpuContext, opts: &RunnerOptions) -> Self {
         let info = &ctx.info;
         let key = CacheKey {
@@ -395,6 +414,7 @@ impl TuneCache {
             precision: opts.precision.to_string(),
             shader_checks: format!("{:?}", opts.shader_checks),
             subgroups: opts.subgroups && ctx.has_subgroups(),
+            textures: texture_operands(ctx, opts.textures).unwrap_or(false),
             version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let json = serde_json::to_vec(&key).unwrap_or_default();
