@@ -214,9 +214,13 @@ impl Family {
     }
 
     /// Whether the family reads its input and weights through [`Operands`] (the two
-    /// convolution families).
+    /// convolution families and squeeze-and-excitation's gate, which reads the input of the
+    /// convolution after it).
     pub fn has_operands(self) -> bool {
-        matches!(self, Family::Conv | Family::ConvPointwise)
+        matches!(
+            self,
+            Family::Conv | Family::ConvPointwise | Family::SqueezeExcite
+        )
     }
 
     /// The complete source with the convolutions' operands read as `operands` (ignored by the

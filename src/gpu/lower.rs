@@ -293,8 +293,8 @@ pub struct LowerOptions {
     /// The autotuner's choices: a convolution of a class the table holds takes its choice
     /// where the choice fits the layer, the rules otherwise.
     pub tuned: Option<Arc<TuneTable>>,
-    /// Convolutions read their operands from textures ([`Operands::Texture`]), without
-    /// subgroup entry points.
+    /// Convolutions and squeeze-and-excitation read their operands from textures
+    /// ([`Operands::Texture`]); the convolutions then without subgroup entry points.
     pub textures: bool,
     /// Dense "same" convolutions ([`is_dense_same`]) run as the GEMM over their taps rather
     /// than the direct kernel ([`Tiling::dense_as_gemm`] says on which adapters).
@@ -667,6 +667,11 @@ pub fn lower_squeeze_excite(
         label: op.name.clone(),
         variant: Variant {
             mode: se.pool_max as u32,
+            operands: if o.textures {
+                Operands::Texture
+            } else {
+                Operands::Storage
+            },
             ..Variant::simple(Family::SqueezeExcite, 0)
         },
         params: KernelParams::SqueezeExcite(params),
@@ -967,7 +972,11 @@ pub fn lower_deform_conv(
     )
 }
 
-/// Lowers op `i` (linear): one dispatch per part, one invocation per (image, output feature).
+/// Outputs of one image per invocation of `linear.wgsl` (its `OUTS`).
+pub const LINEAR_OUTS: u32 = 4;
+
+/// Lowers op `i` (linear): one dispatch per part, one invocation per image and
+/// [`LINEAR_OUTS`] output features.
 pub fn lower_linear(
     plan: &Graph,
     i: usize,
@@ -1012,7 +1021,7 @@ pub fn lower_linear(
                     Binding::Value(op.output),
                     Binding::Status,
                 ],
-                workgroups: (o.batch * part.rows as u64)
+                workgroups: (o.batch * (part.rows as u64).div_ceil(LINEAR_OUTS as u64))
                     .div_ceil(Family::Linear.workgroup_size() as u64),
             })
         })

@@ -25,7 +25,8 @@ const MAX_STORAGE_BINDINGS: u32 = 7;
 
 /// One op's buffers: a convolution's parts (one weight buffer each), or the one weight buffer
 /// of squeeze-and-excitation and linear ops; and the biases (f32). A model with texture
-/// operands holds each convolution part's weights as a texture instead
+/// operands holds each convolution part's and each squeeze-and-excitation's weights as a
+/// texture instead
 /// ([`Operands::Texture`](super::kernels::Operands::Texture)), `texture_bytes` in all.
 #[derive(Debug)]
 pub(crate) struct OpBuffers {
@@ -198,7 +199,8 @@ struct Uploader<'a> {
     queue: &'a wgpu::Queue,
     precision: Precision,
     limit: u64,
-    /// Convolution weights go into textures instead of storage buffers.
+    /// Convolution and squeeze-and-excitation weights go into textures instead of storage
+    /// buffers.
     textures: bool,
 }
 
@@ -273,11 +275,13 @@ impl Uploader<'_> {
                 let p = weights.se(&op.name)?;
                 let w = pack_squeeze_excite(se, &p.w1, &p.w2);
                 let bias = p.b1.iter().chain(&p.b2).copied().collect();
-                (
-                    Vec::new(),
-                    vec![self.upload(&what, &w, self.precision)?],
-                    bias,
-                )
+                let ws = if self.textures {
+                    textures.push(self.upload_texture(&what, &w)?);
+                    Vec::new()
+                } else {
+                    vec![self.upload(&what, &w, self.precision)?]
+                };
+                (Vec::new(), ws, bias)
             }
             OpKind::Linear(l) => {
                 let p = weights.linear(&op.name)?;

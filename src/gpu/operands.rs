@@ -1,8 +1,8 @@
-//! Texture operands ([`Operands::Texture`]): the convolutions' inputs and weights as 2-D
-//! textures of vec4 texels, [`TEXTURE_ROW`] a row, which CPU-backed adapters load ~10x faster
-//! than storage buffers (`shaders/operands_texture.wgsl`). The weights are uploaded as textures
-//! once (`GpuModel`); an activation is copied from its buffer into the runner's input texture
-//! right before the convolution that reads it. This module says which dispatches need that copy
+//! Texture operands ([`Operands::Texture`]): the inputs and weights of the convolutions and of
+//! squeeze-and-excitation as 2-D textures of vec4 texels, [`TEXTURE_ROW`] a row, which
+//! CPU-backed adapters load ~10x faster than storage buffers (`shaders/operands_texture.wgsl`).
+//! The weights are uploaded as textures once (`GpuModel`); an activation is copied from its
+//! buffer into the runner's input texture right before the first dispatch that reads it. This module says which dispatches need that copy
 //! and records it.
 
 use super::kernels::{Family, Operands, TEXTURE_ROW};
@@ -63,9 +63,10 @@ pub(crate) fn check_rows(limits: &wgpu::Limits, what: &str, rows: u64) -> Result
 }
 
 /// For each dispatch, the value to copy into the input texture before it runs: the input of
-/// a convolution reading texture operands, unless the texture still holds that value (the
+/// a dispatch reading texture operands (a convolution, squeeze-and-excitation), unless the texture still holds that value (the
 /// dispatch before it read it too, and nothing since wrote its buffer: a split convolution's
-/// parts, or a block's two convolutions of one input).
+/// parts, a block's two convolutions of one input, or a squeeze-and-excitation and the
+/// convolution it gates).
 /// `loc` says where each value lives (values at equal locations share a buffer).
 pub(crate) fn copies<L: PartialEq>(dispatches: &[Dispatch], loc: &[L]) -> Vec<Option<ValueId>> {
     let mut held: Option<ValueId> = None;
@@ -247,6 +248,16 @@ mod tests {
                     copied <= reads - 4,
                     "{name}: {copied} copies, {reads} reads"
                 );
+            }
+            // Squeeze-and-excitation reads the input of the convolution it gates from the
+            // texture: where that convolution runs next, the one copy serves both.
+            for (k, d) in ds.iter().enumerate() {
+                if d.variant.family == Family::SqueezeExcite {
+                    assert_eq!(d.variant.operands, Operands::Texture, "{}", d.label);
+                    if ds[k + 1].bindings[0] == d.bindings[0] {
+                        assert!(copies[k + 1].is_none(), "{name}: {} copied twice", d.label);
+                    }
+                }
             }
         }
     }

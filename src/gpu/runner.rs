@@ -51,8 +51,8 @@ pub struct RunnerOptions {
     /// ([`super::autotune`]); `None` (the default): the tile rules for every layer. Changes
     /// speed, never results.
     pub tuned: Option<Arc<TuneTable>>,
-    /// Read the convolutions' inputs and weights from textures rather than storage buffers
-    /// ([`Operands::Texture`]): each convolution's input is
+    /// Read the inputs and weights of the convolutions and of squeeze-and-excitation from
+    /// textures rather than storage buffers ([`Operands::Texture`]): each one's input is
     /// copied into a texture before it runs, and the weights are uploaded as textures too.
     /// `None` (the default): on CPU-backed adapters (`wgpu::DeviceType::Cpu`: lavapipe,
     /// SwiftShader, WARP), where a texel fetch costs a tenth of a storage load. Changes speed,

@@ -38,6 +38,7 @@ pub const SHADER_CONSTANTS: &[(&str, &str, u32)] = &[
     ("conv_subgroup.wgsl", "MAX_K", SUBGROUP_CONV_MAX_K),
     ("subgroup.wgsl", "SG", super::kernels::SUBGROUP_SIZE),
     ("deform_conv.wgsl", "MAX_OCV", super::lower::DEFORM_MAX_OCV),
+    ("linear.wgsl", "OUTS", super::lower::LINEAR_OUTS),
     (
         "operands_texture.wgsl",
         "TEXTURE_ROW_BITS",
