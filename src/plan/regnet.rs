@@ -28,6 +28,14 @@ pub(super) fn build(b: &mut Builder, stages: &[Stage], stem: usize, classes: usi
         for (bi, blk) in stage.blocks.iter().enumerate() {
             let m = format!("trunk_output.{sname}.{sname}-{bi}");
             let wb = stage.width_bottleneck;
+            // The projection first, as in ResNet: it reads the block's input, as f.a does, so
+            // on texture operands the two share one copy of it.
+            let shortcut = if blk.projection {
+                let proj = ConvDef::new(stage.width_out, 1).stride(blk.stride);
+                conv_bn(b, format!("{m}.proj"), x, proj)?
+            } else {
+                x
+            };
             let a = conv_bn(b, format!("{m}.f.a"), x, ConvDef::new(wb, 1).act(relu))?;
             let conv_b = ConvDef::new(wb, 3)
                 .stride(blk.stride)
@@ -37,12 +45,6 @@ pub(super) fn build(b: &mut Builder, stages: &[Stage], stem: usize, classes: usi
             if let Some(se) = blk.se_width {
                 y = b.squeeze_excite(format!("{m}.f.se"), y, se, false, Activation::Identity);
             }
-            let shortcut = if blk.projection {
-                let proj = ConvDef::new(stage.width_out, 1).stride(blk.stride);
-                conv_bn(b, format!("{m}.proj"), x, proj)?
-            } else {
-                x
-            };
             let c = ConvDef::new(stage.width_out, 1)
                 .act(relu)
                 .residual(shortcut);
