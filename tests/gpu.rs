@@ -174,6 +174,54 @@ fn wrong_input_shape_is_an_error() {
     assert!(e.contains("built for input"), "{e}");
 }
 
+/// `profile_async` (what the browser's bench page calls) times every dispatch, by label, as
+/// the blocking `profile` does; polled here like a frame loop would, without blocking.
+#[test]
+fn profile_async_times_every_dispatch() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let fx = Fixture::load(&fixtures_dir(), "tiny_y");
+    let plan = fx.plan();
+    let x = fx.input().clone();
+    let opts = RunnerOptions {
+        batch: x.shape[0],
+        ..Default::default()
+    };
+    let runner = GpuRunner::new(
+        gpu_ctx(Precision::F32),
+        &plan,
+        &fx.load_weights(&plan),
+        opts,
+    )
+    .unwrap();
+    let Some(blocking) = runner.profile(&x).unwrap() else {
+        skip("the adapter has no timestamp-query: profile_async");
+        return;
+    };
+    let mut fut = std::pin::pin!(runner.profile_async(&x));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut polls = 0;
+    let rows = loop {
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            break r.unwrap().expect("timestamps, as profile had");
+        }
+        polls += 1;
+        assert!(polls < 10_000_000, "profile_async never completed");
+        std::thread::yield_now();
+    };
+    let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(labels, runner.dispatch_labels());
+    assert_eq!(
+        labels,
+        blocking.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>()
+    );
+    assert!(
+        rows.iter().all(|(_, ms)| ms.is_finite() && *ms >= 0.0),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|(_, ms)| *ms > 0.0), "{rows:?}");
+}
+
 /// Convolutions whose packed weights exceed the binding limit are split into dispatches over
 /// whole groups or channel ranges (what RegNetY-128GF needs on lavapipe's 128 MiB): forced here
 /// with tiny limits (down to a few channels' weights), the results still match torchvision. The

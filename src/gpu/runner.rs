@@ -884,9 +884,44 @@ impl GpuRunner {
         let Some(_guard) = self.begin_timed(input)? else {
             return Ok(None);
         };
+        let (resolve, bytes) = self.submit_profile();
+        let t = super::readback::read_buffer_blocking(self.context(), &resolve, 0, bytes)?;
+        Ok(Some(self.profile_rows(&t)))
+    }
+
+    /// [`profile`](Self::profile) without blocking, for async hosts and the browser (see
+    /// [`run_async`](Self::run_async)).
+    ///
+    /// ```no_run
+    /// # async fn demo(runner: &regnet_wgpu::gpu::GpuRunner, x: &regnet_wgpu::Tensor)
+    /// #     -> regnet_wgpu::Result<()> {
+    /// if let Some(rows) = runner.profile_async(x).await? {
+    ///     for (label, ms) in rows {
+    ///         println!("{label}: {ms:.3} ms");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn profile_async(&self, input: &Tensor) -> Result<Option<Vec<(String, f64)>>> {
+        let data = self.check_input(input)?;
+        self.context().check_lost()?;
+        if !self.has_timestamps() {
+            return Ok(None);
+        }
+        self.context()
+            .queue
+            .write_buffer(&self.bufs.input, 0, &data);
+        let (resolve, bytes) = self.submit_profile();
+        let t = super::readback::read_buffer(self.context(), &resolve, 0, bytes).await?;
+        Ok(Some(self.profile_rows(&t)))
+    }
+
+    /// Submits every dispatch in a timed pass of its own, the timestamps resolved into the
+    /// returned buffer (`COPY_SRC`) of the returned size in bytes.
+    fn submit_profile(&self) -> (wgpu::Buffer, u64) {
         let (device, queue) = (&self.context().device, &self.context().queue);
         let n = self.steps.len() as u32;
-        let (qs, resolve, staging) = self.timestamp_buffers(2 * n);
+        let (qs, resolve) = self.timestamp_queries(2 * n);
         let mut enc = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("profile"),
         });
@@ -906,34 +941,39 @@ impl GpuRunner {
             pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
         }
         enc.resolve_query_set(&qs, 0..2 * n, &resolve, 0);
-        enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, 16 * n as u64);
         queue.submit([enc.finish()]);
-        let t = self.read_u64(&staging, 2 * n as usize)?;
-        let period = queue.get_timestamp_period() as f64;
-        Ok(Some(
-            self.dispatches
-                .iter()
-                .enumerate()
-                .map(|(k, d)| {
-                    (
-                        d.label.clone(),
-                        t[2 * k + 1].saturating_sub(t[2 * k]) as f64 * period / 1e6,
-                    )
-                })
-                .collect(),
-        ))
+        (resolve, 16 * n as u64)
+    }
+
+    /// Each dispatch's label and milliseconds from the resolved timestamps (`u64` pairs).
+    fn profile_rows(&self, bytes: &[u8]) -> Vec<(String, f64)> {
+        let t: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        let period = self.context().queue.get_timestamp_period() as f64;
+        self.dispatches
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let ticks = t[2 * k + 1].saturating_sub(t[2 * k]);
+                (d.label.clone(), ticks as f64 * period / 1e6)
+            })
+            .collect()
+    }
+
+    fn has_timestamps(&self) -> bool {
+        self.context()
+            .device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Checks the input, takes the runner's lock and uploads the input for a timed run;
     /// `None` when the device has no `timestamp-query`.
     fn begin_timed(&self, input: &Tensor) -> Result<Option<std::sync::MutexGuard<'_, ()>>> {
         let data = self.check_input(input)?;
-        if !self
-            .context()
-            .device
-            .features()
-            .contains(wgpu::Features::TIMESTAMP_QUERY)
-        {
+        if !self.has_timestamps() {
             return Ok(None);
         }
         let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -944,6 +984,21 @@ impl GpuRunner {
     }
 
     fn timestamp_buffers(&self, count: u32) -> (wgpu::QuerySet, wgpu::Buffer, wgpu::Buffer) {
+        let (qs, resolve) = self.timestamp_queries(count);
+        let staging = self
+            .context()
+            .device
+            .create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps readback"),
+                size: 8 * count as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+        (qs, resolve, staging)
+    }
+
+    /// `count` timestamp queries and the buffer (`COPY_SRC`) they resolve into.
+    fn timestamp_queries(&self, count: u32) -> (wgpu::QuerySet, wgpu::Buffer) {
         let device = &self.context().device;
         let qs = device.create_query_set(&wgpu::QuerySetDescriptor {
             label: Some("timestamps"),
@@ -956,13 +1011,7 @@ impl GpuRunner {
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        let staging = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timestamps readback"),
-            size: 8 * count as u64,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        (qs, resolve, staging)
+        (qs, resolve)
     }
 
     fn read_u64(&self, buf: &wgpu::Buffer, n: usize) -> Result<Vec<u64>> {

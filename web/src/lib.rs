@@ -97,6 +97,15 @@ pub struct Class {
     pub probability: f32,
 }
 
+/// One dispatch's device time, from [`Runner::profile`].
+#[derive(Serialize)]
+pub struct DispatchTime {
+    /// The op it runs (with its part, for a split convolution).
+    pub label: String,
+    /// Milliseconds between the timestamps before and after its pass.
+    pub ms: f64,
+}
+
 /// What `classify` resolves to.
 #[derive(Serialize)]
 pub struct Classified {
@@ -329,6 +338,24 @@ impl Runner {
             let x = Tensor::new(runner.input_shape().to_vec(), input).map_err(js_err)?;
             let logits = runner.run_async(&x).await.map_err(js_err)?;
             Ok(js_sys::Float32Array::from(&logits.data[..]).into())
+        })
+    }
+
+    /// Device time of every dispatch for a preprocessed input (as [`Runner::run`]), each in a
+    /// timed pass of its own: an array of `{label, ms}`, or `null` when the adapter has no
+    /// `timestamp-query` (`GpuRunner::profile_async`).
+    pub fn profile(&self, input: Vec<f32>) -> js_sys::Promise {
+        let runner = self.runner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let x = Tensor::new(runner.input_shape().to_vec(), input).map_err(js_err)?;
+            let Some(rows) = runner.profile_async(&x).await.map_err(js_err)? else {
+                return Ok(JsValue::NULL);
+            };
+            let rows: Vec<DispatchTime> = rows
+                .into_iter()
+                .map(|(label, ms)| DispatchTime { label, ms })
+                .collect();
+            serde_wasm_bindgen::to_value(&rows).map_err(|e| js_err(e).into())
         })
     }
 }

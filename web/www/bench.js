@@ -13,6 +13,7 @@ const maxWarmup = Number(q.get("warmup") ?? 60);
 const slowRuns = Number(q.get("slow_runs") ?? 5); // ort-webgpu on a software adapter: seconds a run
 const tiling = q.get("tiling") ?? undefined; // regnet-wgpu: "cpu" or "gpu" tile rules (default: by adapter type)
 const textures = q.has("textures") ? q.get("textures") === "on" : undefined; // regnet-wgpu: "on" or "off" (default: by adapter type)
+const profileRuns = Number(q.get("profile") ?? 0); // regnet-wgpu: per-dispatch device times, median of this many profiled runs
 const MODEL = "regnet_y_400mf";
 const MACS = 401842848; // per image at 224x224
 
@@ -41,6 +42,20 @@ async function time(run, n, warmCap) {
   return { warm, times };
 }
 
+// Each dispatch's median device time over `profileRuns` profiled runs (timestamp queries, a
+// pass per dispatch), or the reason there is none.
+async function profileOf(r, x) {
+  const runs = [];
+  for (let i = 0; i < profileRuns; i++) {
+    const rows = await r.profile(x);
+    if (!rows) return "no timestamp-query on this adapter";
+    runs.push(rows);
+  }
+  return runs[0].map((row, k) => ({
+    label: row.label, median_ms: +stats(runs.map((rows) => rows[k].ms)).median.toFixed(3),
+  }));
+}
+
 function input(batch) {
   const x = new Float32Array(batch * 3 * 224 * 224);
   for (let i = 0; i < x.length; i++) x[i] = ((i % 251) / 125) - 1;
@@ -66,7 +81,7 @@ async function main() {
   const reference = {}; // batch -> logits of the first engine, to compare the others with
   for (const batch of batches) {
     for (const engine of engines) {
-      let run, adapter, backend, settings, logits;
+      let run, adapter, backend, settings, logits, profile;
       const x = input(batch);
       const setup0 = performance.now();
       if (engine === "regnet-wgpu") {
@@ -75,6 +90,7 @@ async function main() {
         const operands = textures === undefined ? "adapter-type" : (textures ? "texture" : "storage");
         settings = `f32 storage, the browser's own robustness checks, no subgroups, ${tiling ?? "adapter-type"} tile rules, ${operands} operands`;
         run = async () => { logits = await r.run(x); };
+        profile = async () => profileOf(r, x);
       } else {
         const ep = engine === "ort-webgpu" ? "webgpu" : "wasm";
         const session = await ort.InferenceSession.create("bench/regnet_y_400mf.onnx",
@@ -100,6 +116,7 @@ async function main() {
         runs: times.length, warmup_runs: warm.length + 1, first_run_ms: +firstMs.toFixed(1),
         setup_ms: +(first0 - setup0).toFixed(1), rel_err_vs_first_engine: agree, settings,
       });
+      if (profile && profileRuns > 0) emit({ engine, batch, profile: await profile() });
     }
   }
 }
