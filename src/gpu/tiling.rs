@@ -129,7 +129,10 @@ impl Tiling {
     /// kernel's 8 x 8 tile: 192 per ~10, with a realignment and a mask per value): 1.4-2.7x
     /// faster on lavapipe (BENCHMARKS.md). Not in the browser (`backend` `BrowserWebGpu`):
     /// Chromium's GPU process died on it under SwiftShader (the device lost with "A valid
-    /// external Instance reference no longer exists"; not understood yet). Nor with storage
+    /// external Instance reference no longer exists"; the browser logs "GPU process exited
+    /// unexpectedly: exit_code=5" and nothing from the GPU process, on a tiny fixture as on
+    /// ResNet-18, also with `--disable-gpu-watchdog` and with the tap masks as `u32` instead
+    /// of `bool` vectors: not understood yet). Nor with storage
     /// operands (slower than the direct kernel's subgroup path, measured), nor on GPUs (not
     /// measured).
     pub fn dense_as_gemm(self, textures: bool, backend: wgpu::Backend) -> bool {
