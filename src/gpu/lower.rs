@@ -302,6 +302,15 @@ pub struct LowerOptions {
 }
 
 impl LowerOptions {
+    /// Where the families with [`Operands`] read theirs (`textures`).
+    fn operands(&self) -> Operands {
+        if self.textures {
+            Operands::Texture
+        } else {
+            Operands::Storage
+        }
+    }
+
     /// The table's choice for `class`, if any.
     fn tuned(&self, class: &ShapeClass) -> Option<TileChoice> {
         self.tuned.as_ref().and_then(|t| t.get(class))
@@ -368,11 +377,7 @@ pub fn lower_conv(
     });
     let residual = c.residual.map_or(Binding::Unused, Binding::Value);
     let res_c = c.residual.map_or(0, |r| plan.values[r].channels as u64);
-    let operands = if o.textures {
-        Operands::Texture
-    } else {
-        Operands::Storage
-    };
+    let operands = o.operands();
     parts
         .iter()
         .enumerate()
@@ -667,11 +672,7 @@ pub fn lower_squeeze_excite(
         label: op.name.clone(),
         variant: Variant {
             mode: se.pool_max as u32,
-            operands: if o.textures {
-                Operands::Texture
-            } else {
-                Operands::Storage
-            },
+            operands: o.operands(),
             ..Variant::simple(Family::SqueezeExcite, 0)
         },
         params: KernelParams::SqueezeExcite(params),
