@@ -170,7 +170,7 @@ alias Span = array<vec4<f32>, MAX_SV>;
 fn row_span(plane: u32, iy: i32, ix0: i32, scale: f32) -> Span {
     let span = (PX - 1u) * STRIDE + (KC - 1u) * DIL + 1u;
     let last = i32(p.x_vec4s) - 1;
-    let row_ok = iy >= 0 && iy < i32(p.in_h);
+    let row_ok = (iy >= 0) & (iy < i32(p.in_h));
     // Loaded from the vec4 holding the span's first value (`a` may be negative at the very
     // start of the buffer: those reads are clamped, and every value outside the row is zeroed).
     let a = i32(plane) + clamp(iy, 0, i32(p.in_h) - 1) * i32(p.in_w) + ix0;

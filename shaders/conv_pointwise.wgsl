@@ -223,16 +223,18 @@ fn shifted_pixels(a: i32, inside: ptr<function, Inside>) -> Pixels {
 
 // Which of the tile's pixels from `p0` read an input pixel (not padding) at tap offset (dy, dx).
 fn tap_inside(p0: u32, dy: i32, dx: i32) -> Inside {
+    let w = vec4<u32>(p.out_w);
     var inside: Inside;
     // unroll
     for (var j = 0u; j < MAX_NV; j++) {
-        // unroll
-        for (var e = 0u; e < 4u; e++) {
-            let px = p0 + 4u * j + e;
-            let iy = i32(px / p.out_w) + dy;
-            let ix = i32(px % p.out_w) + dx;
-            inside[j][e] = iy >= 0 && iy < i32(p.in_h) && ix >= 0 && ix < i32(p.in_w);
-        }
+        let px = vec4<u32>(p0 + 4u * j) + vec4<u32>(0u, 1u, 2u, 3u);
+        let iy = vec4<i32>(px / w) + dy;
+        let ix = vec4<i32>(px % w) + dx;
+        // `&`, not `&&`: a short-circuit per pixel is a branch, and SwiftShader's compiler
+        // (Subzero) ran out of memory on the 48 of them in this loop (Chromium's GPU process
+        // died, natively std::bad_alloc after 8 GB).
+        inside[j] = (iy >= vec4<i32>(0)) & (iy < vec4<i32>(i32(p.in_h)))
+                  & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.in_w)));
     }
     return inside;
 }
@@ -280,14 +282,10 @@ fn epilogue(acc: ptr<function, Acc>, n: u32, oc0: u32, p0: u32, end: u32) {
                         v += residual4(rbase + px);
                     }
                     let a = activate4(v);
-                    if (!(storable(v.x, a.x) && storable(v.y, a.y) && storable(v.z, a.z) && storable(v.w, a.w))) {
-                        // Lanes past the plane's end hold clamped copies: only stored ones count.
-                        // unroll
-                        for (var e = 0u; e < 4u; e++) {
-                            if (e < end - px && !storable(v[e], a[e])) {
-                                atomicMax(&status, p.status_tag);
-                            }
-                        }
+                    // Lanes past the plane's end hold clamped copies: only stored ones count.
+                    let stored = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(end - px);
+                    if (any(stored & !storable4(v, a))) {
+                        atomicMax(&status, p.status_tag);
                     }
                     store4(base + px, end - px, a);
                 }

@@ -55,9 +55,16 @@ fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, wg: u32) -> u32 {
 // f16, which rounds to 65504 or less; finite for f32). Bit tests rather than comparisons with
 // infinity, which WGSL lets compilers assume never happens. STORE_LIMIT comes with the precision
 // line: the f32 bit pattern of the smallest magnitude store_t cannot hold.
+// `&` rather than `&&`: a short-circuit is a branch, and branches in unrolled code cost
+// CPU-backed compilers dearly (SwiftShader's ran out of memory on a few dozen in a loop).
 fn storable(pre: f32, v: f32) -> bool {
-    return (bitcast<u32>(pre) & 0x7fffffffu) < 0x7f800000u
-        && (bitcast<u32>(v) & 0x7fffffffu) < STORE_LIMIT;
+    return all(storable4(vec4<f32>(pre), vec4<f32>(v)));
+}
+
+// storable() of four values at once.
+fn storable4(pre: vec4<f32>, v: vec4<f32>) -> vec4<bool> {
+    return ((bitcast<vec4<u32>>(pre) & vec4<u32>(0x7fffffffu)) < vec4<u32>(0x7f800000u))
+         & ((bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) < vec4<u32>(STORE_LIMIT));
 }
 
 // The 4 values starting `r` (0..3) values into `u`, continuing into `v`: a vec4 read at an

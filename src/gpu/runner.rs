@@ -460,7 +460,7 @@ impl GpuRunner {
             subgroups: model.subgroups(),
             tuned: opts.tuned.clone(),
             textures: model.textures(),
-            dense_gemm: tiling.dense_as_gemm(model.textures(), ctx.info.backend),
+            dense_gemm: tiling.dense_as_gemm(model.textures()),
         };
         let parts = |i: usize| {
             model

@@ -127,16 +127,10 @@ impl Tiling {
     /// adapters reading texture operands, where each tap's tile of pixels is one contiguous run
     /// of vec4 texel fetches and the GEMM's 16 x 16 tile does 256 FMAs per 9 loads (the direct
     /// kernel's 8 x 8 tile: 192 per ~10, with a realignment and a mask per value): 1.4-2.7x
-    /// faster on lavapipe (BENCHMARKS.md). Not in the browser (`backend` `BrowserWebGpu`):
-    /// Chromium's GPU process died on it under SwiftShader (the device lost with "A valid
-    /// external Instance reference no longer exists"; the browser logs "GPU process exited
-    /// unexpectedly: exit_code=5" and nothing from the GPU process, on a tiny fixture as on
-    /// ResNet-18, also with `--disable-gpu-watchdog` and with the tap masks as `u32` instead
-    /// of `bool` vectors: not understood yet). Nor with storage
-    /// operands (slower than the direct kernel's subgroup path, measured), nor on GPUs (not
-    /// measured).
-    pub fn dense_as_gemm(self, textures: bool, backend: wgpu::Backend) -> bool {
-        self == Tiling::Cpu && textures && backend != wgpu::Backend::BrowserWebGpu
+    /// faster on lavapipe, 2-2.7x on SwiftShader (BENCHMARKS.md). Not with storage operands
+    /// (slower than the direct kernel's subgroup path, measured), nor on GPUs (not measured).
+    pub fn dense_as_gemm(self, textures: bool) -> bool {
+        self == Tiling::Cpu && textures
     }
 
     /// Invocations per workgroup for a dispatch of `invocations` (the conv kernels): on GPUs

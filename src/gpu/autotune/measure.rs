@@ -91,7 +91,7 @@ pub fn tune(
     let tiling = opts
         .tiling
         .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
-    let dense_gemm = tiling.dense_as_gemm(textures, ctx.info.backend);
+    let dense_gemm = tiling.dense_as_gemm(textures);
     let opts = RunnerOptions {
         tuned: None,
         taps: Vec::new(),
