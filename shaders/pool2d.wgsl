@@ -17,7 +17,8 @@ struct Params {
     p_h: u32, p_w: u32,           // padding on each side
     d_h: u32, d_w: u32,           // dilation (MODE 0)
     count_include_pad: u32,       // MODE 1: padding counts in the divisor
-    _pad0: u32, _pad1: u32,
+    neg_inf_bits: u32,            // f32 -infinity (a WGSL constant may not be infinite)
+    _pad1: u32,
 }
 
 override WG: u32 = 64u;
@@ -50,7 +51,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 fn window_max(plane: u32, oy: u32, ox: u32) -> f32 {
     let y0 = i32(oy * p.s_h) - i32(p.p_h);
     let x0 = i32(ox * p.s_w) - i32(p.p_w);
-    var m = bitcast<f32>(0xff800000u);
+    var m = bitcast<f32>(p.neg_inf_bits);
     var found = false;
     for (var ky = 0u; ky < p.k_h; ky++) {
         let iy = y0 + i32(ky * p.d_h);

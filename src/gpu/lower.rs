@@ -746,6 +746,7 @@ pub fn lower_pool2d(plan: &Graph, i: usize, o: &LowerOptions) -> Result<Dispatch
         in_w: u("in_w", inp.width)?,
         out_h: u("out_h", out.height)?,
         out_w: u("out_w", out.width)?,
+        neg_inf_bits: f32::NEG_INFINITY.to_bits(),
         ..Default::default()
     };
     let mode = match &op.kind {

@@ -197,8 +197,9 @@ kernel_params! {
         d_w,
         /// Average pooling: padding counts in the divisor (1) or not (0).
         count_include_pad,
-        /// Padding to 16 bytes.
-        _pad0,
+        /// The bits of an f32 -infinity, max pooling's result where every tap is padding: a
+        /// WGSL constant may not be infinite (Chromium refuses the shader), a uniform may.
+        neg_inf_bits,
         /// Padding to 16 bytes.
         _pad1,
     }
