@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use regnet_wgpu::config::Architecture;
 use regnet_wgpu::config::RegNetParams;
 use regnet_wgpu::gpu::{GpuContext, GpuRunner, Precision, RunnerOptions};
 use regnet_wgpu::tensor::safetensors_from_bytes;
@@ -66,9 +67,13 @@ fn errors(out: &Tensor, reference: &Tensor) -> (f64, f64) {
 }
 
 async fn check(ctx: &GpuContext, name: &str, weights: &[u8], io: &[u8]) {
+    check_arch(ctx, name, params(name).into(), weights, io).await;
+}
+
+async fn check_arch(ctx: &GpuContext, name: &str, arch: Architecture, weights: &[u8], io: &[u8]) {
     let io = safetensors_from_bytes(io, Path::new(name)).unwrap();
     let input = &io["input"];
-    let plan = Plan::new(params(name), input.shape[2], input.shape[3]).unwrap();
+    let plan = Plan::new(arch, input.shape[2], input.shape[3]).unwrap();
     let weights = Weights::from_bytes(weights, Path::new(name), &plan).unwrap();
     let opts = RunnerOptions {
         batch: input.shape[0],
@@ -117,4 +122,23 @@ async fn regnet_y_400mf_matches_torchvision_in_the_browser() {
         "/regnet_y_400mf.io.safetensors"
     ));
     check(&ctx, "regnet_y_400mf", w, io).await;
+}
+
+/// ResNet-18 (torchvision's, from `REGNET_FIXTURES/families`): its dense 3x3s run as GEMMs over
+/// their taps, the kernel whose branchy padding mask once made SwiftShader's compiler run out of
+/// memory and Chromium's GPU process die.
+#[cfg(feature = "zoo-fixtures")]
+#[wasm_bindgen_test]
+async fn resnet18_matches_torchvision_in_the_browser() {
+    let ctx = GpuContext::new_async(Precision::F32).await.unwrap();
+    let w = include_bytes!(concat!(
+        env!("REGNET_FIXTURES"),
+        "/families/resnet18.safetensors"
+    ));
+    let io = include_bytes!(concat!(
+        env!("REGNET_FIXTURES"),
+        "/families/resnet18.io.safetensors"
+    ));
+    let arch = Architecture::named("resnet18").unwrap();
+    check_arch(&ctx, "resnet18", arch, w, io).await;
 }
