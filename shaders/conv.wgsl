@@ -57,6 +57,7 @@ const MAX_OC: u32 = 8u;
 const MAX_PV: u32 = 4u;      // vec4s of pixels: PX / 4 <= MAX_PV
 const MAX_SV: u32 = 12u;     // vec4s of the span: (3 + span) / 4 + 1 <= MAX_SV (row_span)
 const MAX_KW: u32 = 7u;      // kernel columns per span: KC <= MAX_KW (the loop is written out)
+const UNROLLED_KH: u32 = 3u; // kernels of up to this many rows have their row loop written out
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Binding 1, the input `x`, and 2, the weights `w`: operands_storage.wgsl or
@@ -104,25 +105,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             scale = gate[n * p.in_c + ic];
         }
         let plane = (n * p.in_c + ic) * p.in_h * p.in_w;
-        for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy * p.stride_y + ky * p.dil_y) - i32(p.pad_y);
-            // Kernel columns k0..k0 + KC share one span (one round unless KW > KC).
-            for (var k0 = 0u; k0 < KW; k0 += KC) {
-                var xs = row_span(plane, iy, ix0 + i32(k0 * DIL), scale);
-                // unroll
-                for (var kc = 0u; kc < MAX_KW; kc++) {
-                    let kx = k0 + kc;
-                    if (kc < KC && kx < KW) {
-                        var xv = tap_inputs(&xs, kc);
-                        let tap = ((w_group + c) * KH + ky) * KW + kx;
-                        // unroll
-                        for (var t = 0u; t < MAX_OC / 4u; t++) {
-                            if (t < (OCN + 3u) / 4u) {
-                                let w4 = load_w(tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u));
-                                tap_fma(&acc, w4, t, &xv);
-                            }
-                        }
-                    }
+        if (KH <= UNROLLED_KH && KC == KW) {
+            // Kernels of up to 3 rows whose row span holds every column (the 3x3s): the rows
+            // written out. As a runtime loop around the unrolled columns the grouped 3x3s ran
+            // 2.5-3x slower on SwiftShader (Chromium's WebGPU adapter; BENCHMARKS.md).
+            // unroll
+            for (var ky = 0u; ky < UNROLLED_KH; ky++) {
+                if (ky < KH) {
+                    kernel_row(&acc, plane, oy, ky, 0u, ix0, scale, w_group + c, vb);
+                }
+            }
+        } else {
+            for (var ky = 0u; ky < KH; ky++) {
+                // Kernel columns k0..k0 + KC share one span (one round unless KW > KC).
+                for (var k0 = 0u; k0 < KW; k0 += KC) {
+                    kernel_row(&acc, plane, oy, ky, k0, ix0, scale, w_group + c, vb);
                 }
             }
         }
@@ -132,6 +129,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     epilogue(&acc, n, oc0, tl.oc_last, oy, ox0);
+}
+
+// acc += kernel row ky, columns k0..k0 + KC, of the weights of the part's input channel `wc`
+// (vec4 `vb` of a weight row on) times the tile's inputs in input channel `plane`.
+fn kernel_row(acc: ptr<function, Acc>, plane: u32, oy: u32, ky: u32, k0: u32, ix0: i32,
+              scale: f32, wc: u32, vb: u32) {
+    let iy = i32(oy * p.stride_y + ky * p.dil_y) - i32(p.pad_y);
+    var xs = row_span(plane, iy, ix0 + i32(k0 * DIL), scale);
+    // unroll
+    for (var kc = 0u; kc < MAX_KW; kc++) {
+        let kx = k0 + kc;
+        if (kc < KC && kx < KW) {
+            var xv = tap_inputs(&xs, kc);
+            let tap = (wc * KH + ky) * KW + kx;
+            // unroll
+            for (var t = 0u; t < MAX_OC / 4u; t++) {
+                if (t < (OCN + 3u) / 4u) {
+                    let w4 = load_w(tap * p.oc_pad4 + min(vb + t, p.oc_pad4 - 1u));
+                    tap_fma(acc, w4, t, &xv);
+                }
+            }
+        }
+    }
 }
 
 // Where an invocation's tile lies, from its group, channel block and row tile (both entry points).
