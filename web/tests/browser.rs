@@ -29,6 +29,18 @@ macro_rules! tiny {
     };
 }
 
+/// A fixture's weights and reference bytes from `REGNET_FIXTURES` (at build time), by path
+/// without the extension.
+#[cfg(feature = "zoo-fixtures")]
+macro_rules! zoo_fixture {
+    ($path:literal) => {
+        (
+            &include_bytes!(concat!(env!("REGNET_FIXTURES"), $path, ".safetensors"))[..],
+            &include_bytes!(concat!(env!("REGNET_FIXTURES"), $path, ".io.safetensors"))[..],
+        )
+    };
+}
+
 /// The model a fixture was made from (tests/common's `Fixture::load`, from bytes).
 fn params(name: &str) -> RegNetParams {
     let manifest: Value = serde_json::from_str(MANIFEST).unwrap();
@@ -113,14 +125,7 @@ async fn tiny_fixtures_match_torchvision_in_the_browser() {
 #[wasm_bindgen_test]
 async fn regnet_y_400mf_matches_torchvision_in_the_browser() {
     let ctx = GpuContext::new_async(Precision::F32).await.unwrap();
-    let w = include_bytes!(concat!(
-        env!("REGNET_FIXTURES"),
-        "/regnet_y_400mf.safetensors"
-    ));
-    let io = include_bytes!(concat!(
-        env!("REGNET_FIXTURES"),
-        "/regnet_y_400mf.io.safetensors"
-    ));
+    let (w, io) = zoo_fixture!("/regnet_y_400mf");
     check(&ctx, "regnet_y_400mf", w, io).await;
 }
 
@@ -131,14 +136,7 @@ async fn regnet_y_400mf_matches_torchvision_in_the_browser() {
 #[wasm_bindgen_test]
 async fn resnet18_matches_torchvision_in_the_browser() {
     let ctx = GpuContext::new_async(Precision::F32).await.unwrap();
-    let w = include_bytes!(concat!(
-        env!("REGNET_FIXTURES"),
-        "/families/resnet18.safetensors"
-    ));
-    let io = include_bytes!(concat!(
-        env!("REGNET_FIXTURES"),
-        "/families/resnet18.io.safetensors"
-    ));
+    let (w, io) = zoo_fixture!("/families/resnet18");
     let arch = Architecture::named("resnet18").unwrap();
     check_arch(&ctx, "resnet18", arch, w, io).await;
 }
