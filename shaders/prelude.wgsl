@@ -58,7 +58,8 @@ fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, wg: u32) -> u32 {
 // `&` rather than `&&`: a short-circuit is a branch, and branches in unrolled code cost
 // CPU-backed compilers dearly (SwiftShader's ran out of memory on a few dozen in a loop).
 fn storable(pre: f32, v: f32) -> bool {
-    return all(storable4(vec4<f32>(pre), vec4<f32>(v)));
+    return ((bitcast<u32>(pre) & 0x7fffffffu) < 0x7f800000u)
+         & ((bitcast<u32>(v) & 0x7fffffffu) < STORE_LIMIT);
 }
 
 // storable() of four values at once.
