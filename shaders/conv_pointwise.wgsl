@@ -54,6 +54,10 @@ override KW: u32 = 1u;        // "same" padding (the output plane is the input p
 // of 4): a tile is TN pixels of one output row (`tiles_x` a row), whose inputs, every second
 // value of a run of 2 * TN, load as TN / 2 aligned vec4s instead of TN value by value.
 override ROW_TILES: bool = false;
+// Input channels per trip of the channel loop, written out: 1 or 4. SwiftShader's compiler pays
+// for every trip of a runtime loop, and takes 4 (src/gpu/tiling.rs: unrolled_channels).
+override CHANNEL_STEP: u32 = 1u;
+const MAX_CHANNEL_STEP: u32 = 4u;
 
 // The register tile is sized for the largest TM x TN. Every loop over it runs to these constant
 // bounds with `if (o < TM)`-style guards inside: a loop whose trip count equals the length of the
@@ -128,21 +132,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
             inside = tap_inside(p0, dy, dx);
         }
         var plane = n * p.in_c * in_hw;  // first value of input channel c
-        for (var c = 0u; c < p.in_c; c++) {
-            var xv: Pixels;
-            if (KH * KW > 1u) {
-                xv = shifted_pixels(i32(plane + p0) + shift, &inside);
-            } else {
-                xv = tile_pixels(plane, p0, row_at, &at);
-            }
-            if (HAS_GATE) {
-                let s = gate[n * p.in_c + c];
-                // unroll
-                for (var j = 0u; j < MAX_NV; j++) {
-                    xv[j] = gate_activate4(xv[j] * s);
+        // CHANNEL_STEP channels per trip, then the rest one by one.
+        var c = 0u;
+        for (; c + CHANNEL_STEP <= p.in_c; c += CHANNEL_STEP) {
+            // unroll
+            for (var u = 0u; u < MAX_CHANNEL_STEP; u++) {
+                if (u < CHANNEL_STEP) {
+                    add_channel(&acc, n, c + u, plane + u * in_hw, p0, row_at, &at, &inside,
+                                tap, shift, oc0);
                 }
             }
-            channel_fma(&acc, (c * KH * KW + tap) * p.oc_pad4, oc0, &xv);
+            plane += CHANNEL_STEP * in_hw;
+        }
+        for (; c < p.in_c; c++) {
+            add_channel(&acc, n, c, plane, p0, row_at, &at, &inside, tap, shift, oc0);
             plane += in_hw;
         }
     }
@@ -151,6 +154,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     epilogue(&acc, n, oc0, p0, end);
+}
+
+// Adds input channel `c` (its plane starting at value `plane`) at tap `tap` to the register tile:
+// the tile's pixels (unshifted for a 1x1, shifted and masked for a wider kernel), gated, times the
+// channel's weights for output channels oc0...
+fn add_channel(acc: ptr<function, Acc>, n: u32, c: u32, plane: u32, p0: u32, row_at: u32,
+                at: ptr<function, array<u32, MAX_PX>>, inside: ptr<function, Inside>, tap: u32,
+                shift: i32, oc0: u32) {
+    var xv: Pixels;
+    if (KH * KW > 1u) {
+        xv = shifted_pixels(i32(plane + p0) + shift, inside);
+    } else {
+        xv = tile_pixels(plane, p0, row_at, at);
+    }
+    if (HAS_GATE) {
+        let s = gate[n * p.in_c + c];
+        // unroll
+        for (var j = 0u; j < MAX_NV; j++) {
+            xv[j] = gate_activate4(xv[j] * s);
+        }
+    }
+    channel_fma(acc, (c * KH * KW + tap) * p.oc_pad4, oc0, &xv);
 }
 
 // The register tile, one input channel's pixels and which of them a tap reads from the image.

@@ -79,8 +79,10 @@ fn every_op_on_the_cpu_matches_torch() {
 
 /// Every case on the GPU at `precision` (f16 only where the adapter has it: a skip is recorded
 /// otherwise), the convolutions reading storage operands, or textures (`textures`: as runners
-/// do on CPU-backed adapters, where dense "same" convolutions also run as the GEMM).
-fn gpu_cases(precision: Precision, tol: f64, textures: bool) {
+/// do on CPU-backed adapters, where dense "same" convolutions also run as the GEMM);
+/// `unrolled_channels` as `RunnerOptions::unrolled_channels` (`Some(true)`: the GEMM's channel
+/// loop 4 channels a trip, as on SwiftShader, whatever the adapter).
+fn gpu_cases(precision: Precision, tol: f64, textures: bool, unrolled_channels: Option<bool>) {
     // An adapter without shader-f16 (SwiftShader) refuses an f16 context: ask before
     // common::gpu_ctx, which takes a refusal for a missing adapter.
     if precision == Precision::F16 {
@@ -96,6 +98,7 @@ fn gpu_cases(precision: Precision, tol: f64, textures: bool) {
         let opts = RunnerOptions {
             precision,
             textures: Some(textures),
+            unrolled_channels,
             ..Default::default()
         };
         let gpu = GpuOp::with_options(ctx, &case.op, &opts)
@@ -111,29 +114,30 @@ fn gpu_cases(precision: Precision, tol: f64, textures: bool) {
         }
     }
     eprintln!(
-        "GPU {precision:?} textures={textures}: worst case {} ({:.2e} norm, {:.2e} elementwise)",
+        "GPU {precision:?} textures={textures} unrolled_channels={unrolled_channels:?}: worst case {} ({:.2e} norm, {:.2e} elementwise)",
         worst.2, worst.0, worst.1
     );
 }
 
 #[test]
 fn every_op_on_the_gpu_matches_torch_in_f32() {
-    gpu_cases(Precision::F32, common::F32_REL_TOL, false);
+    gpu_cases(Precision::F32, common::F32_REL_TOL, false, None);
 }
 
+/// With the GEMM's channel loop 4 channels a trip on every adapter (SwiftShader's rule).
 #[test]
 fn every_op_on_the_gpu_matches_torch_in_f32_with_texture_operands() {
-    gpu_cases(Precision::F32, common::F32_REL_TOL, true);
+    gpu_cases(Precision::F32, common::F32_REL_TOL, true, Some(true));
 }
 
 #[test]
 fn every_op_on_the_gpu_matches_torch_in_f16_with_texture_operands() {
-    gpu_cases(Precision::F16, F16_TOL, true);
+    gpu_cases(Precision::F16, F16_TOL, true, None);
 }
 
 #[test]
 fn every_op_on_the_gpu_matches_torch_in_f16() {
-    gpu_cases(Precision::F16, F16_TOL, false);
+    gpu_cases(Precision::F16, F16_TOL, false, None);
 }
 
 /// Runs the `op` example; returns (status, stdout, stderr).

@@ -350,6 +350,9 @@ pub struct Variant {
     /// conv's `HAS_MASK`, squeeze-and-excitation's `POOL_MAX`, pointwise's `ROW_TILES`; 0
     /// otherwise.
     pub mode: u32,
+    /// Pointwise: input channels per trip of the channel loop (`CHANNEL_STEP`, 1 or 4); 1
+    /// otherwise.
+    pub channel_step: u32,
 }
 
 impl Variant {
@@ -369,6 +372,7 @@ impl Variant {
             wg: 0,
             operands: Operands::Storage,
             mode: 0,
+            channel_step: 1,
         }
     }
 }
@@ -600,6 +604,7 @@ impl Kernels {
                     constants.push(("STRIDE", v.kernel[2] as f64));
                     constants.push(("ALIGNED", v.aligned as u32 as f64));
                     constants.push(("ROW_TILES", v.mode as f64));
+                    constants.push(("CHANNEL_STEP", v.channel_step as f64));
                 }
             }
             Family::Linear => {

@@ -299,6 +299,9 @@ pub struct LowerOptions {
     /// Dense "same" convolutions ([`is_dense_same`]) run as the GEMM over their taps rather
     /// than the direct kernel ([`Tiling::dense_as_gemm`] says on which adapters).
     pub dense_gemm: bool,
+    /// The 1x1 GEMM takes 4 input channels per trip of its channel loop
+    /// ([`super::tiling::unrolled_channels`]).
+    pub unrolled_channels: bool,
 }
 
 impl LowerOptions {
@@ -533,6 +536,7 @@ fn pointwise_dispatch(
         aligned: hw.is_multiple_of(4) && (!row_tiles || s.out_w.is_multiple_of(4)),
         subgroup,
         mode: row_tiles as u32,
+        channel_step: if o.unrolled_channels { 4 } else { 1 },
         wg,
         operands,
         ..Variant::simple(Family::ConvPointwise, 0)
@@ -1319,6 +1323,7 @@ mod tests {
             tuned: None,
             textures: false,
             dense_gemm: false,
+            unrolled_channels: false,
         };
         let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
         let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
@@ -1374,6 +1379,7 @@ mod tests {
                 tuned: None,
                 textures: !subgroups,
                 dense_gemm: false,
+                unrolled_channels: false,
             };
             let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
             let d = ds
@@ -1415,6 +1421,7 @@ mod tests {
                 tuned: None,
                 textures,
                 dense_gemm: tiling == Tiling::Cpu && textures,
+                unrolled_channels: false,
             };
             let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();
             let mut gemm = 0;
@@ -1461,6 +1468,7 @@ mod tests {
                 tuned,
                 textures: false,
                 dense_gemm: false,
+                unrolled_channels: false,
             };
             lower_plan(&plan.graph(), &parts, &o).unwrap()
         };

@@ -107,6 +107,9 @@ impl GpuOp {
             tuned: opts.tuned.clone(),
             textures: model.textures(),
             dense_gemm: tiling.dense_as_gemm(model.textures()),
+            unrolled_channels: opts
+                .unrolled_channels
+                .unwrap_or_else(|| super::tiling::unrolled_channels(&ctx.info)),
         };
         let parts = |i: usize| {
             model

@@ -212,6 +212,7 @@ mod tests {
                 tuned: None,
                 textures: true,
                 dense_gemm: true,
+                unrolled_channels: false,
             };
             let parts = |i: usize| weight_parts(&plan.ops[i], 4, u64::MAX).unwrap();
             let ds = lower_plan(&plan.graph(), &parts, &o).unwrap();

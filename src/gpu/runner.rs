@@ -58,6 +58,12 @@ pub struct RunnerOptions {
     /// SwiftShader, WARP), where a texel fetch costs a tenth of a storage load. Changes speed,
     /// never results. A model-level option.
     pub textures: Option<bool>,
+    /// The 1x1 GEMM takes 4 input channels per trip of its channel loop rather than one
+    /// (`CHANNEL_STEP`); `None` (the default): on SwiftShader ([`unrolled_channels`]). Changes
+    /// speed, never results.
+    ///
+    /// [`unrolled_channels`]: super::tiling::unrolled_channels
+    pub unrolled_channels: Option<bool>,
 }
 
 impl Default for RunnerOptions {
@@ -72,6 +78,7 @@ impl Default for RunnerOptions {
             shader_checks: ShaderChecks::checked(),
             tuned: None,
             textures: None,
+            unrolled_channels: None,
         }
     }
 }
@@ -461,6 +468,9 @@ impl GpuRunner {
             tuned: opts.tuned.clone(),
             textures: model.textures(),
             dense_gemm: tiling.dense_as_gemm(model.textures()),
+            unrolled_channels: opts
+                .unrolled_channels
+                .unwrap_or_else(|| super::tiling::unrolled_channels(&ctx.info)),
         };
         let parts = |i: usize| {
             model

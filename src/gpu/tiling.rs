@@ -185,6 +185,19 @@ impl Tiling {
     }
 }
 
+/// Whether the 1x1 GEMM (`conv_pointwise.wgsl`) takes its input channels 4 per trip of its
+/// channel loop (`CHANNEL_STEP` 4, the 4 written out) rather than one: on SwiftShader, whose
+/// compiler (Subzero) pays for every trip of a runtime loop (the 1x1s ran 10-20% faster with 4,
+/// BENCHMARKS.md). SwiftShader is Chromium's WebGPU adapter on machines without a GPU (there a
+/// fallback adapter: `DeviceType::Cpu` on `BrowserWebGpu`, whose name the browser leaves empty)
+/// and natively a Vulkan driver named "SwiftShader Device". Not on lavapipe, whose LLVM ran the
+/// 1x1s 15-20% slower with 4.
+pub fn unrolled_channels(info: &wgpu::AdapterInfo) -> bool {
+    info.device_type == wgpu::DeviceType::Cpu
+        && (info.backend == wgpu::Backend::BrowserWebGpu
+            || info.name.to_ascii_lowercase().contains("swiftshader"))
+}
+
 /// The direct conv's kernel columns per row span (`KC`) for `px` pixels of a row, a kernel `kw`
 /// wide with horizontal `stride` and `dilation`: the whole width when its input span
 /// `(px - 1) * stride + (KC - 1) * dilation + 1` fits the kernel's span array, else the most
@@ -283,5 +296,43 @@ mod tests {
         assert_eq!(Tiling::Cpu.conv(8, 11, 1, 1, 56), Some([8, 8, 7]));
         assert_eq!(Tiling::Cpu.conv(8, 3, 1, 12, 56), Some([8, 8, 3]));
         assert_eq!(Tiling::Cpu.conv(8, 3, 1, 20, 56), Some([8, 4, 2]));
+    }
+
+    #[test]
+    fn channels_unrolled_on_swiftshader_only() {
+        let info = |name: &str, backend, device_type| wgpu::AdapterInfo {
+            name: name.into(),
+            ..wgpu::AdapterInfo::new(device_type, backend)
+        };
+        use wgpu::{Backend, DeviceType};
+        let cases = [
+            (
+                "SwiftShader Device (Subzero)",
+                Backend::Vulkan,
+                DeviceType::Cpu,
+                true,
+            ),
+            ("", Backend::BrowserWebGpu, DeviceType::Cpu, true),
+            ("", Backend::BrowserWebGpu, DeviceType::IntegratedGpu, false),
+            (
+                "llvmpipe (LLVM 19.1.7, 256 bits)",
+                Backend::Vulkan,
+                DeviceType::Cpu,
+                false,
+            ),
+            (
+                "NVIDIA H200",
+                Backend::Vulkan,
+                DeviceType::DiscreteGpu,
+                false,
+            ),
+        ];
+        for (name, backend, device_type, want) in cases {
+            assert_eq!(
+                unrolled_channels(&info(name, backend, device_type)),
+                want,
+                "{name}"
+            );
+        }
     }
 }
