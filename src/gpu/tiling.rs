@@ -191,7 +191,7 @@ impl Tiling {
 /// BENCHMARKS.md). SwiftShader is Chromium's WebGPU adapter on machines without a GPU (there a
 /// fallback adapter: `DeviceType::Cpu` on `BrowserWebGpu`, whose name the browser leaves empty)
 /// and natively a Vulkan driver named "SwiftShader Device". Not on lavapipe, whose LLVM ran the
-/// 1x1s 15-20% slower with 4.
+/// 1x1s 10-25% slower with 4.
 pub fn unrolled_channels(info: &wgpu::AdapterInfo) -> bool {
     info.device_type == wgpu::DeviceType::Cpu
         && (info.backend == wgpu::Backend::BrowserWebGpu
