@@ -140,3 +140,30 @@ async fn resnet18_matches_torchvision_in_the_browser() {
     let arch = Architecture::named("resnet18").unwrap();
     check_arch(&ctx, "resnet18", arch, w, io).await;
 }
+
+/// The CPU backend compiled to wasm32 runs in the page too (one thread: rayon runs on the
+/// caller's), within 1e-4 of torchvision's logits; the time of each run is printed (issue #12:
+/// the path a CPU engine in the page would take, beside ONNX Runtime Web's wasm backend).
+#[cfg(feature = "zoo-fixtures")]
+#[wasm_bindgen_test]
+async fn regnet_y_400mf_on_the_cpu_backend_in_the_browser() {
+    let (w, io) = zoo_fixture!("/regnet_y_400mf");
+    let io = safetensors_from_bytes(io, Path::new("regnet_y_400mf")).unwrap();
+    let input = &io["input"];
+    let plan = Plan::new(params("regnet_y_400mf"), input.shape[2], input.shape[3]).unwrap();
+    let weights = Weights::from_bytes(w, Path::new("regnet_y_400mf"), &plan).unwrap();
+    let cpu = regnet_wgpu::cpu::CpuBackend::new(plan, weights).unwrap();
+    let clock = web_sys::window().unwrap().performance().unwrap();
+    let mut ms = Vec::new();
+    for _ in 0..3 {
+        let start = clock.now();
+        let logits = cpu.run(input).unwrap();
+        ms.push(clock.now() - start);
+        let (rel, worst) = errors(&logits, &io["logits"]);
+        assert!(rel <= 1e-4 && worst <= 1e-4, "{rel:e} / {worst:e}");
+    }
+    web_sys_log(&format!(
+        "regnet_y_400mf on the CPU backend in wasm (one thread), batch {}: {ms:.1?} ms",
+        input.shape[0]
+    ));
+}
