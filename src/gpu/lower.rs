@@ -536,7 +536,11 @@ fn pointwise_dispatch(
         aligned: hw.is_multiple_of(4) && (!row_tiles || s.out_w.is_multiple_of(4)),
         subgroup,
         mode: row_tiles as u32,
-        channel_step: if o.unrolled_channels { 4 } else { 1 },
+        channel_step: if o.unrolled_channels {
+            super::tiling::POINTWISE_UNROLLED_CHANNELS
+        } else {
+            1
+        },
         wg,
         operands,
         ..Variant::simple(Family::ConvPointwise, 0)

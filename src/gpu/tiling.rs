@@ -30,6 +30,11 @@ pub const SHADER_CONSTANTS: &[(&str, &str, u32)] = &[
     ("conv_pointwise.wgsl", "MAX_NV", POINTWISE_MAX_NV),
     ("conv_pointwise.wgsl", "MAX_SV", POINTWISE_MAX_NV + 1),
     (
+        "conv_pointwise.wgsl",
+        "MAX_CHANNEL_STEP",
+        POINTWISE_UNROLLED_CHANNELS,
+    ),
+    (
         "conv_pointwise_subgroup.wgsl",
         "MAX_XK",
         SUBGROUP_GEMM_MAX_XK,
@@ -61,6 +66,9 @@ pub const CONV_MAX_KW: u32 = 7;
 pub const POINTWISE_MAX_TM: u32 = 16;
 /// `conv_pointwise.wgsl`: vec4s of pixels per invocation at most (`TN / 4`).
 pub const POINTWISE_MAX_NV: u32 = 4;
+/// `conv_pointwise.wgsl`: input channels per trip of the channel loop where they are written out
+/// ([`unrolled_channels`]; `CHANNEL_STEP`, at most `MAX_CHANNEL_STEP`).
+pub const POINTWISE_UNROLLED_CHANNELS: u32 = 4;
 /// `conv_pointwise_subgroup.wgsl`: vec4s loaded per round, 2 tiles x 2 channels x (TN / 4 + 1).
 pub const SUBGROUP_GEMM_MAX_XK: u32 = 24;
 /// The subgroup GEMM's lanes take consecutive (tile, channel block) pairs and load the inputs
