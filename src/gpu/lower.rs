@@ -305,6 +305,31 @@ pub struct LowerOptions {
 }
 
 impl LowerOptions {
+    /// What a runner's options and its model's choices (subgroups, texture operands) ask of
+    /// the lowering on `ctx`'s adapter, for `batch` images: the adapter's rules where the
+    /// options leave a choice open.
+    pub fn new(
+        ctx: &super::GpuContext,
+        model: &super::GpuModel,
+        opts: &super::RunnerOptions,
+        batch: u64,
+    ) -> Self {
+        let tiling = opts
+            .tiling
+            .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
+        LowerOptions {
+            batch,
+            tiling,
+            subgroups: model.subgroups(),
+            tuned: opts.tuned.clone(),
+            textures: model.textures(),
+            dense_gemm: tiling.dense_as_gemm(model.textures()),
+            unrolled_channels: opts
+                .unrolled_channels
+                .unwrap_or_else(|| super::tiling::unrolled_channels(&ctx.info)),
+        }
+    }
+
     /// Where the families with [`Operands`] read theirs (`textures`).
     fn operands(&self) -> Operands {
         if self.textures {

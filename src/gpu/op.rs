@@ -28,7 +28,7 @@ use super::runner::{
     align16, bind_group, dispatch_grid, storage_buffer, uniform_buffer, uniform_stride,
     RunnerOptions, StatusDecoder,
 };
-use super::{GpuContext, Precision, Tiling};
+use super::{GpuContext, Precision};
 use crate::error::{Error, Result};
 use crate::ops::OpGraph;
 use crate::plan::{OpKind, ValueId};
@@ -97,20 +97,7 @@ impl GpuOp {
             ..opts.clone()
         };
         let model = GpuModel::for_ops(ctx, &op.ops, &op.weights, opts)?;
-        let tiling = opts
-            .tiling
-            .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
-        let lower = LowerOptions {
-            batch: op.batch as u64,
-            tiling,
-            subgroups: model.subgroups(),
-            tuned: opts.tuned.clone(),
-            textures: model.textures(),
-            dense_gemm: tiling.dense_as_gemm(model.textures()),
-            unrolled_channels: opts
-                .unrolled_channels
-                .unwrap_or_else(|| super::tiling::unrolled_channels(&ctx.info)),
-        };
+        let lower = LowerOptions::new(ctx, &model, opts, op.batch as u64);
         let parts = |i: usize| {
             model
                 .op_buffers(i)

@@ -458,20 +458,7 @@ impl GpuRunner {
         let n = opts.batch as u64;
         let keep = tap_values(plan, &opts.taps)?;
         let kept: Vec<ValueId> = keep.iter().map(|(_, v)| *v).collect();
-        let tiling = opts
-            .tiling
-            .unwrap_or_else(|| Tiling::for_adapter(&ctx.info));
-        let lower = LowerOptions {
-            batch: n,
-            tiling,
-            subgroups: model.subgroups(),
-            tuned: opts.tuned.clone(),
-            textures: model.textures(),
-            dense_gemm: tiling.dense_as_gemm(model.textures()),
-            unrolled_channels: opts
-                .unrolled_channels
-                .unwrap_or_else(|| super::tiling::unrolled_channels(&ctx.info)),
-        };
+        let lower = LowerOptions::new(ctx, model, &opts, n);
         let parts = |i: usize| {
             model
                 .op_buffers(i)
