@@ -1,7 +1,8 @@
 // A static server for web/www (the demo page's folder), for the tests and the race: `/ort/`
-// maps to onnxruntime-web's dist/ in node_modules, and with `isolated` every response carries
-// the cross-origin isolation headers (COOP/COEP) that let ONNX Runtime's wasm backend use
-// threads. `node web/serve.mjs [PORT]` serves it isolated until Ctrl-C.
+// maps to onnxruntime-web's dist/ in node_modules, `/fixtures/` to the folder `fixtures` when
+// given (the test of the CPU engine reads torchvision's reference there), and with `isolated`
+// every response carries the cross-origin isolation headers (COOP/COEP) that let ONNX
+// Runtime's wasm backend and regnet-cpu use threads. `node web/serve.mjs [PORT]` serves it isolated until Ctrl-C.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";
@@ -15,10 +16,12 @@ const types = {
 };
 
 /** Serves web/www on 127.0.0.1 (a free port unless `port`); resolves to { url, close }. */
-export async function serve({ isolated = true, port = 0 } = {}) {
+export async function serve({ isolated = true, port = 0, fixtures } = {}) {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
-    const [base, rel] = path.startsWith("/ort/") ? [ortDist, path.slice(5)] : [www, path];
+    const [base, rel] = path.startsWith("/ort/") ? [ortDist, path.slice(5)]
+      : fixtures && path.startsWith("/fixtures/") ? [normalize(fixtures), path.slice(10)]
+      : [www, path];
     let file = normalize(join(base, rel));
     if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
     if (file.endsWith("/") || file === base) file = join(file, "index.html");

@@ -18,7 +18,6 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::ops::Range;
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::ops::{activate, finish_row, Epilogue};
@@ -109,8 +108,15 @@ unsafe fn sgemm_raw(
     }
     assert!(lhs.len() >= (m - 1) * lhs_rs + k);
     assert!(rhs.len() >= (k - 1) * rhs_rs + n);
+    // wasm32: the panel GEMM, faster there than gemm's SIMD128 kernels.
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        super::panel_gemm::sgemm(m, n, k, lhs, lhs_rs, rhs, rhs_rs, dst, dst_rs, accumulate)
+    };
     // SAFETY: the asserts keep the reads inside lhs and rhs; the caller vouches for dst, which
     // cannot alias the shared lhs and rhs it has exclusive access to.
+    #[cfg(not(target_arch = "wasm32"))]
     unsafe {
         gemm::gemm(
             m,
@@ -131,7 +137,7 @@ unsafe fn sgemm_raw(
             false,
             false,
             false,
-            Parallelism::None,
+            gemm::Parallelism::None,
         )
     }
 }

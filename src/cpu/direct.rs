@@ -22,9 +22,10 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::lanes;
 use super::ops::{activate, Epilogue};
 use super::shared::SharedOut;
-use super::simd::{mul_add, Isa};
+use super::simd::Isa;
 use crate::plan::{Activation, Conv2d, Shape};
 
 /// Output pixels (consecutive `p`) per micro-kernel call: two 8-lane vectors.
@@ -484,23 +485,29 @@ struct Portable;
 impl Micro for Portable {
     #[inline(always)]
     fn micro<const C: usize>(i: Input, o: Output) {
-        // Two halves of 8 pixels: `C x 8` accumulators fit 16 SSE registers.
+        // Two halves of 8 pixels: `C x 2` accumulators of 4 lanes fit 16 SSE registers (and
+        // V8's 15 for wasm SIMD128).
         for half in [0, HALF] {
             let p0 = i.p0 + half;
-            let mut acc = [[0.0f32; HALF]; C];
+            let mut acc = [[lanes::zero(); 2]; C];
             let mut weights = i.w.chunks_exact(C);
             for xc in i.x.chunks_exact(i.chan_len) {
                 for &off in i.offsets {
                     let xv: &[f32; HALF] = xc[p0 + off..p0 + off + HALF].try_into().unwrap();
+                    let (x0, x1) = (lanes::load(&xv[..4]), lanes::load(&xv[4..]));
                     let wv: &[f32; C] = weights.next().unwrap().try_into().unwrap();
-                    acc = portable_step(acc, wv, xv);
+                    for (a, &w) in acc.iter_mut().zip(wv) {
+                        let w = lanes::splat(w);
+                        a[0] = lanes::mul_add(w, x0, a[0]);
+                        a[1] = lanes::mul_add(w, x1, a[1]);
+                    }
                 }
             }
             for (c, a) in acc.iter().enumerate() {
                 let out = &mut o.ext[c * o.stride + p0..c * o.stride + p0 + HALF];
-                for (d, &v) in out.iter_mut().zip(a) {
-                    *d = v + o.bias[c];
-                }
+                lanes::store(&mut out[..4], a[0]);
+                lanes::store(&mut out[4..], a[1]);
+                out.iter_mut().for_each(|d| *d += o.bias[c]);
                 activate(out, o.act);
             }
         }
@@ -509,22 +516,6 @@ impl Micro for Portable {
 
 /// Half of [`PIX`].
 const HALF: usize = PIX / 2;
-
-/// One tap of one input channel: `acc[c] += w[c] * x` (by value, which LLVM keeps in
-/// registers).
-#[inline(always)]
-fn portable_step<const C: usize>(
-    mut acc: [[f32; HALF]; C],
-    w: &[f32; C],
-    x: &[f32; HALF],
-) -> [[f32; HALF]; C] {
-    for (a, &wc) in acc.iter_mut().zip(w) {
-        for (a, &xv) in a.iter_mut().zip(x) {
-            *a = mul_add(wc, xv, *a);
-        }
-    }
-    acc
-}
 
 /// The micro-kernel with AVX2 + FMA intrinsics. Only [`band_kernel_avx2`] may use it: it
 /// runs only where the CPU has those features.

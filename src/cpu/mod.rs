@@ -15,7 +15,10 @@
 mod conv;
 mod deform;
 mod direct;
+mod lanes;
 mod ops;
+#[cfg(any(target_arch = "wasm32", test))]
+mod panel_gemm;
 mod pool;
 mod pooling;
 #[cfg(test)]
@@ -26,7 +29,11 @@ mod winograd;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(target_arch = "wasm32"))]
 use std::time::Instant;
+// std's `Instant::now` panics on wasm32-unknown-unknown: performance.now() there.
+#[cfg(target_arch = "wasm32")]
+use web_time::Instant;
 
 use rayon::prelude::*;
 
@@ -342,7 +349,7 @@ impl Run<'_> {
         }
         let mut taps = vec![Vec::new(); self.tap_ids.len()];
         for (i, op) in self.graph.ops.iter().enumerate() {
-            // The clock only when profiling: wasm32's std has none (Instant::now panics there).
+            // The clock only when profiling.
             let start = self.times.is_some().then(Instant::now);
             let y = self.op(i)?;
             if let (Some(times), Some(start)) = (&mut self.times, start) {

@@ -2,7 +2,6 @@
 //! channel pool and spatial gate, the linear head) and the epilogue helpers the convolution
 //! kernels share.
 
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::plan::Activation;
@@ -293,7 +292,8 @@ pub(crate) fn linear(
     outf: usize,
 ) -> Vec<f32> {
     let mut y: Vec<f32> = (0..batch).flat_map(|_| p.bias.iter().copied()).collect();
-    if batch < GEMV_BATCH && inf > 0 {
+    // (wasm32 builds have no gemm crate: the dot products at every batch there.)
+    if (batch < GEMV_BATCH || cfg!(target_arch = "wasm32")) && inf > 0 {
         // A few images: a dot product per output and image, each weight row streamed once
         // (the GEMM packed the weights first, and its threads ran slower than one).
         let rows = (64 * 1024 / inf).clamp(1, outf.max(1));
@@ -317,6 +317,7 @@ pub(crate) fn linear(
         return y;
     }
     // y[N×out] += x[N×in] · Wᵀ[in×out]; Wᵀ is W read with swapped strides.
+    #[cfg(not(target_arch = "wasm32"))]
     if batch > 0 && inf > 0 && outf > 0 {
         // SAFETY: x is N×in, W is out×in (read as its transpose), y is N×out; no aliasing.
         unsafe {
@@ -339,7 +340,7 @@ pub(crate) fn linear(
                 false,
                 false,
                 false,
-                Parallelism::Rayon(rayon::current_num_threads()),
+                gemm::Parallelism::Rayon(rayon::current_num_threads()),
             )
         }
     }

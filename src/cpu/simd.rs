@@ -1,21 +1,10 @@
 //! Instruction-set selection for the hand-blocked CPU kernels.
 //!
-//! Each kernel has a portable build (plain Rust over fixed-size arrays, which LLVM
-//! vectorises for the target's baseline) and, on x86-64 machines that have them, an AVX2 +
-//! FMA build chosen at run time. The outermost function of such a build carries
+//! Each kernel has a portable build (plain Rust over the 4-lane vectors of [`super::lanes`]:
+//! arrays that LLVM vectorises for the target's baseline, or wasm SIMD128) and, on x86-64
+//! machines that have them, an AVX2 + FMA build chosen at run time. The outermost function of such a build carries
 //! `#[target_feature]`, and what it calls is `#[inline(always)]` or has the same features,
 //! so that all of it is compiled for them.
-
-/// `a * b + c` for the portable kernels: fused where FMA is part of the baseline (aarch64),
-/// else a multiply then an add (where `f32::mul_add` would be a slow library call).
-#[inline(always)]
-pub(crate) fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(target_arch = "aarch64")]
-    let r = a.mul_add(b, c);
-    #[cfg(not(target_arch = "aarch64"))]
-    let r = a * b + c;
-    r
-}
 
 /// The instruction set a kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

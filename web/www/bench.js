@@ -1,19 +1,21 @@
-// The race (scripts/web bench): regnet-wgpu on WebGPU against onnxruntime-web's webgpu and
-// wasm execution providers, on RegNetY-400MF (the same weights: the fixture's state_dict and
+// The race (scripts/web bench): regnet-wgpu on WebGPU and its CPU backend in wasm (engine
+// regnet-cpu) against onnxruntime-web's webgpu and wasm execution providers, on RegNetY-400MF (the same weights: the fixture's state_dict and
 // its ONNX export), batch by batch, in this page. Every engine is warmed until its times
 // settle, then timed; one JSON line per engine and batch goes into #results.
 import init, { Runner } from "./pkg/regnet_web.js";
+import { CpuEngine } from "./cpu_engine.js";
 import * as ort from "./ort/ort.all.min.mjs";
 
 const q = new URLSearchParams(location.search);
-const engines = (q.get("engines") ?? "regnet-wgpu,ort-webgpu,ort-wasm").split(",");
+const engines = (q.get("engines") ?? "regnet-wgpu,regnet-cpu,ort-webgpu,ort-wasm").split(",");
 const batches = (q.get("batch") ?? "1,8").split(",").map(Number);
 const runs = Number(q.get("runs") ?? 20);
 const maxWarmup = Number(q.get("warmup") ?? 60);
 const slowRuns = Number(q.get("slow_runs") ?? 5); // ort-webgpu on a software adapter: seconds a run
 const tiling = q.get("tiling") ?? undefined; // regnet-wgpu: "cpu" or "gpu" tile rules (default: by adapter type)
 const textures = q.has("textures") ? q.get("textures") === "on" : undefined; // regnet-wgpu: "on" or "off" (default: by adapter type)
-const profileRuns = Number(q.get("profile") ?? 0); // regnet-wgpu: per-dispatch device times, median of this many profiled runs
+const cpuThreads = Number(q.get("cpu_threads") ?? navigator.hardwareConcurrency); // regnet-cpu's thread pool (where the build and the page allow one)
+const profileRuns = Number(q.get("profile") ?? 0); // regnet-wgpu / regnet-cpu: per-dispatch device times / per-op wall times, median of this many profiled runs
 const MODEL = "regnet_y_400mf";
 const MACS = 401842848; // per image at 224x224
 
@@ -47,7 +49,7 @@ async function time(run, n, warmCap) {
 async function profileOf(r, x) {
   const runs = [];
   for (let i = 0; i < profileRuns; i++) {
-    const rows = await r.profile(x);
+    const rows = await r.profile(x); // a promise (GPU) or the rows (CPU)
     if (!rows) return "no timestamp-query on this adapter";
     runs.push(rows);
   }
@@ -77,11 +79,13 @@ async function main() {
   const webgpuAdapter = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(" ") || "unnamed";
   const weights = await fetchBytes("bench/regnet_y_400mf.safetensors");
   ort.env.wasm.wasmPaths = new URL("./ort/", location.href).href;
-  ort.env.wasm.numThreads = crossOriginIsolated ? navigator.hardwareConcurrency : 1;
+  // ort-wasm's threads: ort_threads=N, else every core the browser reports (its best setup here).
+  ort.env.wasm.numThreads = crossOriginIsolated ? Number(q.get("ort_threads") ?? navigator.hardwareConcurrency) : 1;
   const reference = {}; // batch -> logits of the first engine, to compare the others with
   for (const batch of batches) {
     for (const engine of engines) {
-      let run, adapter, backend, settings, logits, profile;
+      let run, adapter, backend, settings, logits, profile, close;
+      const inner = []; // regnet-cpu: each run's time inside its worker
       const x = input(batch);
       const setup0 = performance.now();
       if (engine === "regnet-wgpu") {
@@ -91,6 +95,15 @@ async function main() {
         settings = `f32 storage, the browser's own robustness checks, no subgroups, ${tiling ?? "adapter-type"} tile rules, ${operands} operands`;
         run = async () => { logits = await r.run(x); };
         profile = async () => profileOf(r, x);
+      } else if (engine === "regnet-cpu") {
+        const r = await CpuEngine.create(MODEL, weights, batch, cpuThreads);
+        adapter = `cpu (${r.threads} threads)`; backend = "wasm";
+        const pool = r.hasThreads ? `${r.threads} threads (wasm threads: a rayon pool on Web Workers; cross-origin isolated: ${crossOriginIsolated})` : "1 thread (a build without wasm threads)";
+        const simd = r.relaxedSimd ? "relaxed SIMD (fused multiply-adds)" : "SIMD128";
+        settings = `the CPU backend in wasm, in a worker: f32, ${simd}, ${pool}`;
+        run = async () => { logits = await r.run(x); inner.push(r.lastMs); };
+        profile = async () => profileOf(r, x);
+        close = () => r.close();
       } else {
         const ep = engine === "ort-webgpu" ? "webgpu" : "wasm";
         const session = await ort.InferenceSession.create("bench/regnet_y_400mf.onnx",
@@ -115,8 +128,10 @@ async function main() {
         gflops: +(2 * MACS * batch / (s.median / 1000) / 1e9).toFixed(2),
         runs: times.length, warmup_runs: warm.length + 1, first_run_ms: +firstMs.toFixed(1),
         setup_ms: +(first0 - setup0).toFixed(1), rel_err_vs_first_engine: agree, settings,
+        ...(inner.length ? { worker_median_ms: +stats(inner.slice(-times.length)).median.toFixed(2) } : {}),
       });
       if (profile && profileRuns > 0) emit({ engine, batch, profile: await profile() });
+      close?.();
     }
   }
 }
