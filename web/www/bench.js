@@ -4,6 +4,7 @@
 // settle, then timed; one JSON line per engine and batch goes into #results.
 import init, { Runner } from "./pkg/regnet_web.js";
 import { CpuEngine } from "./cpu_engine.js";
+import { reportEnd } from "./status.js";
 import * as ort from "./ort/ort.all.min.mjs";
 
 const q = new URLSearchParams(location.search);
@@ -136,11 +137,4 @@ async function main() {
   }
 }
 
-main().then(() => {
-  document.getElementById("status").dataset.state = "done";
-  document.getElementById("status").textContent = "done";
-}, (e) => {
-  document.getElementById("status").dataset.state = "error";
-  document.getElementById("status").textContent = `error: ${e.message ?? e}`;
-  console.log(`error: ${e.stack ?? e}`);
-});
+reportEnd(main());

@@ -4,6 +4,7 @@
 // build in ?relaxed= (auto: as detected, off: the SIMD128-only build). One JSON line per run
 // goes into #results; web/cpu_test.mjs checks them.
 import { CpuEngine } from "./cpu_engine.js";
+import { reportEnd } from "./status.js";
 
 const MODEL = "regnet_y_400mf";
 const q = new URLSearchParams(location.search);
@@ -47,6 +48,11 @@ function argmax(a, row, classes) {
   return best;
 }
 
+/** The message a promise rejects with, or null when it resolves. */
+async function rejection(promise) {
+  try { await promise; return null; } catch (e) { return String(e.message ?? e); }
+}
+
 async function main() {
   const weights = await fetchBytes(`fixtures/${MODEL}.safetensors`);
   const io = safetensors(await fetchBytes(`fixtures/${MODEL}.io.safetensors`));
@@ -64,12 +70,14 @@ async function main() {
       cross_origin_isolated: crossOriginIsolated, ...errors(logits, io.logits.data), top1, ms: +ms.toFixed(1) };
     out.textContent += JSON.stringify(line) + "\n";
   }
+  // Bad input: an error that names what is wrong, not a hang or a dead worker.
+  const unknown = await rejection(CpuEngine.create("no_such_model", null, 1, 1));
+  const huge = await rejection(CpuEngine.create(MODEL, null, 100000, 1));
+  const e = await CpuEngine.create(MODEL, null, 1, 1);
+  const short = await rejection(e.run(new Float32Array(5)));
+  const after = (await e.run(new Float32Array(3 * 224 * 224))).length;
+  e.close();
+  out.textContent += JSON.stringify({ errors: { unknown, huge, short, after } }) + "\n";
 }
 
-main().then(() => {
-  document.getElementById("status").dataset.state = "done";
-  document.getElementById("status").textContent = "done";
-}, (e) => {
-  document.getElementById("status").dataset.state = "error";
-  document.getElementById("status").textContent = `error: ${e.message ?? e}`;
-});
+reportEnd(main());

@@ -44,6 +44,26 @@ pub fn has_threads() -> bool {
     cfg!(feature = "threads")
 }
 
+/// Bytes of activations a run may hold at most: wasm32's memory is 4 GiB at most and this
+/// build's 2 GiB (`scripts/web`'s `--max-memory`), and what runs out of it aborts the module.
+const MAX_ACTIVATION_BYTES: u64 = 1 << 30;
+
+/// A clear error for a batch whose activations (every op's output, summed: an upper bound on
+/// what a run holds at once) would not fit, instead of an abort inside the run.
+fn check_memory(plan: &Plan, batch: usize) -> Result<(), JsError> {
+    let bytes = plan.activations().saturating_mul(batch as u64 * 4);
+    if batch == 0 || bytes > MAX_ACTIVATION_BYTES {
+        return Err(js_err(format!(
+            "batch {batch}: from 1 to {} images of this model at 224x224 fit in this wasm build's \
+             memory ({} activations of 4 bytes each an image, at most {} MiB)",
+            MAX_ACTIVATION_BYTES / (plan.activations().max(1) * 4),
+            plan.activations(),
+            MAX_ACTIVATION_BYTES >> 20
+        )));
+    }
+    Ok(())
+}
+
 /// One op's wall time, from [`CpuRunner::profile`].
 #[derive(Serialize)]
 pub struct OpTime {
@@ -75,6 +95,7 @@ impl CpuRunner {
     ) -> Result<CpuRunner, JsError> {
         let arch = Architecture::named(&model).map_err(js_err)?;
         let plan = Plan::new(arch, 224, 224).map_err(js_err)?;
+        check_memory(&plan, batch)?;
         let (weights, random) = match weights {
             Some(b) => (
                 Weights::from_bytes(&b, std::path::Path::new("weights"), &plan).map_err(js_err)?,
