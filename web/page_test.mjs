@@ -1,7 +1,8 @@
 // The demo page driven end to end in headless Chromium (run by `scripts/web test` after
 // `scripts/web build`): serve web/www, open the page, choose assets/chelsea.png, wait for the
 // result, check the top-1 against native `gpu_infer` on the same image and (random, seed 0)
-// weights, and save a screenshot in target/web/page.png.
+// weights, and save a screenshot in target/web/page.png; then the same with the page's CPU
+// engine (target/web/page-cpu.png).
 import { execFileSync } from "node:child_process";
 import { join, normalize } from "node:path";
 import puppeteer from "puppeteer-core";
@@ -58,7 +59,19 @@ try {
   console.log(`page test: native gpu_infer top-1 ${nativeTop.class} (${nativeTop.index})`);
   if (top.length !== 5) fail(`${top.length} classes shown, not 5`);
   if (top[0].index !== nativeTop.index) fail(`the page's top-1 ${top[0].index} is not native gpu_infer's ${nativeTop.index}`);
-  console.log("page test: ok (screenshot: target/web/page.png)");
+  // The CPU engine: the same photo, classified again once the engine is switched.
+  await page.evaluate(() => { document.getElementById("status").dataset.state = "busy"; });
+  await page.select("#engine", "cpu");
+  await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("status").dataset.state), { timeout });
+  if ((await state()) === "error") fail(await page.$eval("#status", (s) => s.textContent));
+  const cpuTop = await page.$$eval("#top li", (lis) => lis.map((li) => ({ index: Number(li.dataset.index), text: li.textContent })));
+  const cpuEngine = await page.$eval("#adapter", (p) => p.textContent);
+  const cpuTime = await page.$eval("#time", (p) => p.textContent);
+  await page.screenshot({ path: join(root, "target", "web", "page-cpu.png") });
+  console.log(`page test: ${cpuEngine}; top-1 ${cpuTop[0].text}; ${cpuTime}`);
+  if (cpuTop.length !== 5) fail(`${cpuTop.length} classes shown by the CPU engine, not 5`);
+  if (cpuTop[0].index !== nativeTop.index) fail(`the CPU engine's top-1 ${cpuTop[0].index} is not native gpu_infer's ${nativeTop.index}`);
+  console.log("page test: ok (screenshots: target/web/page.png, page-cpu.png)");
 } finally {
   await browser.close();
   server.close();

@@ -39,7 +39,7 @@ use crate::tensor::Tensor;
 mod pil;
 #[cfg(feature = "image")]
 #[cfg_attr(docsrs, doc(cfg(feature = "image")))]
-pub use pil::{center_crop, load_rgb8, resize_bilinear_pil};
+pub use pil::{center_crop, decode_rgb8, load_rgb8, resize_bilinear_pil};
 
 /// ImageNet channel means (RGB), as torchvision's presets use them.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];

@@ -129,11 +129,22 @@ pub fn center_crop(img: &RgbImage, height: usize, width: usize) -> RgbImage {
 pub fn load_rgb8(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_rgb8(&bytes, path)
+}
+
+/// [`load_rgb8`] on a file's bytes (a web page's chosen file, say): errors name `path`.
+///
+/// ```
+/// use regnet_wgpu::preprocess::decode_rgb8;
+/// let err = decode_rgb8(b"not an image", "upload.png".as_ref()).unwrap_err();
+/// assert!(err.to_string().contains("upload.png"));
+/// ```
+pub fn decode_rgb8(bytes: &[u8], path: &Path) -> Result<RgbImage> {
     let image_err = |reason: String| Error::Image {
         path: path.to_path_buf(),
         reason,
     };
-    let reader = image::ImageReader::new(Cursor::new(&bytes))
+    let reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| image_err(e.to_string()))?;
     match reader.format() {

@@ -45,6 +45,10 @@ export class CpuEngine {
     return r.logits;
   }
 
+  /** The `k` most probable classes of a PNG or JPEG file's bytes (an engine of batch 1):
+   *  `{ top: [{ index, name, probability }], ms }`. */
+  async classify(image, k) { return (await this.#call({ op: "classify", image, k })).result; }
+
   /** Each op's wall time in one run: `[{label, ms}]`. */
   async profile(input) { return (await this.#call({ op: "profile", input })).rows; }
 

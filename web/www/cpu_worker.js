@@ -30,6 +30,9 @@ const handlers = {
     const logits = runner.run(input);
     return { logits, ms: performance.now() - t0, transfer: [logits.buffer] };
   },
+  classify({ image, k }) {
+    return { result: runner.classify(image, k) };
+  },
   profile({ input }) {
     return { rows: runner.profile(input) };
   },

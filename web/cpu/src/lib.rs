@@ -19,8 +19,10 @@
 //! The crate is for wasm32: on other targets it is empty.
 #![cfg(target_arch = "wasm32")]
 
+use regnet_wgpu::classes::class_name;
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
+use regnet_wgpu::preprocess::{decode_rgb8, stack, EvalTransform};
 use regnet_wgpu::{Plan, Tensor, Weights};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -62,6 +64,26 @@ fn check_memory(plan: &Plan, batch: usize) -> Result<(), JsError> {
         )));
     }
     Ok(())
+}
+
+/// One class of a result.
+#[derive(Serialize)]
+pub struct Class {
+    /// Index in the model's classes.
+    pub index: usize,
+    /// ImageNet's name for it (or `class N` for other heads).
+    pub name: String,
+    /// Softmax probability.
+    pub probability: f32,
+}
+
+/// What [`CpuRunner::classify`] returns.
+#[derive(Serialize)]
+pub struct Classified {
+    /// The top classes, most probable first.
+    pub top: Vec<Class>,
+    /// Milliseconds from the file's bytes to the logits (decoding, preprocessing, inference).
+    pub ms: f64,
 }
 
 /// One op's wall time, from [`CpuRunner::profile`].
@@ -135,6 +157,40 @@ impl CpuRunner {
         let x = self.input(input).map_err(js_err)?;
         let logits = self.cpu.run(&x).map_err(js_err)?;
         Ok(js_sys::Float32Array::from(&logits.data[..]))
+    }
+
+    /// Classifies a PNG or JPEG file's bytes (a runner made for batch 1): decoded and
+    /// preprocessed as `gpu_infer` does (PIL's RGB conversion, torchvision's evaluation
+    /// transform, PIL-exact), then `{ top: [{ index, name, probability }], ms }` with the `k`
+    /// most probable classes.
+    pub fn classify(&self, image: Vec<u8>, k: usize) -> Result<JsValue, JsError> {
+        if self.batch != 1 {
+            return Err(js_err(format!(
+                "classify takes one image: this runner is for batch {}",
+                self.batch
+            )));
+        }
+        let t0 = js_sys::Date::now();
+        let rgb = decode_rgb8(&image, std::path::Path::new("image")).map_err(js_err)?;
+        let x = EvalTransform::default().apply(&rgb).map_err(js_err)?;
+        let logits = self
+            .cpu
+            .run(&stack(&[x]).map_err(js_err)?)
+            .map_err(js_err)?;
+        let classes = logits.shape[1];
+        let top = (logits.softmax_rows().top_k(0, k))
+            .into_iter()
+            .map(|(index, probability)| Class {
+                index,
+                name: class_name(classes, index),
+                probability,
+            })
+            .collect();
+        let result = Classified {
+            top,
+            ms: js_sys::Date::now() - t0,
+        };
+        serde_wasm_bindgen::to_value(&result).map_err(js_err)
     }
 
     /// Wall time of every op of one run (as [`CpuRunner::run`]): an array of `{label, ms}`
