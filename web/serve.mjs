@@ -2,7 +2,8 @@
 // maps to onnxruntime-web's dist/ in node_modules, `/fixtures/` to the folder `fixtures` when
 // given (the test of the CPU engine reads torchvision's reference there), and with `isolated`
 // every response carries the cross-origin isolation headers (COOP/COEP) that let ONNX
-// Runtime's wasm backend and regnet-cpu use threads. `node web/serve.mjs [PORT]` serves it isolated until Ctrl-C.
+// Runtime's wasm backend and regnet-cpu use threads. `node web/serve.mjs [PORT]` serves it
+// isolated until Ctrl-C.
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize } from "node:path";

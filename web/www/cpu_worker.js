@@ -20,7 +20,15 @@ const handlers = {
   async create({ model, weights, batch, threads, relaxedSimd }) {
     const relaxed = relaxedSimd ?? hasRelaxedSimd();
     cpu = await import(relaxed ? "./pkg-cpu-relaxed/regnet_web_cpu.js" : "./pkg-cpu/regnet_web_cpu.js");
-    await cpu.default();
+    try {
+      await cpu.default();
+    } catch (e) {
+      // A threaded build's memory is shared; some browsers make one only on isolated pages.
+      const hint = self.crossOriginIsolated ? "" : " (the page is not cross-origin isolated, which"
+        + " this browser may need for the threaded build's shared memory: serve it with the COOP"
+        + " and COEP headers, as `node web/serve.mjs` does)";
+      throw new Error(`cannot start the CPU engine's wasm module${hint}: ${e.message ?? e}`);
+    }
     if (cpu.hasThreads() && self.crossOriginIsolated && threads > 1) await cpu.initThreadPool(threads);
     runner = cpu.CpuRunner.create(model, weights, batch);
     return { threads: cpu.threads(), hasThreads: cpu.hasThreads(), relaxedSimd: relaxed, macs: runner.macs, randomWeights: runner.randomWeights };
