@@ -14,6 +14,11 @@
 //!
 //! It is portable code, so its unit tests run on every target.
 
+use std::cell::Cell;
+
+use super::lanes;
+use super::shared::with_reused;
+
 /// Rows of `lhs` (and `dst`) per micro-kernel call.
 const MR: usize = 3;
 /// Columns of `rhs` (and `dst`) per micro-kernel call: three 4-lane vectors.
@@ -43,49 +48,52 @@ pub(crate) unsafe fn sgemm(
     dst_rs: usize,
     accumulate: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(k == 0 || lhs.len() >= (m - 1) * lhs_rs + k);
-    assert!(k == 0 || rhs.len() >= (k - 1) * rhs_rs + n);
-    let mut panel = vec![0.0f32; KC.min(k) * NR];
-    let mut k0 = 0;
-    loop {
-        let kc = KC.min(k - k0);
-        // The first block writes (or, with `accumulate`, adds); the others add.
-        let add = accumulate || k0 > 0;
-        let panel = &mut panel[..kc * NR];
-        for j0 in (0..n).step_by(NR) {
-            let cols = NR.min(n - j0);
-            pack_panel(panel, rhs, rhs_rs, k0, j0, cols);
-            for i0 in (0..m).step_by(MR) {
-                let a = Rows {
-                    lhs,
-                    stride: lhs_rs,
-                    first: i0,
-                    k0,
-                    kc,
-                };
-                let out = Block {
-                    // SAFETY: row i0 of the destination, valid by the caller's contract.
-                    dst: unsafe { dst.add(i0 * dst_rs + j0) },
-                    stride: dst_rs,
-                    cols,
-                    add,
-                };
-                const { assert!(MR == 3) };
-                match MR.min(m - i0) {
-                    3 => micro::<3>(&a, panel, out),
-                    2 => micro::<2>(&a, panel, out),
-                    _ => micro::<1>(&a, panel, out),
+    // Reads of lhs and rhs are bounds-checked slices (the caller, `conv::sgemm_raw`, has
+    // already checked their sizes); only the writes to dst go through the pointer.
+    with_reused(&PANEL, KC.min(k) * NR, |panel| {
+        let mut k0 = 0;
+        loop {
+            let kc = KC.min(k - k0);
+            // The first block writes (or, with `accumulate`, adds); the others add.
+            let add = accumulate || k0 > 0;
+            let panel = &mut panel[..kc * NR];
+            for j0 in (0..n).step_by(NR) {
+                let cols = NR.min(n - j0);
+                pack_panel(panel, rhs, rhs_rs, k0, j0, cols);
+                for i0 in (0..m).step_by(MR) {
+                    let a = Rows {
+                        lhs,
+                        stride: lhs_rs,
+                        first: i0,
+                        k0,
+                        kc,
+                    };
+                    let out = Block {
+                        // Row i0, column j0 of the destination: inside it (sgemm's contract).
+                        dst: dst.wrapping_add(i0 * dst_rs + j0),
+                        stride: dst_rs,
+                        cols,
+                        add,
+                    };
+                    const { assert!(MR == 3) };
+                    match MR.min(m - i0) {
+                        3 => micro::<3>(&a, panel, out),
+                        2 => micro::<2>(&a, panel, out),
+                        _ => micro::<1>(&a, panel, out),
+                    }
                 }
             }
+            k0 += kc;
+            if k0 >= k {
+                break;
+            }
         }
-        k0 += kc;
-        if k0 >= k {
-            break;
-        }
-    }
+    })
+}
+
+thread_local! {
+    /// The panel of `rhs` columns, kept between calls (every float is packed before use).
+    static PANEL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// `panel[kk][..cols] = rhs[k0 + kk][j0..j0 + cols]`, zeros after `cols`.
@@ -116,8 +124,6 @@ struct Block {
     cols: usize,
     add: bool,
 }
-
-use super::lanes;
 
 /// `R x NR` sums of `R` rows of `lhs` times the panel, into `out`.
 #[inline(always)]

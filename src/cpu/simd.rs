@@ -2,9 +2,9 @@
 //!
 //! Each kernel has a portable build (plain Rust over the 4-lane vectors of [`super::lanes`]:
 //! arrays that LLVM vectorises for the target's baseline, or wasm SIMD128) and, on x86-64
-//! machines that have them, an AVX2 + FMA build chosen at run time. The outermost function of such a build carries
-//! `#[target_feature]`, and what it calls is `#[inline(always)]` or has the same features,
-//! so that all of it is compiled for them.
+//! machines that have them, an AVX2 + FMA build chosen at run time. The outermost function of
+//! such a build carries `#[target_feature]`, and what it calls is `#[inline(always)]` or has
+//! the same features, so that all of it is compiled for them.
 
 /// The instruction set a kernel runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
