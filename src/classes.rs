@@ -18,3 +18,41 @@ pub fn class_name(classes: usize, i: usize) -> String {
         format!("class {i}")
     }
 }
+
+/// One class of a classification: its index, its name and its softmax probability (what
+/// [`top_classes`] gives; the web APIs hand it to JavaScript as `{ index, name, probability }`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Class {
+    /// Index in the model's classes.
+    pub index: usize,
+    /// ImageNet's name for it (or `class N` for other heads: [`class_name`]).
+    pub name: String,
+    /// Softmax probability.
+    pub probability: f32,
+}
+
+/// The `k` most probable classes of row `row` of `logits` (`[N, classes]`), most probable
+/// first.
+///
+/// ```
+/// use regnet_wgpu::{classes::{class_name, top_classes}, Tensor};
+/// let logits = Tensor::new(vec![1, 1000], (0..1000).map(|i| i as f32 / 100.0).collect())?;
+/// let top = top_classes(&logits, 0, 2);
+/// assert_eq!((top[0].index, top[1].index), (999, 998));
+/// assert_eq!(top[0].name, class_name(1000, 999));
+/// assert!(top[0].probability > top[1].probability);
+/// # Ok::<(), regnet_wgpu::Error>(())
+/// ```
+pub fn top_classes(logits: &crate::Tensor, row: usize, k: usize) -> Vec<Class> {
+    let classes = logits.shape[1];
+    logits
+        .softmax_rows()
+        .top_k(row, k)
+        .into_iter()
+        .map(|(index, probability)| Class {
+            index,
+            name: class_name(classes, index),
+            probability,
+        })
+        .collect()
+}

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use regnet_wgpu::classes::class_name;
+use regnet_wgpu::classes::{top_classes, Class};
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::gpu::tiling::Tiling;
 use regnet_wgpu::gpu::{
@@ -86,17 +86,6 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// One class of a result.
-#[derive(Serialize)]
-pub struct Class {
-    /// Index in the model's classes.
-    pub index: usize,
-    /// ImageNet's name for it (or `class N` for other heads).
-    pub name: String,
-    /// Softmax probability.
-    pub probability: f32,
-}
-
 /// One dispatch's device time, from [`Runner::profile`].
 #[derive(Serialize)]
 pub struct DispatchTime {
@@ -128,21 +117,6 @@ struct Inner {
 #[wasm_bindgen]
 pub struct Classifier {
     inner: Rc<Inner>,
-}
-
-/// The `k` most probable classes of the first row of `logits`.
-pub fn top_k(logits: &Tensor, k: usize) -> Vec<Class> {
-    let classes = logits.shape[1];
-    logits
-        .softmax_rows()
-        .top_k(0, k)
-        .into_iter()
-        .map(|(index, probability)| Class {
-            index,
-            name: class_name(classes, index),
-            probability,
-        })
-        .collect()
 }
 
 impl Inner {
@@ -258,7 +232,7 @@ impl Classifier {
             let t0 = now_ms();
             let logits = inner.classify(bitmap).await.map_err(js_err)?;
             let result = Classified {
-                top: top_k(&logits, k),
+                top: top_classes(&logits, 0, k),
                 ms: now_ms() - t0,
             };
             serde_wasm_bindgen::to_value(&result).map_err(|e| js_err(e).into())

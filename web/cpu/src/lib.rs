@@ -19,7 +19,7 @@
 //! The crate is for wasm32: on other targets it is empty.
 #![cfg(target_arch = "wasm32")]
 
-use regnet_wgpu::classes::class_name;
+use regnet_wgpu::classes::{top_classes, Class};
 use regnet_wgpu::config::Architecture;
 use regnet_wgpu::cpu::CpuBackend;
 use regnet_wgpu::preprocess::{decode_rgb8, stack, EvalTransform};
@@ -64,17 +64,6 @@ fn check_memory(plan: &Plan, batch: usize) -> Result<(), JsError> {
         )));
     }
     Ok(())
-}
-
-/// One class of a result.
-#[derive(Serialize)]
-pub struct Class {
-    /// Index in the model's classes.
-    pub index: usize,
-    /// ImageNet's name for it (or `class N` for other heads).
-    pub name: String,
-    /// Softmax probability.
-    pub probability: f32,
 }
 
 /// What [`CpuRunner::classify`] returns.
@@ -177,17 +166,8 @@ impl CpuRunner {
             .cpu
             .run(&stack(&[x]).map_err(js_err)?)
             .map_err(js_err)?;
-        let classes = logits.shape[1];
-        let top = (logits.softmax_rows().top_k(0, k))
-            .into_iter()
-            .map(|(index, probability)| Class {
-                index,
-                name: class_name(classes, index),
-                probability,
-            })
-            .collect();
         let result = Classified {
-            top,
+            top: top_classes(&logits, 0, k),
             ms: js_sys::Date::now() - t0,
         };
         serde_wasm_bindgen::to_value(&result).map_err(js_err)
