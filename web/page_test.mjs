@@ -37,40 +37,37 @@ try {
   page.on("pageerror", (e) => console.log(`page error: ${e.message}`));
   await page.setViewport({ width: 1000, height: 700 });
   await page.goto(url);
-  const state = () => page.$eval("#status", (s) => s.dataset.state);
-  await page.waitForFunction(() => ["ready", "error"].includes(document.getElementById("status").dataset.state), { timeout });
-  if ((await state()) === "error") fail(await page.$eval("#status", (s) => s.textContent));
+  // Waits for the page's status to reach one of `states`; fails on an error.
+  const until = async (states) => {
+    await page.waitForFunction((st) => st.includes(document.getElementById("status").dataset.state), { timeout }, [...states, "error"]);
+    const status = await page.$eval("#status", (s) => ({ state: s.dataset.state, text: s.textContent }));
+    if (status.state === "error") fail(status.text);
+  };
+  // Runs `action` (which makes the page classify), waits for the result, keeps a screenshot,
+  // and checks the five classes shown against native gpu_infer's top-1.
+  const classified = async (what, action, screenshot) => {
+    await page.evaluate(() => { document.getElementById("status").dataset.state = "busy"; });
+    await action();
+    await until(["done"]);
+    const top = await page.$$eval("#top li", (lis) => lis.map((li) => ({ index: Number(li.dataset.index), text: li.textContent })));
+    const engine = await page.$eval("#adapter", (p) => p.textContent);
+    const time = await page.$eval("#time", (p) => p.textContent);
+    await page.screenshot({ path: join(root, "target", "web", screenshot) });
+    console.log(`page test: ${engine}; top-1 ${top[0].text}; ${time}`);
+    if (top.length !== 5) fail(`${what}: ${top.length} classes shown, not 5`);
+    if (top[0].index !== nativeTop.index) fail(`${what}: the page's top-1 ${top[0].index} is not native gpu_infer's ${nativeTop.index}`);
+  };
+  await until(["ready"]);
   const input = await page.$("#image");
   await input.uploadFile(image);
-  await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("status").dataset.state), { timeout });
-  if ((await state()) === "error") fail(await page.$eval("#status", (s) => s.textContent));
+  await until(["done"]);
   const firstTime = await page.$eval("#time", (p) => p.textContent);
   console.log(`page test: first run ${firstTime}`);
-  // Once more, warm: what a user sees from the second image on.
-  await page.evaluate(() => { document.getElementById("status").dataset.state = "busy"; });
-  await page.click("#again");
-  await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("status").dataset.state), { timeout });
-  if ((await state()) === "error") fail(await page.$eval("#status", (s) => s.textContent));
-  const top = await page.$$eval("#top li", (lis) => lis.map((li) => ({ index: Number(li.dataset.index), text: li.textContent })));
-  const adapter = await page.$eval("#adapter", (p) => p.textContent);
-  const time = await page.$eval("#time", (p) => p.textContent);
-  await page.screenshot({ path: join(root, "target", "web", "page.png") });
-  console.log(`page test: ${adapter}; top-1 ${top[0].text}; ${time}`);
   console.log(`page test: native gpu_infer top-1 ${nativeTop.class} (${nativeTop.index})`);
-  if (top.length !== 5) fail(`${top.length} classes shown, not 5`);
-  if (top[0].index !== nativeTop.index) fail(`the page's top-1 ${top[0].index} is not native gpu_infer's ${nativeTop.index}`);
+  // Once more, warm: what a user sees from the second image on.
+  await classified("WebGPU", () => page.click("#again"), "page.png");
   // The CPU engine: the same photo, classified again once the engine is switched.
-  await page.evaluate(() => { document.getElementById("status").dataset.state = "busy"; });
-  await page.select("#engine", "cpu");
-  await page.waitForFunction(() => ["done", "error"].includes(document.getElementById("status").dataset.state), { timeout });
-  if ((await state()) === "error") fail(await page.$eval("#status", (s) => s.textContent));
-  const cpuTop = await page.$$eval("#top li", (lis) => lis.map((li) => ({ index: Number(li.dataset.index), text: li.textContent })));
-  const cpuEngine = await page.$eval("#adapter", (p) => p.textContent);
-  const cpuTime = await page.$eval("#time", (p) => p.textContent);
-  await page.screenshot({ path: join(root, "target", "web", "page-cpu.png") });
-  console.log(`page test: ${cpuEngine}; top-1 ${cpuTop[0].text}; ${cpuTime}`);
-  if (cpuTop.length !== 5) fail(`${cpuTop.length} classes shown by the CPU engine, not 5`);
-  if (cpuTop[0].index !== nativeTop.index) fail(`the CPU engine's top-1 ${cpuTop[0].index} is not native gpu_infer's ${nativeTop.index}`);
+  await classified("the CPU engine", () => page.select("#engine", "cpu"), "page-cpu.png");
   console.log("page test: ok (screenshots: target/web/page.png, page-cpu.png)");
 } finally {
   await browser.close();
